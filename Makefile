@@ -1,0 +1,48 @@
+# duetime — `make up` starts the whole local stack, `make test` runs every check against it.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STACK := deploy/local/stack.sh
+
+.PHONY: setup up down status test lint unit test-stack bench schemas clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) is required"; exit 1; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]' --config-settings editable_mode=compat
+	touch $@
+
+up: setup
+	$(STACK) up
+
+down:
+	$(STACK) down
+
+status:
+	$(STACK) status
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy .
+
+unit: setup
+	$(VENV)/bin/pytest tests/unit -q
+
+# Runs the stack tests against a running stack; starts one (and stops it after) if none is up.
+test-stack: setup
+	deploy/local/with-stack.sh $(VENV)/bin/pytest tests/integration tests/e2e tests/faults -q
+
+test: lint unit test-stack
+
+bench: setup
+	deploy/local/with-stack.sh $(PY) -m bench.timers
+
+schemas: setup
+	$(PY) -m schemas.export
+
+clean: down
+	rm -rf .stack

@@ -1,0 +1,974 @@
+#!/usr/bin/env bash
+# duetime local stack (no containers): Kafka (KRaft), PostgreSQL, Redis, the duetime services
+# and an nginx gateway, all on 127.0.0.1, all state under <repo>/.stack/.
+#
+#   stack.sh up                  start everything that is not running yet, wait until ready
+#   stack.sh down                stop everything, in reverse order
+#   stack.sh start <component>   start one component (and wait until it is ready)
+#   stack.sh stop <component>    SIGTERM, wait up to 15 s, then SIGKILL
+#   stack.sh kill <component>    SIGKILL (crash simulation)
+#   stack.sh restart <component>
+#   stack.sh status [component]  exit 0 when it (default: everything `up` starts) runs, else 1
+#   stack.sh logs <component>    follow its log
+#
+# Components: kafka postgres redis job_service search_service writer watcher dispatcher
+# executor gateway (alias nginx). A second (third, …) instance of a service is
+# <service>-<n>, e.g. executor-2: same service, port = base + 10*(n-1), own pid file and log.
+#
+# DUETIME_STACK_INFRA_ONLY=1 makes `up` start only kafka, postgres, redis and the gateway.
+# Ports: DUETIME_{KAFKA,KAFKA_CONTROLLER,POSTGRES,REDIS,GATEWAY}_PORT and
+# DUETIME_{JOB_SERVICE,SEARCH_SERVICE,WRITER,WATCHER,DISPATCHER,EXECUTOR}_PORT.
+set -euo pipefail
+
+SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$SCRIPT_DIR/../.." && pwd)
+STACK="$REPO/.stack"
+LOGS="$STACK/logs"
+RUN="$STACK/run"
+NGINX_DIR="$STACK/nginx"
+KAFKA_DIR="$STACK/kafka"
+KAFKA_LIBS="$KAFKA_DIR/libs"
+PG_DIR="$STACK/pg"
+REDIS_DIR="$STACK/redis"
+API_KEYS_FILE="$STACK/api_keys"
+ENV_FILE="$STACK/env"
+PY="${DUETIME_PYTHON:-$REPO/.venv/bin/python}"
+
+KAFKA_PORT="${DUETIME_KAFKA_PORT:-19092}"
+KAFKA_CONTROLLER_PORT="${DUETIME_KAFKA_CONTROLLER_PORT:-19093}"
+POSTGRES_PORT="${DUETIME_POSTGRES_PORT:-15432}"
+REDIS_PORT="${DUETIME_REDIS_PORT:-16379}"
+GATEWAY_PORT="${DUETIME_GATEWAY_PORT:-18080}"
+
+INFRA=(kafka postgres redis)
+SERVICES=(job_service search_service writer watcher dispatcher executor)
+
+KAFKA_READY_TIMEOUT="${DUETIME_KAFKA_READY_TIMEOUT:-90}"
+PG_READY_TIMEOUT="${DUETIME_POSTGRES_READY_TIMEOUT:-60}"
+REDIS_READY_TIMEOUT="${DUETIME_REDIS_READY_TIMEOUT:-30}"
+SERVICE_READY_TIMEOUT="${DUETIME_SERVICE_READY_TIMEOUT:-30}"
+GATEWAY_READY_TIMEOUT="${DUETIME_GATEWAY_READY_TIMEOUT:-15}"
+STOP_TIMEOUT="${DUETIME_STOP_TIMEOUT:-15}"
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+# ---------------------------------------------------------------------------------------------
+
+log() { printf '[stack] %s\n' "$*"; }
+warn() { printf '[stack] WARNING: %s\n' "$*" >&2; }
+die() {
+    printf '[stack] ERROR: %s\n' "$*" >&2
+    exit 1
+}
+have() { command -v "$1" >/dev/null 2>&1; }
+is_root() { [[ $(id -u) -eq 0 ]]; }
+
+service_base_port() {
+    case "$1" in
+        job_service) echo "${DUETIME_JOB_SERVICE_PORT:-18101}" ;;
+        search_service) echo "${DUETIME_SEARCH_SERVICE_PORT:-18102}" ;;
+        writer) echo "${DUETIME_WRITER_PORT:-18103}" ;;
+        watcher) echo "${DUETIME_WATCHER_PORT:-18104}" ;;
+        dispatcher) echo "${DUETIME_DISPATCHER_PORT:-18105}" ;;
+        executor) echo "${DUETIME_EXECUTOR_PORT:-18106}" ;;
+        *) return 1 ;;
+    esac
+}
+
+is_service_name() {
+    local s
+    for s in "${SERVICES[@]}"; do [[ $1 == "$s" ]] && return 0; done
+    return 1
+}
+
+# Canonical component name, or die. Accepts aliases and <service>-<n> instances.
+canonical() {
+    local c=$1
+    case "$c" in
+        nginx | gateway) echo gateway ;;
+        pg | postgresql | postgres) echo postgres ;;
+        kafka | redis) echo "$c" ;;
+        *)
+            if is_service_name "$c"; then
+                echo "$c"
+            elif [[ $c =~ ^([a-z_]+)-([0-9]+)$ ]] && is_service_name "${BASH_REMATCH[1]}"; then
+                if ((10#${BASH_REMATCH[2]} <= 1)); then
+                    echo "${BASH_REMATCH[1]}"
+                else
+                    echo "${BASH_REMATCH[1]}-$((10#${BASH_REMATCH[2]}))"
+                fi
+            else
+                die "unknown component '$c' (kafka postgres redis ${SERVICES[*]} gateway, or <service>-<n>)"
+            fi
+            ;;
+    esac
+}
+
+is_service_instance() { [[ $1 =~ ^([a-z_]+)(-[0-9]+)?$ ]] && is_service_name "${BASH_REMATCH[1]}"; }
+instance_service() { echo "${1%%-*}"; }
+instance_port() {
+    local inst=$1 svc n=1 base
+    svc=$(instance_service "$inst")
+    [[ $inst == *-* ]] && n=${inst##*-}
+    base=$(service_base_port "$svc")
+    echo $((base + 10 * (n - 1)))
+}
+
+component_port() {
+    case "$1" in
+        kafka) echo "$KAFKA_PORT" ;;
+        postgres) echo "$POSTGRES_PORT" ;;
+        redis) echo "$REDIS_PORT" ;;
+        gateway) echo "$GATEWAY_PORT" ;;
+        *) instance_port "$1" ;;
+    esac
+}
+
+component_log() { echo "$LOGS/$1.log"; }
+pid_file() { echo "$RUN/$1.pid"; }
+
+# Text that must appear in the command line of a component's process: protects against a
+# stale pid file whose pid now belongs to some unrelated process.
+cmdline_marker() {
+    case "$1" in
+        kafka) echo "kafka.Kafka" ;;
+        postgres) echo "postgres" ;;
+        redis) echo "redis-server" ;;
+        gateway) echo "nginx" ;;
+        *) echo "duetime" ;;
+    esac
+}
+
+read_pid() {
+    local f
+    f=$(pid_file "$1")
+    [[ -s $f ]] || return 1
+    local pid
+    pid=$(head -n1 "$f" | tr -d '[:space:]')
+    [[ $pid =~ ^[0-9]+$ ]] || return 1
+    echo "$pid"
+}
+
+pid_alive() {
+    local pid=$1 state
+    kill -0 "$pid" 2>/dev/null || return 1
+    # A zombie answers kill -0 but is gone.
+    state=$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null || true)
+    [[ -n $state && $state != Z && $state != X ]]
+}
+
+# Running = pid file, live pid, and the process is what we think it is.
+is_running() {
+    local name=$1 pid cmd
+    pid=$(read_pid "$name") || return 1
+    pid_alive "$pid" || return 1
+    cmd=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null || true)
+    [[ $cmd == *"$(cmdline_marker "$name")"* ]]
+}
+
+port_open() {
+    timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null
+}
+
+ensure_port_free() {
+    local name=$1 port=$2 var=$3
+    if port_open "$port"; then
+        die "$name: port 127.0.0.1:$port is already in use by a process this script did not start (set $var to use another port)"
+    fi
+}
+
+log_offset() {
+    local f=$1
+    if [[ -f $f ]]; then stat -c %s "$f"; else echo 0; fi
+}
+
+# fail_start <name> <reason> <log> [more logs...]: name the component and its log, show the tail.
+fail_start() {
+    local name=$1 reason=$2
+    shift 2
+    local f
+    printf '[stack] ERROR: %s did not start: %s (log: %s)\n' "$name" "$reason" "${1:-none}" >&2
+    for f in "$@"; do
+        [[ -f $f ]] || continue
+        printf '[stack] last 20 lines of %s:\n' "$f" >&2
+        tail -n 20 "$f" | sed 's/^/    /' >&2
+    done
+    exit 1
+}
+
+# wait_ready <name> <timeout-seconds> <check-function> <log> [more logs...]
+wait_ready() {
+    local name=$1 timeout=$2 check=$3
+    shift 3
+    local deadline=$((SECONDS + timeout))
+    while ! "$check"; do
+        if ! is_running "$name"; then
+            rm -f "$(pid_file "$name")"
+            fail_start "$name" "the process exited" "$@"
+        fi
+        if ((SECONDS >= deadline)); then
+            warn "$name not ready after ${timeout}s; stopping it"
+            stop_component "$name" >/dev/null 2>&1 || true
+            fail_start "$name" "not ready after ${timeout}s" "$@"
+        fi
+        sleep 0.5
+    done
+}
+
+# The processes that make up a running component: its pid, the members of the process group it
+# leads (every component is started with setsid), and its direct children (postgres backends
+# run in sessions of their own).
+family_pids() {
+    local pid=$1
+    {
+        echo "$pid"
+        pgrep -g "$pid" 2>/dev/null || true
+        pgrep -P "$pid" 2>/dev/null || true
+    } | sort -un
+}
+
+# signal_component <signal> <pid> [family pids...]
+signal_component() {
+    local sig=$1 pid=$2 p
+    shift 2
+    kill -s "$sig" -- "-$pid" 2>/dev/null || kill -s "$sig" "$pid" 2>/dev/null || true
+    for p in "$@"; do
+        [[ $p == "$pid" ]] && continue
+        if pid_alive "$p"; then kill -s "$sig" "$p" 2>/dev/null || true; fi
+    done
+}
+
+# wait_gone <timeout> <pids...>: true once none of the pids is alive.
+wait_gone() {
+    local timeout=$1 deadline p alive
+    shift
+    deadline=$((SECONDS + timeout))
+    while :; do
+        alive=0
+        for p in "$@"; do
+            if pid_alive "$p"; then
+                alive=1
+                break
+            fi
+        done
+        ((alive == 0)) && return 0
+        ((SECONDS >= deadline)) && return 1
+        sleep 0.2
+    done
+}
+
+# ---------------------------------------------------------------------------------------------
+# prerequisites
+# ---------------------------------------------------------------------------------------------
+
+pg_bin_dir() {
+    local d
+    if [[ -n ${DUETIME_PG_BIN:-} ]]; then
+        [[ -x $DUETIME_PG_BIN/pg_ctl ]] && echo "$DUETIME_PG_BIN" && return 0
+        return 1
+    fi
+    d=$(printf '%s\n' /usr/lib/postgresql/*/bin | sort -V | tail -n1)
+    if [[ -n $d && -x $d/pg_ctl && -x $d/initdb && -x $d/postgres ]]; then
+        echo "$d"
+        return 0
+    fi
+    if have pg_ctl && have initdb; then
+        dirname "$(readlink -f "$(command -v pg_ctl)")"
+        return 0
+    fi
+    return 1
+}
+
+nginx_bin() {
+    if have nginx; then
+        command -v nginx
+    elif [[ -x /usr/sbin/nginx ]]; then
+        echo /usr/sbin/nginx
+    else
+        return 1
+    fi
+}
+
+ensure_packages() {
+    local missing=()
+    pg_bin_dir >/dev/null || missing+=(postgres)
+    { have redis-server && have redis-cli; } || missing+=(redis)
+    nginx_bin >/dev/null || missing+=(nginx)
+    ((${#missing[@]} == 0)) && return 0
+    log "missing: ${missing[*]} — installing postgresql redis-server nginx-light with apt-get"
+    local sudo=()
+    if ! is_root; then
+        have sudo || die "need root (or sudo) to apt-get install postgresql redis-server nginx-light"
+        sudo=(sudo)
+    fi
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+        -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
+        postgresql redis-server nginx-light
+    pg_bin_dir >/dev/null || die "postgres binaries still missing after apt-get install"
+    { have redis-server && have redis-cli; } || die "redis-server still missing after apt-get install"
+    nginx_bin >/dev/null || die "nginx still missing after apt-get install"
+}
+
+ensure_tools() {
+    local t
+    for t in curl python3 timeout setsid pgrep flock; do
+        have "$t" || die "'$t' is required but not installed"
+    done
+}
+
+ensure_dirs() {
+    mkdir -p "$LOGS" "$RUN" "$KAFKA_DIR" "$PG_DIR" "$REDIS_DIR" "$NGINX_DIR"
+    # The postgres OS user must be able to traverse .stack to reach .stack/pg.
+    chmod 755 "$STACK"
+}
+
+# ---------------------------------------------------------------------------------------------
+# kafka
+# ---------------------------------------------------------------------------------------------
+
+kafka_java_opts() {
+    echo "-Xms256m -Xmx768m -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true"
+}
+
+ensure_kafka_libs() {
+    if compgen -G "$KAFKA_LIBS/kafka_2.13-*.jar" >/dev/null &&
+        compgen -G "$KAFKA_LIBS/log4j-slf4j-impl-*.jar" >/dev/null; then
+        return 0
+    fi
+    have mvn || die "kafka: jars missing in $KAFKA_LIBS and 'mvn' is not installed"
+    log "kafka: fetching jars with maven into $KAFKA_LIBS (log: $LOGS/kafka-mvn.log)"
+    local tmp="$KAFKA_DIR/libs.tmp.$$"
+    rm -rf "$tmp"
+    if ! mvn -q -B -Dstyle.color=never -f "$SCRIPT_DIR/kafka-pom.xml" dependency:copy-dependencies \
+        -DoutputDirectory="$tmp" -DincludeScope=runtime >"$LOGS/kafka-mvn.log" 2>&1; then
+        rm -rf "$tmp"
+        fail_start kafka "maven could not fetch the Kafka jars" "$LOGS/kafka-mvn.log"
+    fi
+    compgen -G "$tmp/kafka_2.13-*.jar" >/dev/null || fail_start kafka "no kafka_2.13 jar after maven" "$LOGS/kafka-mvn.log"
+    rm -rf "$KAFKA_LIBS"
+    mv "$tmp" "$KAFKA_LIBS"
+}
+
+write_kafka_properties() {
+    cat >"$KAFKA_DIR/server.properties" <<EOF
+# generated by deploy/local/stack.sh — edits are overwritten on the next start
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:$KAFKA_CONTROLLER_PORT
+listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
+inter.broker.listener.name=PLAINTEXT
+controller.listener.names=CONTROLLER
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+log.dirs=$KAFKA_DIR/data
+num.partitions=6
+default.replication.factor=1
+min.insync.replicas=1
+offsets.topic.replication.factor=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+group.initial.rebalance.delay.ms=0
+auto.create.topics.enable=false
+EOF
+}
+
+KAFKA_LOG_OFFSET=0
+kafka_ready() {
+    port_open "$KAFKA_PORT" &&
+        tail -c +"$((KAFKA_LOG_OFFSET + 1))" "$(component_log kafka)" 2>/dev/null | grep -q 'Kafka Server started'
+}
+
+start_kafka() {
+    local logf
+    logf=$(component_log kafka)
+    if is_running kafka; then
+        log "kafka: already running (pid $(read_pid kafka))"
+        KAFKA_LOG_OFFSET=0
+        wait_ready kafka "$KAFKA_READY_TIMEOUT" port_open_kafka "$logf"
+        return 0
+    fi
+    rm -f "$(pid_file kafka)"
+    ensure_port_free kafka "$KAFKA_PORT" DUETIME_KAFKA_PORT
+    ensure_port_free kafka "$KAFKA_CONTROLLER_PORT" DUETIME_KAFKA_CONTROLLER_PORT
+    have java || die "kafka: 'java' (17+) is required but not installed"
+    ensure_kafka_libs
+    mkdir -p "$KAFKA_DIR/data"
+    write_kafka_properties
+    local cp="$KAFKA_LIBS/*" l4j="$SCRIPT_DIR/kafka-log4j2.properties"
+    if [[ ! -f $KAFKA_DIR/data/meta.properties ]]; then
+        if [[ ! -s $KAFKA_DIR/cluster.id ]]; then
+            python3 -c 'import base64, os; print(base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("="))' \
+                >"$KAFKA_DIR/cluster.id"
+        fi
+        log "kafka: formatting storage (cluster id $(<"$KAFKA_DIR/cluster.id"))"
+        if ! java -cp "$cp" -Dlog4j2.configurationFile="$l4j" kafka.tools.StorageTool format \
+            -t "$(<"$KAFKA_DIR/cluster.id")" -c "$KAFKA_DIR/server.properties" >>"$logf" 2>&1; then
+            fail_start kafka "storage format failed" "$logf"
+        fi
+    fi
+    KAFKA_LOG_OFFSET=$(log_offset "$logf")
+    log "kafka: starting on 127.0.0.1:$KAFKA_PORT (controller $KAFKA_CONTROLLER_PORT)"
+    # shellcheck disable=SC2046
+    setsid nohup java $(kafka_java_opts) -Dlog4j2.configurationFile="$l4j" -cp "$cp" \
+        kafka.Kafka "$KAFKA_DIR/server.properties" >>"$logf" 2>&1 </dev/null 9>&- &
+    echo $! >"$(pid_file kafka)"
+    wait_ready kafka "$KAFKA_READY_TIMEOUT" kafka_ready "$logf"
+    log "kafka: ready (pid $(read_pid kafka))"
+}
+port_open_kafka() { port_open "$KAFKA_PORT"; }
+
+# ---------------------------------------------------------------------------------------------
+# postgres
+# ---------------------------------------------------------------------------------------------
+
+as_pg() {
+    if is_root; then
+        (cd "$PG_DIR" && runuser -u postgres -- "$@")
+    else
+        (cd "$PG_DIR" && "$@")
+    fi
+}
+
+postgres_ready() {
+    "$PGBIN/pg_isready" -q -h 127.0.0.1 -p "$POSTGRES_PORT" -U duetime -d postgres -t 2 >/dev/null 2>&1
+}
+
+adopt_postgres() {
+    # A postmaster on our data dir without our pid file (e.g. the pid file was removed): adopt it.
+    local pm="$PG_DIR/data/postmaster.pid" pid
+    [[ -f $pm ]] || return 1
+    pid=$(head -n1 "$pm" | tr -d '[:space:]')
+    [[ $pid =~ ^[0-9]+$ ]] && pid_alive "$pid" || return 1
+    [[ $(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) == *postgres* ]] || return 1
+    echo "$pid" >"$(pid_file postgres)"
+}
+
+# After a postmaster was SIGKILLed its pid can linger as a zombie (when PID 1 does not reap
+# orphans, as on these VMs); postgres then sees "another postmaster (PID n)" and refuses to start.
+# Remove postmaster.pid only when that postmaster is dead or a zombie AND no live process still
+# works in the data directory (orphaned backends would still hold shared memory).
+clear_stale_postmaster_pid() {
+    local data="$PG_DIR/data" pm pid p cwd
+    pm="$data/postmaster.pid"
+    [[ -f $pm ]] || return 0
+    pid=$(head -n1 "$pm" | tr -d '[:space:]')
+    [[ $pid =~ ^[0-9]+$ ]] || return 0
+    pid_alive "$pid" && return 0
+    for p in /proc/[0-9]*; do
+        cwd=$(readlink "$p/cwd" 2>/dev/null || true)
+        if [[ $cwd == "$data" ]] && pid_alive "${p#/proc/}"; then
+            warn "postgres: process ${p#/proc/} still runs in $data; not touching postmaster.pid"
+            return 0
+        fi
+    done
+    log "postgres: removing stale postmaster.pid (postmaster $pid is gone)"
+    rm -f "$pm"
+}
+
+start_postgres() {
+    local logf data="$PG_DIR/data"
+    logf=$(component_log postgres)
+    PGBIN=$(pg_bin_dir) || die "postgres binaries not found"
+    if is_running postgres || adopt_postgres; then
+        log "postgres: already running (pid $(read_pid postgres))"
+        wait_ready postgres "$PG_READY_TIMEOUT" postgres_ready "$logf"
+        create_database
+        return 0
+    fi
+    rm -f "$(pid_file postgres)"
+    ensure_port_free postgres "$POSTGRES_PORT" DUETIME_POSTGRES_PORT
+    clear_stale_postmaster_pid
+    mkdir -p "$PG_DIR/run"
+    touch "$logf"
+    if is_root; then
+        id postgres >/dev/null 2>&1 || die "postgres: the 'postgres' OS user does not exist (install postgresql)"
+        chown postgres: "$PG_DIR" "$PG_DIR/run" "$logf"
+        [[ -d $data ]] && chown -R postgres: "$data"
+        chmod 755 "$PG_DIR"
+        if ! runuser -u postgres -- test -x "$PG_DIR" -a -w "$PG_DIR"; then
+            die "postgres: the 'postgres' OS user cannot reach $PG_DIR — every parent directory of the repo must be world-traversable (chmod o+x)"
+        fi
+    fi
+    if [[ ! -f $data/PG_VERSION ]]; then
+        log "postgres: initdb in $data"
+        rm -rf "$data"
+        if ! as_pg "$PGBIN/initdb" -D "$data" -U duetime --auth=trust -E UTF8 --locale=C >>"$logf" 2>&1; then
+            fail_start postgres "initdb failed" "$logf"
+        fi
+    fi
+    cat >"$data/duetime.conf" <<EOF
+# generated by deploy/local/stack.sh — edits are overwritten on the next start
+listen_addresses = '127.0.0.1'
+port = $POSTGRES_PORT
+unix_socket_directories = '$PG_DIR/run'
+max_connections = 200
+fsync = on
+EOF
+    is_root && chown postgres: "$data/duetime.conf"
+    if ! grep -q "^include_if_exists = 'duetime.conf'" "$data/postgresql.conf"; then
+        printf "\n# duetime local stack settings\ninclude_if_exists = 'duetime.conf'\n" >>"$data/postgresql.conf"
+    fi
+    log "postgres: starting on 127.0.0.1:$POSTGRES_PORT"
+    if ! as_pg "$PGBIN/pg_ctl" start -D "$data" -l "$logf" -w -t "$PG_READY_TIMEOUT" -s 9>&-; then
+        fail_start postgres "pg_ctl start failed" "$logf"
+    fi
+    adopt_postgres || fail_start postgres "no postmaster.pid after pg_ctl start" "$logf"
+    wait_ready postgres "$PG_READY_TIMEOUT" postgres_ready "$logf"
+    create_database
+    log "postgres: ready (pid $(read_pid postgres))"
+}
+
+create_database() {
+    local exists
+    exists=$(PGCONNECT_TIMEOUT=5 "$PGBIN/psql" -X -h 127.0.0.1 -p "$POSTGRES_PORT" -U duetime -d postgres -tAc \
+        "SELECT 1 FROM pg_database WHERE datname = 'duetime'" 2>>"$(component_log postgres)") ||
+        fail_start postgres "cannot query pg_database" "$(component_log postgres)"
+    if [[ $exists != 1 ]]; then
+        log "postgres: creating database duetime"
+        PGCONNECT_TIMEOUT=5 "$PGBIN/createdb" -h 127.0.0.1 -p "$POSTGRES_PORT" -U duetime duetime \
+            2>>"$(component_log postgres)" || fail_start postgres "createdb duetime failed" "$(component_log postgres)"
+    fi
+}
+
+stop_postgres() {
+    local data="$PG_DIR/data"
+    PGBIN=$(pg_bin_dir) || PGBIN=""
+    if [[ -n $PGBIN && -f $data/postmaster.pid ]]; then
+        as_pg "$PGBIN/pg_ctl" stop -D "$data" -m fast -w -t "$STOP_TIMEOUT" -s >/dev/null 2>&1 || true
+    fi
+}
+
+# ---------------------------------------------------------------------------------------------
+# redis
+# ---------------------------------------------------------------------------------------------
+
+redis_ready() {
+    [[ $(timeout 3 redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null) == PONG ]]
+}
+
+start_redis() {
+    local logf
+    logf=$(component_log redis)
+    if is_running redis; then
+        log "redis: already running (pid $(read_pid redis))"
+        wait_ready redis "$REDIS_READY_TIMEOUT" redis_ready "$logf"
+        return 0
+    fi
+    rm -f "$(pid_file redis)"
+    ensure_port_free redis "$REDIS_PORT" DUETIME_REDIS_PORT
+    mkdir -p "$REDIS_DIR"
+    log "redis: starting on 127.0.0.1:$REDIS_PORT"
+    setsid nohup redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --protected-mode yes \
+        --dir "$REDIS_DIR" --appendonly yes --appendfsync everysec --save '' --daemonize no \
+        >>"$logf" 2>&1 </dev/null 9>&- &
+    echo $! >"$(pid_file redis)"
+    wait_ready redis "$REDIS_READY_TIMEOUT" redis_ready "$logf"
+    log "redis: ready (pid $(read_pid redis))"
+}
+
+# ---------------------------------------------------------------------------------------------
+# API keys, env
+# ---------------------------------------------------------------------------------------------
+
+random_key() { python3 -c 'import secrets; print(secrets.token_hex(16))'; }
+
+ensure_api_keys() {
+    if [[ ! -s $API_KEYS_FILE ]]; then
+        log "generating API keys in $API_KEYS_FILE (tenants dev, tenant-b)"
+        (
+            umask 077
+            {
+                echo "# <api-key> <tenant> — read by deploy/local/stack.sh when the gateway starts"
+                echo "$(random_key) dev"
+                echo "$(random_key) tenant-b"
+            } >"$API_KEYS_FILE"
+        )
+    fi
+}
+
+# Valid "<key> <tenant>" lines of the keys file, as "key tenant".
+api_key_lines() {
+    local key tenant rest
+    while read -r key tenant rest || [[ -n $key ]]; do
+        [[ -z $key || $key == \#* ]] && continue
+        if [[ ! $key =~ ^[A-Za-z0-9._~+/=-]{16,}$ || ! $tenant =~ ^[A-Za-z0-9][A-Za-z0-9_.-]*$ ]]; then
+            warn "ignoring malformed line in $API_KEYS_FILE (key: 16+ chars of [A-Za-z0-9._~+/=-], tenant: [A-Za-z0-9_.-])"
+            continue
+        fi
+        echo "$key $tenant"
+    done <"$API_KEYS_FILE"
+}
+
+api_key_for() {
+    api_key_lines | awk -v t="$1" '$2 == t {print $1; exit}'
+}
+
+load_common_env() {
+    ensure_api_keys
+    export DUETIME_URL="http://127.0.0.1:$GATEWAY_PORT"
+    DUETIME_API_KEY=$(api_key_for dev)
+    DUETIME_API_KEY_B=$(api_key_for tenant-b)
+    export DUETIME_API_KEY DUETIME_API_KEY_B
+    export DUETIME_KAFKA_BOOTSTRAP="127.0.0.1:$KAFKA_PORT"
+    export DUETIME_POSTGRES_DSN="postgresql://duetime@127.0.0.1:$POSTGRES_PORT/duetime"
+    export DUETIME_REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0"
+}
+
+write_env_file() {
+    load_common_env
+    local tmp="$ENV_FILE.tmp.$$"
+    (
+        umask 077
+        cat >"$tmp" <<EOF
+DUETIME_URL=$DUETIME_URL
+DUETIME_API_KEY=$DUETIME_API_KEY
+DUETIME_API_KEY_B=$DUETIME_API_KEY_B
+DUETIME_KAFKA_BOOTSTRAP=$DUETIME_KAFKA_BOOTSTRAP
+DUETIME_POSTGRES_DSN=$DUETIME_POSTGRES_DSN
+DUETIME_REDIS_URL=$DUETIME_REDIS_URL
+EOF
+    )
+    mv "$tmp" "$ENV_FILE"
+}
+
+# ---------------------------------------------------------------------------------------------
+# python steps and services
+# ---------------------------------------------------------------------------------------------
+
+ensure_python() {
+    [[ -x $PY ]] || die "python not found at $PY (the Makefile creates the venv: run 'make venv' / 'make up')"
+}
+
+run_python_step() {
+    local step=$1 logf="$LOGS/$1.log"
+    ensure_python
+    load_common_env
+    log "running: python -m duetime $step"
+    echo "=== $(date -Is) python -m duetime $step" >>"$logf"
+    if ! (cd "$REPO" && PYTHONUNBUFFERED=1 timeout 300 "$PY" -m duetime "$step" >>"$logf" 2>&1 </dev/null 9>&-); then
+        printf '[stack] ERROR: "python -m duetime %s" failed (log: %s)\n' "$step" "$logf" >&2
+        printf '[stack] last 20 lines of %s:\n' "$logf" >&2
+        tail -n 20 "$logf" | sed 's/^/    /' >&2
+        exit 1
+    fi
+}
+
+SERVICE_PORT=""
+service_ready() {
+    curl -fsS -m 2 -o /dev/null "http://127.0.0.1:$SERVICE_PORT/readyz" 2>/dev/null
+}
+
+start_service() {
+    local inst=$1 svc port logf
+    svc=$(instance_service "$inst")
+    port=$(instance_port "$inst")
+    logf=$(component_log "$inst")
+    SERVICE_PORT=$port
+    if is_running "$inst"; then
+        log "$inst: already running (pid $(read_pid "$inst"))"
+        wait_ready "$inst" "$SERVICE_READY_TIMEOUT" service_ready "$logf"
+        return 0
+    fi
+    rm -f "$(pid_file "$inst")"
+    ensure_python
+    ensure_port_free "$inst" "$port" "DUETIME_$(tr '[:lower:]' '[:upper:]' <<<"$svc")_PORT"
+    load_common_env
+    echo "=== $(date -Is) stack.sh: starting $svc as $inst on 127.0.0.1:$port" >>"$logf"
+    log "$inst: starting on 127.0.0.1:$port"
+    (cd "$REPO" && exec env DUETIME_HTTP_PORT="$port" DUETIME_INSTANCE="$inst" PYTHONUNBUFFERED=1 \
+        setsid nohup "$PY" -m duetime run "$svc" >>"$logf" 2>&1 </dev/null 9>&-) &
+    echo $! >"$(pid_file "$inst")"
+    wait_ready "$inst" "$SERVICE_READY_TIMEOUT" service_ready "$logf"
+    log "$inst: ready (pid $(read_pid "$inst"))"
+}
+
+# ---------------------------------------------------------------------------------------------
+# gateway (nginx)
+# ---------------------------------------------------------------------------------------------
+
+render_gateway_config() {
+    ensure_api_keys
+    local keys="$NGINX_DIR/api_keys.conf" tmp key tenant user_directive=""
+    tmp="$keys.tmp.$$"
+    # shellcheck disable=SC2016 # nginx variables, not shell ones
+    {
+        echo "# generated by deploy/local/stack.sh from $API_KEYS_FILE — do not edit"
+        echo 'map $http_x_api_key $duetime_tenant_from_key {'
+        echo '    default "";'
+        while read -r key tenant; do printf '    "%s" "%s";\n' "$key" "$tenant"; done < <(api_key_lines)
+        echo '}'
+        echo 'map $http_authorization $duetime_tenant_from_bearer {'
+        echo '    default "";'
+        while read -r key tenant; do
+            # map compares strings case-insensitively, so this also covers "bearer <key>".
+            printf '    "Bearer %s" "%s";\n' "$key" "$tenant"
+        done < <(api_key_lines)
+        echo '}'
+    } >"$tmp"
+    chmod 600 "$tmp"
+    mv "$tmp" "$keys"
+    is_root && user_directive="user root;"
+    sed -e "s|@NGINX_DIR@|$NGINX_DIR|g" \
+        -e "s|@GATEWAY_PORT@|$GATEWAY_PORT|g" \
+        -e "s|@JOB_SERVICE_PORT@|$(service_base_port job_service)|g" \
+        -e "s|@SEARCH_SERVICE_PORT@|$(service_base_port search_service)|g" \
+        -e "s|@USER_DIRECTIVE@|$user_directive|g" \
+        "$SCRIPT_DIR/nginx.conf.template" >"$NGINX_DIR/nginx.conf.tmp.$$"
+    mv "$NGINX_DIR/nginx.conf.tmp.$$" "$NGINX_DIR/nginx.conf"
+}
+
+nginx_args() { echo "-p $NGINX_DIR/ -e $NGINX_DIR/error.log -c $NGINX_DIR/nginx.conf"; }
+
+gateway_ready() {
+    curl -fsS -m 2 -o /dev/null "http://127.0.0.1:$GATEWAY_PORT/healthz" 2>/dev/null
+}
+
+start_gateway() {
+    local logf ngx
+    logf=$(component_log gateway)
+    if is_running gateway; then
+        log "gateway: already running (pid $(read_pid gateway))"
+        wait_ready gateway "$GATEWAY_READY_TIMEOUT" gateway_ready "$logf" "$NGINX_DIR/error.log"
+        return 0
+    fi
+    rm -f "$(pid_file gateway)"
+    ensure_port_free gateway "$GATEWAY_PORT" DUETIME_GATEWAY_PORT
+    ngx=$(nginx_bin) || die "nginx not installed"
+    mkdir -p "$NGINX_DIR"
+    render_gateway_config
+    # shellcheck disable=SC2046
+    if ! "$ngx" -t -q $(nginx_args) >>"$logf" 2>&1; then
+        fail_start gateway "nginx -t rejected $NGINX_DIR/nginx.conf" "$logf" "$NGINX_DIR/error.log"
+    fi
+    log "gateway: starting nginx on 127.0.0.1:$GATEWAY_PORT"
+    # shellcheck disable=SC2046
+    setsid nohup "$ngx" $(nginx_args) >>"$logf" 2>&1 </dev/null 9>&- &
+    echo $! >"$(pid_file gateway)"
+    wait_ready gateway "$GATEWAY_READY_TIMEOUT" gateway_ready "$logf" "$NGINX_DIR/error.log"
+    log "gateway: ready (pid $(read_pid gateway))"
+}
+
+# ---------------------------------------------------------------------------------------------
+# generic start / stop / kill / status
+# ---------------------------------------------------------------------------------------------
+
+start_component() {
+    local name=$1
+    ensure_dirs
+    case "$name" in
+        kafka) start_kafka ;;
+        postgres) start_postgres ;;
+        redis) start_redis ;;
+        gateway) start_gateway ;;
+        *) start_service "$name" ;;
+    esac
+}
+
+stop_component() {
+    local name=$1 sig=${2:-TERM} pid
+    if [[ $name == postgres ]] && ! is_running postgres; then
+        adopt_postgres || true
+    fi
+    if ! is_running "$name"; then
+        if [[ -f $(pid_file "$name") ]]; then
+            log "$name: not running (removing stale pid file)"
+            rm -f "$(pid_file "$name")"
+        else
+            log "$name: not running"
+        fi
+        return 0
+    fi
+    local family
+    pid=$(read_pid "$name")
+    mapfile -t family < <(family_pids "$pid")
+    if [[ $sig == KILL ]]; then
+        log "$name: SIGKILL (pid $pid)"
+        signal_component KILL "$pid" "${family[@]}"
+        wait_gone 5 "${family[@]}" || warn "$name: pid $pid still present after SIGKILL"
+        rm -f "$(pid_file "$name")"
+        return 0
+    fi
+    log "$name: stopping (pid $pid)"
+    if [[ $name == postgres ]]; then
+        stop_postgres
+    else
+        signal_component TERM "$pid"
+    fi
+    if ! wait_gone "$STOP_TIMEOUT" "${family[@]}"; then
+        warn "$name: still running after ${STOP_TIMEOUT}s, sending SIGKILL"
+        mapfile -t family < <(printf '%s\n' "${family[@]}"; family_pids "$pid")
+        signal_component KILL "$pid" "${family[@]}"
+        wait_gone 5 "${family[@]}" || {
+            warn "$name: pid $pid survived SIGKILL"
+            return 1
+        }
+    fi
+    rm -f "$(pid_file "$name")"
+    log "$name: stopped"
+}
+
+# Extra service instances (executor-2, ...) that have pid files.
+extra_instances() {
+    local f n
+    for f in "$RUN"/*-[0-9]*.pid; do
+        [[ -e $f ]] || continue
+        n=$(basename "$f" .pid)
+        is_service_instance "$n" && echo "$n"
+    done
+    return 0
+}
+
+all_components() {
+    local extra
+    mapfile -t extra < <(extra_instances)
+    echo "${INFRA[@]}" "${SERVICES[@]}" "${extra[@]}" gateway
+}
+
+status_line() {
+    local name=$1 pid port state ready=""
+    port=$(component_port "$name")
+    if is_running "$name"; then
+        pid=$(read_pid "$name")
+        state="running"
+        if port_open "$port"; then ready="listening"; else ready="not listening"; fi
+        printf '%-16s %-8s pid %-8s 127.0.0.1:%-6s %s\n' "$name" "$state" "$pid" "$port" "$ready"
+        return 0
+    fi
+    if [[ -f $(pid_file "$name") ]]; then state="stale-pid"; else state="stopped"; fi
+    printf '%-16s %-8s %-12s 127.0.0.1:%-6s\n' "$name" "$state" "" "$port"
+    return 1
+}
+
+cmd_status() {
+    if (($# > 0)); then
+        local name
+        name=$(canonical "$1") || exit 2
+        status_line "$name"
+        return
+    fi
+    local c down=()
+    for c in $(all_components); do status_line "$c" || down+=("$c"); done
+    [[ -f $ENV_FILE ]] && echo "env: $ENV_FILE"
+    # Exit 0 only when everything `up` starts is running (extra instances do not count).
+    local expected=("${INFRA[@]}" gateway)
+    [[ ${DUETIME_STACK_INFRA_ONLY:-0} == 1 ]] || expected+=("${SERVICES[@]}")
+    for c in "${down[@]}"; do
+        if [[ " ${expected[*]} " == *" $c "* ]]; then
+            return 1
+        fi
+    done
+    return 0
+}
+
+# ---------------------------------------------------------------------------------------------
+# up / down
+# ---------------------------------------------------------------------------------------------
+
+cmd_up() {
+    ensure_packages
+    ensure_tools
+    ensure_dirs
+    ensure_api_keys
+    local c
+    for c in "${INFRA[@]}"; do start_component "$c"; done
+    if [[ ${DUETIME_STACK_INFRA_ONLY:-0} == 1 ]]; then
+        log "DUETIME_STACK_INFRA_ONLY=1: skipping migrate, topics and the services"
+    else
+        run_python_step migrate
+        run_python_step topics
+        for c in "${SERVICES[@]}"; do start_component "$c"; done
+    fi
+    start_component gateway
+    write_env_file
+    cat <<EOF
+
+duetime local stack is up.
+  gateway   $DUETIME_URL
+  API key   $DUETIME_API_KEY   (tenant dev; tenant-b: $DUETIME_API_KEY_B)
+  env file  $ENV_FILE   (set -a; . $ENV_FILE; set +a)
+  logs      $LOGS/
+
+try:
+  curl -H "Authorization: Bearer $DUETIME_API_KEY" -H 'Content-Type: application/json' -d '{"seconds":10,"url":"http://127.0.0.1:9/hook"}' $DUETIME_URL/timers
+EOF
+}
+
+cmd_down() {
+    [[ -d $RUN ]] || {
+        log "nothing to stop ($RUN does not exist)"
+        return 0
+    }
+    local c failed=() i
+    local order=(gateway)
+    for c in $(extra_instances | sort -r); do order+=("$c"); done
+    for ((i = ${#SERVICES[@]} - 1; i >= 0; i--)); do order+=("${SERVICES[i]}"); done
+    for ((i = ${#INFRA[@]} - 1; i >= 0; i--)); do order+=("${INFRA[i]}"); done
+    for c in "${order[@]}"; do
+        stop_component "$c" || failed+=("$c")
+    done
+    if ((${#failed[@]} > 0)); then
+        die "could not stop: ${failed[*]}"
+    fi
+    log "stack is down"
+}
+
+usage() {
+    sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+}
+
+take_lock() {
+    mkdir -p "$RUN"
+    exec 9>"$RUN/.lock"
+    if ! flock -w 600 9; then die "another stack.sh is still running (lock $RUN/.lock)"; fi
+}
+
+main() {
+    local cmd=${1:-}
+    (($# > 0)) && shift
+    case "$cmd" in
+        up)
+            take_lock
+            cmd_up
+            ;;
+        down)
+            take_lock
+            cmd_down
+            ;;
+        start | stop | kill | restart)
+            (($# == 1)) || die "usage: stack.sh $cmd <component>"
+            local name
+            name=$(canonical "$1") || exit 2
+            take_lock
+            case "$cmd" in
+                start)
+                    ensure_tools
+                    start_component "$name"
+                    ;;
+                stop) stop_component "$name" ;;
+                kill) stop_component "$name" KILL ;;
+                restart)
+                    stop_component "$name"
+                    ensure_tools
+                    start_component "$name"
+                    ;;
+            esac
+            ;;
+        status) cmd_status "$@" ;;
+        logs)
+            (($# == 1)) || die "usage: stack.sh logs <component>"
+            local name
+            name=$(canonical "$1") || exit 2
+            exec tail -n 50 -F "$(component_log "$name")"
+            ;;
+        -h | --help | help | "") usage ;;
+        *)
+            usage >&2
+            exit 2
+            ;;
+    esac
+}
+
+main "$@"

@@ -1,0 +1,136 @@
+"""The dispatcher: moves due entries from the due-set to `duetime.runs`, on time.
+
+It sleeps until the next entry is due (never a fixed tick) and pops entries a few
+milliseconds early; executors hold each run until its due instant, so runs are never early
+and the Kafka hop does not add lateness.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+from prometheus_client import Counter, Histogram
+from pydantic import Field, ValidationError
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from dispatcher.requests import queued_status, run_request
+from duetime import kafka
+from duetime.due_set import DueSet, Popped
+from duetime.lifecycle import Lifecycle
+from duetime.ops import ops_app, serve
+from duetime.settings import HttpSettings, KafkaSettings, RedisSettings
+from duetime.timeutil import now_ms, utcnow
+from schemas.topics import RUNS, RUNS_STATUS
+
+log = logging.getLogger(__name__)
+DISPATCHED = Counter("duetime_dispatcher_runs_total", "Run requests acknowledged by Kafka")
+DROPPED = Counter("duetime_dispatcher_dropped_total", "Entries dropped at dispatch", ["reason"])
+REQUEUED = Counter("duetime_dispatcher_requeued_total", "In-flight entries put back")
+POP_LAG = Histogram("duetime_dispatcher_pop_lag_seconds", "Pop time minus due time",
+                    buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1, 5))
+
+
+class Settings(KafkaSettings, RedisSettings, HttpSettings):
+    http_port: int = 18105
+    lookahead_ms: int = Field(default=20, ge=0, le=1000)
+    max_idle_ms: int = Field(default=25, ge=1, le=1000)
+    batch_size: int = Field(default=500, ge=1)
+    inflight_timeout_ms: int = Field(default=5000, ge=100)
+
+
+class Dispatcher:
+    def __init__(self, due_set: DueSet, producer: AIOKafkaProducer, settings: Settings) -> None:
+        self.due_set, self.producer, self.settings = due_set, producer, settings
+
+    async def dispatch_shard(self, shard: int) -> int:
+        now = now_ms()
+        popped = await self.due_set.pop_due(shard, now, now + self.settings.lookahead_ms,
+                                            self.settings.batch_size)
+        runnable = [p for p in popped if p.verdict == "run"]
+        for p in popped:
+            if p.verdict != "run":
+                DROPPED.labels(p.verdict).inc()
+                log.info("entry dropped", extra={"member": p.member, "reason": p.verdict})
+        if runnable:
+            await self._publish(shard, runnable, now)
+        return len(popped)
+
+    async def _publish(self, shard: int, runnable: list[Popped], now: int) -> None:
+        stamp = utcnow()
+        futures, acked = [], []
+        for p in runnable:
+            POP_LAG.observe(max(0, now - p.due_ms) / 1000)
+            try:
+                req = run_request(p, stamp)
+            except ValidationError as exc:
+                log.error("unusable entry dropped", extra={"member": p.member, "error": str(exc)})
+                DROPPED.labels("invalid").inc()
+                acked.append(p.member)
+                continue
+            key = req.job_id.encode()
+            futures.append(await self.producer.send(RUNS, kafka.encode(req), key=key))
+            futures.append(await self.producer.send(RUNS_STATUS, kafka.encode(queued_status(req)),
+                                                    key=key))
+            acked.append(p.member)
+        # Entries leave the in-flight set only once Kafka holds their run requests; if this
+        # raises, they stay in-flight and are requeued after inflight_timeout_ms.
+        await asyncio.gather(*futures)
+        await self.due_set.ack_inflight(shard, acked)
+        DISPATCHED.inc(len(futures) // 2)
+
+    async def requeue_stale(self) -> None:
+        now = now_ms()
+        for shard in range(self.due_set.shards):
+            n = await self.due_set.requeue_inflight(shard, now - self.settings.inflight_timeout_ms,
+                                                    now)
+            if n:
+                REQUEUED.inc(n)
+                log.warning("in-flight entries requeued", extra={"shard": shard, "count": n})
+
+    async def idle_ms(self) -> float:
+        """How long to sleep: until the next entry is due (minus lookahead), at most max_idle."""
+        heads = [await self.due_set.next_due_ms(s) for s in range(self.due_set.shards)]
+        due = [h for h in heads if h is not None]
+        if not due:
+            return self.settings.max_idle_ms
+        wait = min(due) - self.settings.lookahead_ms - now_ms()
+        return max(0.0, min(float(self.settings.max_idle_ms), float(wait)))
+
+
+async def run_loop(lifecycle: Lifecycle, dispatcher: Dispatcher) -> None:
+    lifecycle.ready = True
+    last_sweep = 0
+    while not lifecycle.stop.is_set():
+        try:
+            busy = 0
+            for shard in range(dispatcher.due_set.shards):
+                busy += await dispatcher.dispatch_shard(shard)
+            if now_ms() - last_sweep > 1000:
+                await dispatcher.requeue_stale()
+                last_sweep = now_ms()
+            if busy:
+                continue
+            wait = await dispatcher.idle_ms()
+        except (RedisError, KafkaError, OSError) as exc:
+            log.warning("dispatch failed, retrying", extra={"error": repr(exc)})
+            wait = 500
+        if wait > 0:
+            await lifecycle.sleep(wait / 1000)
+
+
+async def main(lifecycle: Lifecycle) -> None:
+    settings = Settings()
+    redis = Redis.from_url(settings.redis_url)
+    async with kafka.producer(settings, "dispatcher") as producer:
+        dispatcher = Dispatcher(DueSet(redis, settings.due_shards), producer, settings)
+        try:
+            await lifecycle.supervise({
+                "http": serve(ops_app(lifecycle), settings.http_host, settings.http_port, lifecycle),
+                "dispatch": run_loop(lifecycle, dispatcher),
+            })
+        finally:
+            await redis.aclose()

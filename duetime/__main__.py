@@ -1,0 +1,5 @@
+import sys
+
+from duetime.cli import main
+
+sys.exit(main())

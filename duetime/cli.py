@@ -1,0 +1,56 @@
+"""The `duetime` command: run a service, migrate the database, create topics, export schemas."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import logging
+import sys
+
+from duetime import logs
+from duetime.kafka import ensure_topics
+from duetime.lifecycle import Lifecycle
+from duetime.postgres import migrate
+from duetime.settings import KafkaSettings, LogSettings, PostgresSettings
+
+SERVICES = ("job_service", "search_service", "writer", "watcher", "dispatcher", "executor")
+log = logging.getLogger("duetime")
+
+
+async def _run_service(name: str) -> None:
+    module = importlib.import_module(f"{name}.service")
+    lifecycle = Lifecycle(name)
+    lifecycle.install_signal_handlers()
+    await module.main(lifecycle)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="duetime")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run one service until SIGTERM")
+    run.add_argument("service", choices=SERVICES)
+    sub.add_parser("migrate", help="apply pending database migrations")
+    sub.add_parser("topics", help="create the Kafka topics duetime uses")
+    args = parser.parse_args(argv)
+
+    log_settings = LogSettings()
+    logs.configure(log_settings.log_level, log_settings.log_format,
+                   args.service if args.command == "run" else args.command)
+    try:
+        if args.command == "run":
+            asyncio.run(_run_service(args.service))
+        elif args.command == "migrate":
+            applied = asyncio.run(migrate(PostgresSettings().postgres_dsn))
+            log.info("migrations done", extra={"applied": applied})
+        elif args.command == "topics":
+            created = asyncio.run(ensure_topics(KafkaSettings()))
+            log.info("topics ready", extra={"created": created})
+    except Exception:
+        log.exception("command failed", extra={"command": args.command})
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

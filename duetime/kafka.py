@@ -1,0 +1,87 @@
+"""Kafka clients with the settings duetime relies on, and topic creation."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+from pydantic import BaseModel
+
+from duetime.settings import KafkaSettings
+from schemas.topics import PARTITIONS
+
+log = logging.getLogger(__name__)
+
+
+def encode(message: BaseModel) -> bytes:
+    return orjson.dumps(message.model_dump(mode="json", exclude_none=True))
+
+
+@asynccontextmanager
+async def producer(settings: KafkaSettings, client_id: str) -> AsyncIterator[AIOKafkaProducer]:
+    # aiokafka's defaults are not durable (acks=1, no idempotence): accepted must mean durable.
+    p = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        client_id=client_id,
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=0,
+        request_timeout_ms=settings.kafka_request_timeout_ms,
+    )
+    await p.start()
+    try:
+        yield p
+    finally:
+        await p.stop()
+
+
+@asynccontextmanager
+async def consumer(
+    settings: KafkaSettings, group_id: str, client_id: str, *topics: str, **overrides: Any
+) -> AsyncIterator[AIOKafkaConsumer]:
+    options: dict[str, Any] = {
+        "bootstrap_servers": settings.kafka_bootstrap,
+        "group_id": group_id,
+        "client_id": client_id,
+        "enable_auto_commit": False,
+        "auto_offset_reset": "earliest",
+        "fetch_max_wait_ms": settings.kafka_fetch_max_wait_ms,
+        "isolation_level": "read_uncommitted",
+        "max_poll_records": 500,
+    }
+    listener = overrides.pop("listener", None)
+    options.update(overrides)
+    c = AIOKafkaConsumer(**options)
+    if listener is not None:
+        c.subscribe(list(topics), listener=listener)
+    else:
+        c.subscribe(list(topics))
+    await c.start()
+    try:
+        yield c
+    finally:
+        await c.stop()
+
+
+async def ensure_topics(settings: KafkaSettings, extra: dict[str, int] | None = None) -> list[str]:
+    """Create the topics duetime uses (idempotent); returns the ones created."""
+    wanted = {**PARTITIONS, **(extra or {})}
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [NewTopic(name, n, 1) for name, n in wanted.items() if name not in existing]
+        if missing:
+            # Another instance may have created them first.
+            with contextlib.suppress(TopicAlreadyExistsError):
+                await admin.create_topics(missing)
+        return [t.name for t in missing]
+    finally:
+        await admin.close()

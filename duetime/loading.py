@@ -1,0 +1,35 @@
+"""Turning a job into due-set entries: shared by the writer (right away) and the watcher (each poll)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from duetime import schedule
+from duetime.due_set import Entry
+from duetime.timeutil import to_ms
+from schemas.api import JobSpec
+
+
+def run_template(job_id: str, tenant: str, version: int, spec: JobSpec) -> dict[str, Any]:
+    """What the dispatcher needs to build a run request without asking Postgres."""
+    return {
+        "job_id": job_id,
+        "tenant": tenant,
+        "version": version,
+        "target": spec.target.model_dump(mode="json"),
+        "retry": spec.retry.model_dump(mode="json"),
+        "priority": spec.priority,
+        "overlap": spec.overlap,
+    }
+
+
+def entries_for(job_id: str, version: int, spec: JobSpec, instants: list[datetime]) -> list[Entry]:
+    return [Entry(job_id, version, to_ms(t), 1, spec.priority) for t in instants]
+
+
+def plan(spec: JobSpec, created_at: datetime, first: datetime | None, now: datetime,
+         ahead: timedelta) -> schedule.Window:
+    if first is None:
+        return schedule.Window(fire=[], skipped=[], cursor=None)
+    return schedule.plan_window(spec, created_at, first, now + ahead, now)

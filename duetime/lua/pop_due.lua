@@ -1,0 +1,44 @@
+-- pop_due: atomically take every entry due by ARGV[2] out of the due-set.
+-- Guarantees: an entry leaves the due-set only by moving into the in-flight set (scored with
+-- the pop time, so a dispatcher that dies before Kafka acknowledges can be recovered), or by
+-- being dropped because its job version is stale, or the job is cancelled, paused or unknown.
+-- KEYS: due, inflight, jobs (job_id -> "version|state"), specs (job_id -> run template JSON)
+-- ARGV: now_ms, until_ms, limit
+-- Returns a flat list of {verdict, member, score, spec} where verdict is "run" or a drop reason.
+local entries = redis.call('ZRANGE', KEYS[1], '-inf', ARGV[2], 'BYSCORE', 'LIMIT', 0, tonumber(ARGV[3]), 'WITHSCORES')
+local out = {}
+for i = 1, #entries, 2 do
+  local member, score = entries[i], entries[i + 1]
+  redis.call('ZREM', KEYS[1], member)
+  local _, job_id, version, _, _, flag = string.match(member, '^(%d)|([^|]+)|(%d+)|(%d+)|(%d+)|(%a)$')
+  local verdict = 'run'
+  local spec = ''
+  if job_id == nil then
+    verdict = 'malformed'
+  else
+    local meta = redis.call('HGET', KEYS[3], job_id)
+    if not meta then
+      verdict = 'unknown'
+    else
+      local cur_version, state = string.match(meta, '^(%d+)|(%a+)$')
+      if cur_version ~= version then
+        verdict = 'stale'
+      elseif state == 'cancelled' or (state == 'completed' and flag ~= 'm') then
+        verdict = state
+      elseif state == 'paused' and flag ~= 'm' then
+        verdict = 'paused'
+      else
+        spec = redis.call('HGET', KEYS[4], job_id) or ''
+        if spec == '' then verdict = 'unknown' end
+      end
+    end
+  end
+  if verdict == 'run' then
+    redis.call('ZADD', KEYS[2], ARGV[1], member)
+  end
+  out[#out + 1] = verdict
+  out[#out + 1] = member
+  out[#out + 1] = score
+  out[#out + 1] = spec
+end
+return out

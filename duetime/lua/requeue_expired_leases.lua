@@ -1,0 +1,15 @@
+-- requeue_expired_leases: an attempt whose lease was not renewed lost its executor; put its
+-- due-set entry back so another executor runs it. Atomic per shard: the lease is released and
+-- the entry re-added together, so it is neither lost nor requeued twice.
+-- KEYS: leases, owners, due   ARGV: now_ms, limit
+local expired = redis.call('ZRANGE', KEYS[1], '-inf', ARGV[1], 'BYSCORE', 'LIMIT', 0, tonumber(ARGV[2]))
+for _, runkey in ipairs(expired) do
+  local owner = redis.call('HGET', KEYS[2], runkey)
+  redis.call('ZREM', KEYS[1], runkey)
+  redis.call('HDEL', KEYS[2], runkey)
+  if owner then
+    local member = string.match(owner, '^[^|]*|(.*)$')
+    if member then redis.call('ZADD', KEYS[3], 'NX', ARGV[1], member) end
+  end
+end
+return #expired

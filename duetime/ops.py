@@ -1,0 +1,66 @@
+"""Health, readiness and Prometheus metrics endpoints, and the HTTP server every service runs."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Generator
+
+import uvicorn
+from fastapi import APIRouter, FastAPI, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from duetime.lifecycle import Lifecycle
+
+
+def ops_router(lifecycle: Lifecycle) -> APIRouter:
+    router = APIRouter()
+
+    @router.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok", "service": lifecycle.name}
+
+    @router.get("/readyz", include_in_schema=False)
+    async def readyz(response: Response) -> dict[str, object]:
+        checks = await lifecycle.readiness()
+        ok = all(checks.values())
+        response.status_code = 200 if ok else 503
+        return {"ready": ok, "checks": checks}
+
+    @router.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return router
+
+
+def ops_app(lifecycle: Lifecycle) -> FastAPI:
+    app = FastAPI(title=f"duetime {lifecycle.name}", docs_url=None, redoc_url=None)
+    app.include_router(ops_router(lifecycle))
+    return app
+
+
+class _Server(uvicorn.Server):
+    # The service owns SIGTERM (see Lifecycle); uvicorn must not capture and re-raise it.
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+async def serve(app: FastAPI, host: str, port: int, lifecycle: Lifecycle) -> None:
+    """Serve `app` until the lifecycle stops; in-flight requests get uvicorn's graceful drain."""
+    config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False,
+                            lifespan="off", timeout_graceful_shutdown=10)
+    server = _Server(config)
+
+    async def _watch() -> None:
+        await lifecycle.stop.wait()
+        server.should_exit = True
+
+    watcher = asyncio.create_task(_watch())
+    try:
+        await server.serve()
+    finally:
+        watcher.cancel()
+    if not lifecycle.stop.is_set() and not server.started:
+        raise RuntimeError(f"HTTP server on {host}:{port} did not start")

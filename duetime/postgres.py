@@ -1,0 +1,78 @@
+"""Postgres pool and migrations (numbered .sql files applied under an advisory lock)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib import resources
+from typing import Any, TypeAlias
+
+import asyncpg
+import orjson
+from asyncpg.pool import PoolConnectionProxy
+
+from duetime.settings import PostgresSettings
+
+log = logging.getLogger(__name__)
+# A connection from a pool or a direct one; queries accept either.
+Conn: TypeAlias = "asyncpg.Connection[Any] | PoolConnectionProxy[Any]"
+_MIGRATION_LOCK = 0x64756574  # "duet": every instance that migrates takes the same lock
+
+
+async def _init(conn: asyncpg.Connection[Any]) -> None:
+    await conn.set_type_codec("jsonb", encoder=lambda v: orjson.dumps(v).decode(),
+                              decoder=orjson.loads, schema="pg_catalog")
+
+
+@asynccontextmanager
+async def pool(settings: PostgresSettings) -> AsyncIterator[asyncpg.Pool[Any]]:
+    p = await asyncpg.create_pool(
+        settings.postgres_dsn,
+        min_size=settings.postgres_pool_min,
+        max_size=settings.postgres_pool_max,
+        init=_init,
+        # Works behind PgBouncer in transaction mode too.
+        statement_cache_size=0,
+    )
+    try:
+        yield p
+    finally:
+        await p.close()
+
+
+def migration_files() -> list[tuple[int, str, str]]:
+    out = []
+    for item in resources.files("duetime.migrations").iterdir():
+        if item.name.endswith(".sql"):
+            number = int(item.name.split("_", 1)[0])
+            out.append((number, item.name, item.read_text()))
+    return sorted(out)
+
+
+async def migrate(dsn: str) -> list[str]:
+    """Apply pending migrations; several instances may run this at once."""
+    conn = await asyncpg.connect(dsn)
+    applied: list[str] = []
+    try:
+        await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK)
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            " version integer PRIMARY KEY, name text NOT NULL,"
+            " applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+        for number, name, text in migration_files():
+            if number in done:
+                continue
+            async with conn.transaction():
+                await conn.execute(text)
+                await conn.execute(
+                    "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", number, name
+                )
+            log.info("migration applied", extra={"migration": name})
+            applied.append(name)
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK)
+        await conn.close()
+    return applied

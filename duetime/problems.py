@@ -1,0 +1,86 @@
+"""RFC 9457 problem+json errors for every HTTP service."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger(__name__)
+PROBLEM_JSON = "application/problem+json"
+# Discriminator tags pydantic puts into error locations; users never wrote them.
+_TAGS = {"once", "delay", "now", "interval", "cron", "http", "kafka"}
+
+
+class ProblemError(Exception):
+    def __init__(self, status: int, title: str, detail: str | None = None,
+                 errors: list[dict[str, str]] | None = None,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(detail or title)
+        self.status, self.title, self.detail = status, title, detail
+        self.errors, self.headers = errors, headers
+
+
+def problem(status: int, title: str, detail: str | None = None,
+            errors: list[dict[str, str]] | None = None,
+            headers: dict[str, str] | None = None) -> JSONResponse:
+    body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status}
+    if detail:
+        body["detail"] = detail
+    if errors is not None:
+        body["errors"] = errors
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def field_path(loc: tuple[int | str, ...]) -> str:
+    parts: list[str] = []
+    for i, item in enumerate(loc):
+        if i == 0 and item in ("body", "query", "path", "header"):
+            continue
+        text = str(item)
+        if "[" in text or (text in _TAGS and parts and parts[-1] in ("schedule", "target")):
+            continue
+        parts.append(text)
+    return ".".join(parts) or "body"
+
+
+def validation_errors(errors: Any) -> list[dict[str, str]]:
+    return [{"field": field_path(tuple(e.get("loc", ()))), "message": e.get("msg", "invalid")}
+            for e in errors]
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(ProblemError)
+    async def _problem(_: Request, exc: ProblemError) -> JSONResponse:
+        return problem(exc.status, exc.title, exc.detail, exc.errors, exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = list(exc.errors())
+        if any(e.get("type") == "json_invalid" for e in errors):
+            return problem(400, "Malformed JSON", "the request body is not valid JSON")
+        return problem(422, "Invalid request", "one or more fields are invalid",
+                       validation_errors(errors))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        titles = {404: "Not found", 405: "Method not allowed", 401: "Unauthorized"}
+        return problem(exc.status_code, titles.get(exc.status_code, "Error"), str(exc.detail),
+                       headers=dict(exc.headers) if exc.headers else None)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.error("unhandled error", exc_info=exc, extra={"path": request.url.path})
+        return problem(500, "Internal error", "an unexpected error occurred")
+
+
+def tenant_of(request: Request) -> str:
+    """The tenant the gateway resolved from the API key."""
+    tenant = request.headers.get("x-duetime-tenant", "")
+    if not tenant:
+        raise ProblemError(401, "Unauthorized", "missing or unknown API key")
+    return tenant

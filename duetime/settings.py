@@ -1,0 +1,41 @@
+"""Settings fragments shared by every service; each service composes the ones it uses."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class _Fragment(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DUETIME_", extra="ignore")
+
+
+class KafkaSettings(_Fragment):
+    kafka_bootstrap: str = "127.0.0.1:19092"
+    # How long a consumer lets the broker hold a fetch open. aiokafka's default of 500 ms
+    # adds up to half a second of lateness per hop; a few ms keeps the pipeline precise.
+    kafka_fetch_max_wait_ms: int = Field(default=5, ge=0, le=500)
+    kafka_request_timeout_ms: int = Field(default=5000, ge=500)
+
+
+class PostgresSettings(_Fragment):
+    postgres_dsn: str = "postgresql://duetime@127.0.0.1:15432/duetime"
+    postgres_pool_min: int = 1
+    postgres_pool_max: int = 10
+
+
+class RedisSettings(_Fragment):
+    redis_url: str = "redis://127.0.0.1:16379/0"
+    # Number of due-set shards; every key of one shard shares a hash tag so a shard can
+    # live on one Redis Cluster node and its Lua scripts stay atomic.
+    due_shards: int = Field(default=4, ge=1, le=1024)
+
+
+class HttpSettings(_Fragment):
+    http_host: str = "127.0.0.1"
+    http_port: int = 0
+
+
+class LogSettings(_Fragment):
+    log_level: str = "INFO"
+    log_format: str = "auto"  # "json", "console" or "auto" (json unless a terminal)

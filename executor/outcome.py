@@ -1,0 +1,33 @@
+"""How a finished attempt is judged, and when the next attempt is due (pure)."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from schemas.api import RetryPolicy
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: str  # succeeded | failed | timed_out | cancelled
+    http_status: int | None = None
+    error: str | None = None
+    excerpt: str | None = None
+
+
+def is_success(status: int, success_codes: list[int] | None) -> bool:
+    return status in success_codes if success_codes else 200 <= status < 300
+
+
+def backoff_seconds(policy: RetryPolicy, attempt: int, rng: random.Random | None = None) -> float:
+    """Delay before attempt `attempt + 1`: exponential, capped, with full jitter if asked."""
+    delay = min(policy.max_delay_seconds,
+                policy.initial_delay_seconds * policy.multiplier ** (attempt - 1))
+    if policy.jitter:
+        delay = (rng or random).uniform(delay / 2, delay)
+    return delay
+
+
+def should_retry(outcome: Outcome, attempt: int, policy: RetryPolicy) -> bool:
+    return outcome.status in ("failed", "timed_out") and attempt < policy.max_attempts

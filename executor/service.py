@@ -1,0 +1,257 @@
+"""The executor: claims each run, fires it at its due instant, reports every status.
+
+Offsets are committed only below the lowest run still in flight, after that run's final
+status was acknowledged by Kafka. A run is claimed (leased in Redis) before it starts; the
+lease is renewed while it runs, so a redelivery during a rebalance does not run it twice and
+a run whose executor died is requeued once its lease expires.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from datetime import timedelta
+from typing import Any
+
+import aiohttp
+from aiokafka import (
+    AIOKafkaConsumer,
+    AIOKafkaProducer,
+    ConsumerRebalanceListener,
+    ConsumerRecord,
+    TopicPartition,
+)
+from aiokafka.errors import CommitFailedError, KafkaError
+from prometheus_client import Counter, Gauge, Histogram
+from pydantic import Field, ValidationError
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from duetime import kafka
+from duetime.due_set import DueSet, Entry
+from duetime.lifecycle import Lifecycle
+from duetime.ops import ops_app, serve
+from duetime.settings import HttpSettings, KafkaSettings, RedisSettings
+from duetime.timeutil import now_ms, to_ms, utcnow
+from executor.offsets import OffsetTracker
+from executor.outcome import Outcome, backoff_seconds, should_retry
+from executor.targets import fire_http, fire_kafka
+from schemas.api import HttpTarget
+from schemas.events import DeadLetter, RunRequested, RunStatusChanged
+from schemas.topics import RUNS, RUNS_DLQ, RUNS_STATUS
+
+log = logging.getLogger(__name__)
+FINISHED = Counter("duetime_executor_runs_total", "Attempts finished", ["status"])
+SKIPPED = Counter("duetime_executor_claims_refused_total", "Run requests not run", ["reason"])
+LATENESS = Histogram("duetime_executor_lateness_seconds", "Start time minus due time",
+                     buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1, 5, 30))
+IN_FLIGHT = Gauge("duetime_executor_in_flight", "Attempts running now")
+
+
+class Settings(KafkaSettings, RedisSettings, HttpSettings):
+    http_port: int = 18106
+    max_in_flight: int = Field(default=1000, ge=1)
+    lease_ms: int = Field(default=10_000, ge=500)
+    http_connections: int = Field(default=512, ge=1)
+    executor_id: str = ""
+
+
+class Executor:
+    def __init__(self, due_set: DueSet, producer: AIOKafkaProducer,
+                 session: aiohttp.ClientSession, settings: Settings) -> None:
+        self.due_set, self.producer, self.session = due_set, producer, session
+        self.settings = settings
+        self.id = settings.executor_id or f"{socket.gethostname()}-{os.getpid()}"
+        self.held: dict[str, Entry] = {}
+
+    async def status(self, req: RunRequested, status: str, **fields: Any) -> asyncio.Future[Any]:
+        event = RunStatusChanged(run_id=req.run_id, job_id=req.job_id, tenant=req.tenant,
+                                 scheduled_at=req.scheduled_at, attempt=req.attempt,
+                                 status=status, at=utcnow(), executor_id=self.id,  # type: ignore[arg-type]
+                                 **fields)
+        future: asyncio.Future[Any] = await self.producer.send(
+            RUNS_STATUS, kafka.encode(event), key=req.job_id.encode())
+        return future
+
+    async def handle(self, msg: ConsumerRecord[bytes, bytes]) -> None:
+        try:
+            req = RunRequested.model_validate_json(msg.value or b"")
+            entry = Entry.parse(req.member)
+        except (ValidationError, ValueError) as exc:
+            SKIPPED.labels("invalid").inc()
+            letter = DeadLetter(source_topic=msg.topic, partition=msg.partition,
+                                offset=msg.offset, key=(msg.key or b"").decode(errors="replace"),
+                                value=(msg.value or b"").decode(errors="replace"),
+                                reason=f"invalid run request: {exc}"[:2000], at=utcnow())
+            await self.producer.send_and_wait(RUNS_DLQ, kafka.encode(letter), key=msg.key)
+            return
+        verdict = await self.due_set.claim(entry, req.member, self.id, now_ms(),
+                                           self.settings.lease_ms)
+        if verdict != "ok":
+            SKIPPED.labels(verdict).inc()
+            log.info("run not claimed", extra={"run_id": req.run_id, "job_id": req.job_id,
+                                               "attempt": req.attempt, "reason": verdict})
+            return
+        self.held[entry.runkey] = entry
+        try:
+            await self.run(req, entry)
+        finally:
+            self.held.pop(entry.runkey, None)
+
+    async def run(self, req: RunRequested, entry: Entry) -> None:
+        wait = (to_ms(req.due_at) - now_ms()) / 1000
+        if wait > 0:
+            await asyncio.sleep(wait)  # dispatched a little early on purpose: never fire early
+        started = utcnow()
+        lateness = max(0, to_ms(started) - to_ms(req.due_at))
+        LATENESS.observe(lateness / 1000)
+        running = await self.status(req, "running", started_at=started, lateness_ms=lateness)
+        IN_FLIGHT.inc()
+        try:
+            if isinstance(req.target, HttpTarget):
+                outcome = await fire_http(self.session, req, req.target)
+            else:
+                outcome = await fire_kafka(self.producer, req, req.target)
+        finally:
+            IN_FLIGHT.dec()
+        finished = utcnow()
+        retry = should_retry(outcome, req.attempt, req.retry)
+        retry_at = finished + timedelta(seconds=backoff_seconds(req.retry, req.attempt))
+        await running
+        final = await self.status(
+            req, outcome.status, started_at=started, finished_at=finished, lateness_ms=lateness,
+            duration_ms=to_ms(finished) - to_ms(started), http_status=outcome.http_status,
+            error=outcome.error, response_excerpt=outcome.excerpt, final=not retry,
+            reason=f"retry at {retry_at.isoformat()}" if retry else None,
+        )
+        await final  # the status is durable before the attempt counts as done
+        await self.due_set.complete(entry, entry.next_attempt() if retry else None,
+                                    to_ms(retry_at))
+        FINISHED.labels(outcome.status).inc()
+        log.info("attempt finished", extra=_log_fields(req, outcome, lateness))
+
+
+def _log_fields(req: RunRequested, outcome: Outcome, lateness: int) -> dict[str, Any]:
+    return {"run_id": req.run_id, "job_id": req.job_id, "attempt": req.attempt,
+            "status": outcome.status, "http_status": outcome.http_status,
+            "lateness_ms": lateness, "error": outcome.error}
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, tracker: OffsetTracker, commit: Any) -> None:
+        self.tracker, self.commit = tracker, commit
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self.commit(set(revoked))
+        self.tracker.forget(set(revoked))
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        return None
+
+
+class Consumer:
+    def __init__(self, lifecycle: Lifecycle, executor: Executor, settings: Settings) -> None:
+        self.lifecycle, self.executor, self.settings = lifecycle, executor, settings
+        self.tracker = OffsetTracker()
+        self.slots = asyncio.Semaphore(settings.max_in_flight)
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.consumer: AIOKafkaConsumer | None = None
+
+    async def commit(self, partitions: set[TopicPartition] | None = None) -> None:
+        if self.consumer is None:
+            return
+        offsets = self.tracker.committable(partitions)
+        if not offsets:
+            return
+        try:
+            await self.consumer.commit(offsets)
+            self.tracker.committed(offsets)
+        except (CommitFailedError, KafkaError) as exc:
+            log.warning("commit failed", extra={"error": repr(exc)})
+
+    async def _one(self, msg: ConsumerRecord[bytes, bytes]) -> None:
+        tp = TopicPartition(msg.topic, msg.partition)
+        try:
+            while True:
+                try:
+                    await self.executor.handle(msg)
+                    break
+                except (RedisError, KafkaError, OSError) as exc:
+                    # Redis or Kafka is away: keep the offset uncommitted and try again (the
+                    # claim is ours, so a retry resumes the same attempt).
+                    log.error("run failed to complete, retrying",
+                              extra={"offset": msg.offset, "error": repr(exc)})
+                    if await self.lifecycle.sleep(1.0):
+                        return
+            self.tracker.finished(tp, msg.offset)
+        finally:
+            self.slots.release()
+
+    async def consume(self) -> None:
+        async with kafka.consumer(self.settings, "duetime-executor", self.executor.id, RUNS,
+                                  listener=_Rebalance(self.tracker, self.commit)) as consumer:
+            self.consumer = consumer
+            self.lifecycle.ready = True
+            while not self.lifecycle.stop.is_set():
+                batches = await consumer.getmany(timeout_ms=100, max_records=500)
+                for tp, messages in batches.items():
+                    for msg in messages:
+                        await self.slots.acquire()
+                        self.tracker.started(tp, msg.offset)
+                        task = asyncio.create_task(self._one(msg))
+                        self.tasks.add(task)
+                        task.add_done_callback(self.tasks.discard)
+            await self.drain()
+            await self.commit()
+            self.consumer = None
+
+    async def drain(self) -> None:
+        """Let running attempts finish within the grace period; the rest are handed back."""
+        if not self.tasks:
+            return
+        log.info("draining", extra={"in_flight": len(self.tasks)})
+        _, pending = await asyncio.wait(set(self.tasks), timeout=self.lifecycle.grace_seconds - 2)
+        for task in pending:
+            task.cancel()  # their leases lapse and the sweep requeues them
+        await asyncio.gather(*pending, return_exceptions=True)
+
+    async def commit_loop(self) -> None:
+        while not await self.lifecycle.sleep(0.2):
+            await self.commit()
+
+
+async def maintain_leases(lifecycle: Lifecycle, executor: Executor, settings: Settings) -> None:
+    """Renew our leases and requeue runs whose executor stopped renewing theirs."""
+    while not await lifecycle.sleep(min(1.0, settings.lease_ms / 3000)):
+        try:
+            now = now_ms()
+            if executor.held:
+                await executor.due_set.renew(executor.id, list(executor.held.values()),
+                                             now + settings.lease_ms)
+            for shard in range(executor.due_set.shards):
+                n = await executor.due_set.requeue_expired_leases(shard, now)
+                if n:
+                    log.warning("expired leases requeued", extra={"shard": shard, "count": n})
+        except (RedisError, OSError) as exc:
+            log.warning("lease maintenance failed", extra={"error": repr(exc)})
+
+
+async def main(lifecycle: Lifecycle) -> None:
+    settings = Settings()
+    redis = Redis.from_url(settings.redis_url)
+    connector = aiohttp.TCPConnector(limit=settings.http_connections, ttl_dns_cache=300)
+    async with kafka.producer(settings, "executor") as producer, \
+            aiohttp.ClientSession(connector=connector, auto_decompress=True) as session:
+        executor = Executor(DueSet(redis, settings.due_shards), producer, session, settings)
+        consumer = Consumer(lifecycle, executor, settings)
+        try:
+            await lifecycle.supervise({
+                "http": serve(ops_app(lifecycle), settings.http_host, settings.http_port, lifecycle),
+                "consume": consumer.consume(),
+                "commit": consumer.commit_loop(),
+                "leases": maintain_leases(lifecycle, executor, settings),
+            })
+        finally:
+            await redis.aclose()

@@ -1,0 +1,205 @@
+"""The write API: validate, assign ids, publish commands (API.md, "Jobs (write side)")."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Body, FastAPI, Header, Request, Response
+from pydantic import ValidationError
+
+from duetime import schedule
+from duetime.lifecycle import Lifecycle
+from duetime.merge_patch import merge_patch
+from duetime.ops import ops_router
+from duetime.problems import ProblemError, install, tenant_of, validation_errors
+from duetime.run_ids import run_id_for
+from duetime.timeutil import iso, to_ms, utcnow
+from job_service.idempotency import IdempotencyStore, body_hash, job_id_for_key
+from job_service.publisher import CommandPublisher, Unavailable
+from schemas.api import (
+    DelaySchedule,
+    HttpTarget,
+    JobAccepted,
+    JobSpec,
+    RunAccepted,
+    RunNowRequest,
+    TimerCreated,
+    TimerRequest,
+)
+from schemas.events import CommandType, JobCommand
+
+# Looks up a job's tenant and current spec; None when the job does not exist.
+JobLookup = Callable[[str], Awaitable[tuple[str, dict[str, Any]] | None]]
+RETRY_AFTER = {"Retry-After": "2"}
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
+
+
+def _new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def _invalid(field: str, message: str) -> ProblemError:
+    return ProblemError(422, "Invalid request", message, [{"field": field, "message": message}])
+
+
+def _check_schedule(spec: JobSpec, now: datetime) -> None:
+    try:
+        schedule.validate(spec, now)
+    except schedule.ScheduleError as exc:
+        raise _invalid(exc.field, str(exc)) from exc
+
+
+def _accepted(job_id: str) -> JobAccepted:
+    return JobAccepted(job_id=job_id, links={"self": f"/jobs/{job_id}",
+                                             "runs": f"/jobs/{job_id}/runs"})
+
+
+def _run_options(raw: bytes) -> RunNowRequest:
+    if not raw.strip():
+        return RunNowRequest()
+    try:
+        return RunNowRequest.model_validate(orjson.loads(raw))
+    except orjson.JSONDecodeError as exc:
+        raise ProblemError(400, "Malformed JSON", "the request body is not valid JSON") from exc
+    except ValidationError as exc:
+        raise ProblemError(422, "Invalid request", "one or more fields are invalid",
+                           validation_errors(exc.errors())) from exc
+
+
+class JobRoutes:
+    def __init__(self, publisher: CommandPublisher, idempotency: IdempotencyStore,
+                 lookup: JobLookup) -> None:
+        self.publisher, self.idempotency, self.lookup = publisher, idempotency, lookup
+
+    async def publish(self, command: JobCommand) -> None:
+        try:
+            await self.publisher.publish(command)
+        except Unavailable as exc:
+            raise ProblemError(503, "Service unavailable",
+                               "the command log is not accepting writes; retry later",
+                               headers=RETRY_AFTER) from exc
+
+    async def existing(self, request: Request, job_id: str) -> dict[str, Any]:
+        found = await self.lookup(job_id)
+        if found is None or found[0] != tenant_of(request):
+            raise ProblemError(404, "Not found", f"no job {job_id}")
+        return found[1]
+
+    async def command(self, request: Request, kind: CommandType, job_id: str,
+                      **fields: Any) -> JobCommand:
+        await self.existing(request, job_id)
+        cmd = JobCommand(command_id=_new_id(), type=kind, job_id=job_id,
+                         tenant=tenant_of(request), issued_at=utcnow(), **fields)
+        await self.publish(cmd)
+        return cmd
+
+    async def create(self, request: Request, spec: JobSpec, key: str | None) -> JobCommand:
+        tenant = tenant_of(request)
+        now = utcnow()
+        _check_schedule(spec, now)
+        job_id = _new_id()
+        if key is not None:
+            if not 1 <= len(key) <= 255:
+                raise _invalid("Idempotency-Key", "must be 1-255 characters")
+            job_id = job_id_for_key(tenant, key)
+            digest = body_hash(spec.model_dump(mode="json"))
+            if not await self.idempotency.reserve(tenant, key, digest):
+                raise ProblemError(409, "Conflict",
+                                   "this Idempotency-Key was used with a different body")
+        cmd = JobCommand(command_id=_new_id(), type="create", job_id=job_id, tenant=tenant,
+                         issued_at=now, spec=spec)
+        await self.publish(cmd)
+        return cmd
+
+    async def create_job(self, request: Request, response: Response, spec: JobSpec,
+                         idempotency_key: IdempotencyKey = None) -> JobAccepted:
+        cmd = await self.create(request, spec, idempotency_key)
+        assert cmd.job_id is not None
+        response.headers["Location"] = f"/jobs/{cmd.job_id}"
+        accepted = _accepted(cmd.job_id)
+        accepted.next_run_at = schedule.first_fire(spec, cmd.issued_at)
+        return accepted
+
+    async def create_timer(self, request: Request, response: Response, timer: TimerRequest,
+                           idempotency_key: IdempotencyKey = None) -> TimerCreated:
+        spec = JobSpec(
+            name="timer",
+            schedule=DelaySchedule(type="delay", seconds=timer.total_seconds),
+            target=HttpTarget(type="http", url=timer.url, method="POST"),
+            labels={"duetime/kind": "timer"},
+        )
+        cmd = await self.create(request, spec, idempotency_key)
+        assert cmd.job_id is not None
+        response.headers["Location"] = f"/timers/{cmd.job_id}"
+        return TimerCreated(id=cmd.job_id, time_left=timer.total_seconds)
+
+    async def replace_job(self, request: Request, job_id: str, spec: JobSpec) -> JobAccepted:
+        _check_schedule(spec, utcnow())
+        await self.command(request, "update", job_id, spec=spec)
+        return _accepted(job_id)
+
+    async def patch_job(self, request: Request, job_id: str,
+                        patch: Annotated[dict[str, Any], Body()]) -> JobAccepted:
+        current = await self.existing(request, job_id)
+        try:
+            merged = JobSpec.model_validate(merge_patch(current, patch))
+        except ValidationError as exc:
+            raise ProblemError(422, "Invalid request", "the patched job is invalid",
+                               validation_errors(exc.errors())) from exc
+        _check_schedule(merged, utcnow())
+        await self.command(request, "patch", job_id, patch=patch)
+        return _accepted(job_id)
+
+    async def cancel_job(self, request: Request, job_id: str) -> JobAccepted:
+        await self.command(request, "cancel", job_id)
+        return _accepted(job_id)
+
+    async def pause_job(self, request: Request, job_id: str) -> JobAccepted:
+        await self.command(request, "pause", job_id)
+        return _accepted(job_id)
+
+    async def resume_job(self, request: Request, job_id: str) -> JobAccepted:
+        await self.command(request, "resume", job_id)
+        return _accepted(job_id)
+
+    async def run_now(self, request: Request, job_id: str) -> RunAccepted:
+        options = _run_options(await request.body())
+        now = utcnow()
+        await self.command(request, "run", job_id, override_overlap=options.override_overlap,
+                           run_at=now)
+        return RunAccepted(job_id=job_id, run_id=run_id_for(job_id, to_ms(now)))
+
+    async def preview_spec(self, spec: JobSpec, count: int = 10) -> dict[str, Any]:
+        if not 1 <= count <= 1000:
+            raise _invalid("count", "must be between 1 and 1000")
+        now = utcnow()
+        _check_schedule(spec, now)
+        return {"next_run_times": [iso(t) for t in schedule.preview(spec, now, now, count)]}
+
+    def router(self) -> APIRouter:
+        r = APIRouter()
+        r.add_api_route("/jobs", self.create_job, methods=["POST"], status_code=202)
+        r.add_api_route("/jobs:preview", self.preview_spec, methods=["POST"])
+        r.add_api_route("/timers", self.create_timer, methods=["POST"], status_code=201)
+        r.add_api_route("/jobs/{job_id}", self.replace_job, methods=["PUT"], status_code=202)
+        r.add_api_route("/jobs/{job_id}", self.patch_job, methods=["PATCH"], status_code=202)
+        r.add_api_route("/jobs/{job_id}", self.cancel_job, methods=["DELETE"], status_code=202)
+        r.add_api_route("/jobs/{job_id}/pause", self.pause_job, methods=["POST"], status_code=202)
+        r.add_api_route("/jobs/{job_id}/resume", self.resume_job, methods=["POST"],
+                        status_code=202)
+        for path in ("/jobs/{job_id}/run", "/jobs/{job_id}/runNow"):
+            r.add_api_route(path, self.run_now, methods=["POST"], status_code=202)
+        return r
+
+
+def build_app(lifecycle: Lifecycle, publisher: CommandPublisher, idempotency: IdempotencyStore,
+              lookup: JobLookup) -> FastAPI:
+    app = FastAPI(title="duetime job service", docs_url=None, redoc_url=None)
+    install(app)
+    app.include_router(ops_router(lifecycle))
+    app.include_router(JobRoutes(publisher, idempotency, lookup).router())
+    return app

@@ -1,0 +1,48 @@
+"""Composition root of the job service."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+from redis.asyncio import Redis
+
+from duetime import kafka, postgres
+from duetime.lifecycle import Lifecycle
+from duetime.ops import serve
+from duetime.settings import HttpSettings, KafkaSettings, PostgresSettings, RedisSettings
+from duetime.sql import load_queries
+from job_service.api import build_app
+from job_service.idempotency import IdempotencyStore
+from job_service.publisher import CommandPublisher
+
+QUERIES = load_queries("job_service")
+
+
+class Settings(KafkaSettings, PostgresSettings, RedisSettings, HttpSettings):
+    http_port: int = 18101
+    publish_timeout_seconds: float = Field(default=5.0, gt=0)
+
+
+async def main(lifecycle: Lifecycle) -> None:
+    settings = Settings()
+    settings.kafka_request_timeout_ms = int(settings.publish_timeout_seconds * 1000)
+    redis = Redis.from_url(settings.redis_url)
+    async with postgres.pool(settings) as pool, kafka.producer(settings, "job_service") as producer:
+
+        async def lookup(job_id: str) -> tuple[str, dict[str, Any]] | None:
+            row = await pool.fetchrow(QUERIES["job_owner_and_spec"], job_id)
+            return None if row is None else (row["tenant"], row["spec"])
+
+        async def redis_ok() -> bool:
+            return bool(await redis.ping())
+
+        lifecycle.checks["redis"] = redis_ok
+        app = build_app(lifecycle, CommandPublisher(producer, settings.publish_timeout_seconds),
+                        IdempotencyStore(redis), lookup)
+        lifecycle.ready = True
+        try:
+            await lifecycle.supervise(
+                {"http": serve(app, settings.http_host, settings.http_port, lifecycle)})
+        finally:
+            await redis.aclose()

@@ -1,0 +1,207 @@
+"""Public REST models (API.md). Unknown fields are rejected everywhere."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+MAX_DELAY_SECONDS = 10 * 366 * 24 * 3600  # ten years: anything longer is a typo
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def check_http_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an absolute http(s) URL")
+    if any(c in value for c in "\r\n\t "):
+        raise ValueError("must not contain whitespace or control characters")
+    return value
+
+
+class OnceSchedule(Strict):
+    type: Literal["once"]
+    at: AwareDatetime
+
+
+class DelaySchedule(Strict):
+    type: Literal["delay"]
+    seconds: float = Field(gt=0, le=MAX_DELAY_SECONDS, allow_inf_nan=False)
+
+
+class NowSchedule(Strict):
+    type: Literal["now"]
+
+
+class IntervalSchedule(Strict):
+    type: Literal["interval"]
+    every_seconds: int = Field(ge=1, le=MAX_DELAY_SECONDS)
+    start_at: AwareDatetime | None = None
+    end_at: AwareDatetime | None = None
+
+    @model_validator(mode="after")
+    def _window(self) -> IntervalSchedule:
+        if self.start_at and self.end_at and self.end_at <= self.start_at:
+            raise ValueError("end_at must be after start_at")
+        return self
+
+
+class CronSchedule(Strict):
+    type: Literal["cron"]
+    expression: str = Field(min_length=1, max_length=200)
+    timezone: str = Field(default="UTC", min_length=1, max_length=64)
+    start_at: AwareDatetime | None = None
+    end_at: AwareDatetime | None = None
+
+    @model_validator(mode="after")
+    def _window(self) -> CronSchedule:
+        if self.start_at and self.end_at and self.end_at <= self.start_at:
+            raise ValueError("end_at must be after start_at")
+        return self
+
+
+Schedule = Annotated[
+    OnceSchedule | DelaySchedule | NowSchedule | IntervalSchedule | CronSchedule,
+    Field(discriminator="type"),
+]
+ONE_SHOT_TYPES = frozenset({"once", "delay", "now"})
+
+HttpMethod = Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+HeaderMap = Annotated[dict[str, Annotated[str, Field(max_length=8192)]], Field(max_length=64)]
+
+
+class HttpTarget(Strict):
+    type: Literal["http"]
+    url: str = Field(max_length=4096)
+    method: HttpMethod = "POST"
+    headers: HeaderMap = Field(default_factory=dict)
+    body: Any = None
+    timeout_seconds: float = Field(default=30, gt=0, le=3600, allow_inf_nan=False)
+    success_codes: list[Annotated[int, Field(ge=100, le=599)]] | None = Field(
+        default=None, max_length=100
+    )
+
+    _url = field_validator("url")(check_http_url)
+
+    @field_validator("headers")
+    @classmethod
+    def _headers(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, val in value.items():
+            if not name or any(c in name for c in "\r\n: \t") or any(c in val for c in "\r\n"):
+                raise ValueError(f"invalid header {name!r}")
+        return value
+
+
+class KafkaTarget(Strict):
+    type: Literal["kafka"]
+    topic: str = Field(min_length=1, max_length=249, pattern=r"^[A-Za-z0-9._-]+$")
+    key: str | None = Field(default=None, max_length=1024)
+    value: Any = None
+    headers: HeaderMap = Field(default_factory=dict)
+
+
+Target = Annotated[HttpTarget | KafkaTarget, Field(discriminator="type")]
+
+
+class RetryPolicy(Strict):
+    max_attempts: int = Field(default=3, ge=1, le=100)
+    initial_delay_seconds: float = Field(default=1, ge=0, le=86400, allow_inf_nan=False)
+    max_delay_seconds: float = Field(default=300, ge=0, le=86400, allow_inf_nan=False)
+    multiplier: float = Field(default=2.0, ge=1, le=100, allow_inf_nan=False)
+    jitter: bool = True
+
+
+Labels = Annotated[
+    dict[
+        Annotated[str, Field(min_length=1, max_length=63, pattern=r"^[A-Za-z0-9._/-]+$")],
+        Annotated[str, Field(max_length=255)],
+    ],
+    Field(max_length=64),
+]
+
+
+class JobSpec(Strict):
+    name: str = Field(min_length=1, max_length=200)
+    schedule: Schedule
+    target: Target
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    overlap: Literal["allow", "forbid", "replace"] = "allow"
+    catchup: Literal["latest", "all", "none"] = "latest"
+    catchup_window_seconds: int = Field(default=3600, ge=1, le=7 * 86400)
+    priority: int = Field(default=5, ge=0, le=9)
+    max_runs: int | None = Field(default=None, ge=1)
+    labels: Labels = Field(default_factory=dict)
+    payload: Any = None
+
+    @property
+    def one_shot(self) -> bool:
+        return self.schedule.type in ONE_SHOT_TYPES
+
+
+class JobAccepted(BaseModel):
+    job_id: str
+    status: Literal["accepted"] = "accepted"
+    next_run_at: datetime | None = None
+    links: dict[str, str] = Field(default_factory=dict)
+
+
+class RunAccepted(BaseModel):
+    job_id: str
+    run_id: str
+    status: Literal["accepted"] = "accepted"
+
+
+class RunNowRequest(Strict):
+    override_overlap: bool = False
+
+
+class TimerRequest(Strict):
+    hours: int = Field(default=0, ge=0, le=24 * 366 * 10)
+    minutes: int = Field(default=0, ge=0, le=60 * 24 * 366 * 10)
+    seconds: int = Field(default=0, ge=0, le=MAX_DELAY_SECONDS)
+    url: str = Field(max_length=4096)
+
+    _url = field_validator("url")(check_http_url)
+
+    @field_validator("hours", "minutes", "seconds", mode="before")
+    @classmethod
+    def _integers_only(cls, value: Any) -> Any:
+        # JSON true/1.5/"3" must not sneak in as integers.
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError("must be an integer")
+        return value
+
+    @property
+    def total_seconds(self) -> int:
+        return self.hours * 3600 + self.minutes * 60 + self.seconds
+
+    @model_validator(mode="after")
+    def _positive(self) -> TimerRequest:
+        if self.total_seconds <= 0:
+            raise ValueError("hours, minutes and seconds must add up to more than 0")
+        if self.total_seconds > MAX_DELAY_SECONDS:
+            raise ValueError("a timer may be at most ten years long")
+        return self
+
+
+class TimerCreated(BaseModel):
+    id: str
+    time_left: int
+
+
+class ProblemField(BaseModel):
+    field: str
+    message: str
+
+
+class Problem(BaseModel):
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str | None = None
+    errors: list[ProblemField] | None = None

@@ -1,0 +1,111 @@
+"""Kafka message models. Every message carries `schema_version`; consumers reject others."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+from schemas.api import HttpTarget, JobSpec, KafkaTarget, RetryPolicy
+
+CommandType = Literal["create", "update", "patch", "cancel", "pause", "resume", "run"]
+RunStatus = Literal["queued", "running", "succeeded", "failed", "cancelled", "timed_out", "skipped"]
+TERMINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled", "timed_out", "skipped"})
+ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    schema_version: Literal[1] = 1
+
+
+class JobCommand(Message):
+    """A request to change a job, on `duetime.jobs.commands` (key = job_id)."""
+
+    command_id: str = Field(pattern=ID_PATTERN)
+    type: CommandType
+    job_id: str | None = Field(default=None, pattern=ID_PATTERN)
+    tenant: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
+    issued_at: AwareDatetime
+    spec: JobSpec | None = None
+    patch: dict[str, Any] | None = None
+    override_overlap: bool = False
+    # For `run`: the instant the run is for, fixed by the submitter so replays agree.
+    run_at: AwareDatetime | None = None
+
+    @model_validator(mode="after")
+    def _shape(self) -> JobCommand:
+        if self.type != "create" and self.job_id is None:
+            raise ValueError(f"job_id is required for {self.type}")
+        if self.type in ("create", "update") and self.spec is None:
+            raise ValueError(f"spec is required for {self.type}")
+        if self.type == "patch" and self.patch is None:
+            raise ValueError("patch is required for patch")
+        return self
+
+
+class RunRequested(Message):
+    """One firing (or retry) handed to executors, on `duetime.runs` (key = job_id)."""
+
+    run_id: str
+    job_id: str
+    tenant: str
+    job_version: int
+    scheduled_at: AwareDatetime
+    due_at: AwareDatetime  # when this attempt may start: scheduled_at, or the retry time
+    attempt: int = Field(ge=1)
+    priority: int = Field(ge=0, le=9)
+    target: HttpTarget | KafkaTarget = Field(discriminator="type")
+    retry: RetryPolicy
+    overlap: Literal["allow", "forbid", "replace"] = "allow"
+    member: str  # the due-set entry this run came from; put back if the run is requeued
+    dispatched_at: AwareDatetime
+
+
+class RunStatusChanged(Message):
+    """Every run status change, on `duetime.runs.status` (key = job_id)."""
+
+    run_id: str
+    job_id: str
+    tenant: str
+    scheduled_at: AwareDatetime
+    attempt: int = Field(ge=1)
+    status: RunStatus
+    at: AwareDatetime
+    queued_at: AwareDatetime | None = None
+    started_at: AwareDatetime | None = None
+    finished_at: AwareDatetime | None = None
+    lateness_ms: int | None = None
+    duration_ms: int | None = None
+    http_status: int | None = None
+    error: str | None = Field(default=None, max_length=2000)
+    response_excerpt: str | None = Field(default=None, max_length=2000)
+    executor_id: str | None = None
+    # False when another attempt follows (the failure is not the run's last word).
+    final: bool = True
+    reason: str | None = None
+
+
+class JobEvent(Message):
+    """An outcome of a command, on `duetime.jobs.events` (key = job_id)."""
+
+    type: Literal["job.created", "job.updated", "job.cancelled", "job.rejected"]
+    job_id: str | None
+    tenant: str | None
+    command_id: str | None
+    command_type: str | None = None
+    version: int | None = None
+    at: AwareDatetime
+    reason: str | None = None
+
+
+class DeadLetter(Message):
+    """A message that could not be processed, with its original bytes."""
+
+    source_topic: str
+    partition: int
+    offset: int
+    key: str | None
+    value: str  # the original bytes, decoded as UTF-8 with replacement
+    reason: str
+    at: AwareDatetime

@@ -1,0 +1,42 @@
+"""Writes the JSON Schema of every public model into schemas/json/ (`python -m schemas.export`)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from schemas.api import JobSpec, TimerRequest
+from schemas.events import DeadLetter, JobCommand, JobEvent, RunRequested, RunStatusChanged
+
+PUBLIC: dict[str, type[BaseModel]] = {
+    "job_spec": JobSpec,
+    "timer_request": TimerRequest,
+    "job_command": JobCommand,
+    "job_event": JobEvent,
+    "run_requested": RunRequested,
+    "run_status_changed": RunStatusChanged,
+    "dead_letter": DeadLetter,
+}
+OUT = Path(__file__).parent / "json"
+
+
+def render() -> dict[str, str]:
+    return {
+        f"{name}.v1.json": json.dumps(model.model_json_schema(), indent=2, sort_keys=True) + "\n"
+        for name, model in PUBLIC.items()
+    }
+
+
+def main() -> int:
+    OUT.mkdir(exist_ok=True)
+    for filename, text in render().items():
+        (OUT / filename).write_text(text)
+    print(f"wrote {len(PUBLIC)} schemas to {OUT}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,30 @@
+"""Composition root of the search service."""
+
+from __future__ import annotations
+
+from duetime import postgres
+from duetime.lifecycle import Lifecycle
+from duetime.ops import serve
+from duetime.settings import HttpSettings, PostgresSettings
+from duetime.sql import load_queries
+from search_service.api import build_app
+
+QUERIES = load_queries("search_service")
+
+
+class Settings(PostgresSettings, HttpSettings):
+    http_port: int = 18102
+
+
+async def main(lifecycle: Lifecycle) -> None:
+    settings = Settings()
+    async with postgres.pool(settings) as pool:
+
+        async def db_ok() -> bool:
+            return bool(await pool.fetchval("SELECT true"))
+
+        lifecycle.checks["postgres"] = db_ok
+        lifecycle.ready = True
+        await lifecycle.supervise(
+            {"http": serve(build_app(lifecycle, pool, QUERIES), settings.http_host,
+                           settings.http_port, lifecycle)})

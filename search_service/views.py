@@ -1,0 +1,56 @@
+"""Shapes rows into the documented JSON (API.md, "Jobs (read side)")."""
+
+from __future__ import annotations
+
+import base64
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from duetime.problems import ProblemError
+from duetime.timeutil import iso
+
+RUN_FIELDS = ("run_id", "job_id", "attempt", "status", "lateness_ms", "duration_ms",
+              "http_status", "error", "executor_id", "reason", "response_excerpt")
+RUN_TIMES = ("scheduled_at", "queued_at", "started_at", "finished_at")
+
+
+def run_view(row: asyncpg.Record) -> dict[str, Any]:
+    out: dict[str, Any] = {k: row[k] for k in RUN_FIELDS}
+    out.update({k: iso(row[k]) for k in RUN_TIMES})
+    out["updated_at"] = iso(row["modified_at"])
+    return out
+
+
+def job_view(row: asyncpg.Record) -> dict[str, Any]:
+    out: dict[str, Any] = {"job_id": row["job_id"], **row["spec"]}
+    out.update({
+        "state": row["state"],
+        "version": row["version"],
+        "next_run_at": iso(row["next_run_at"]),
+        "run_count": row["run_count"],
+        "failure_count": row["failure_count"],
+        "last_run": None if row["last_run_id"] is None else {
+            "run_id": row["last_run_id"], "status": row["last_run_status"],
+            "scheduled_at": iso(row["last_run_at"])},
+        "created_at": iso(row["created_at"]),
+        "updated_at": iso(row["updated_at"]),
+    })
+    return out
+
+
+def encode_cursor(at: datetime, key: str) -> str:
+    return base64.urlsafe_b64encode(f"{at.isoformat()}|{key}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> tuple[datetime | None, str | None]:
+    if not cursor:
+        return None, None
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        at, key = raw.split("|", 1)
+        return datetime.fromisoformat(at), key
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ProblemError(422, "Invalid request", "cursor is not valid",
+                           [{"field": "cursor", "message": "not a cursor this API returned"}]) from exc

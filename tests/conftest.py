@@ -1,0 +1,82 @@
+"""Shared fixtures: one real stack per test run, isolated state per test (unique ids/paths)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from redis.asyncio import Redis
+
+from tests.support.sink import Sink
+from tests.support.stack import stack_env
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        parts = item.path.parts
+        if any(p in parts for p in ("integration", "e2e", "faults")):
+            item.add_marker(pytest.mark.stack)
+        if "faults" in parts:
+            item.add_marker(pytest.mark.faults)
+
+
+@pytest.fixture(scope="session")
+def env() -> dict[str, str]:
+    values = stack_env()
+    if "DUETIME_URL" not in values:
+        pytest.fail("the local stack is not running: `make up` (or `make test`) starts it")
+    return values
+
+
+def _client(env: dict[str, str], key: str | None) -> httpx.AsyncClient:
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    return httpx.AsyncClient(base_url=env["DUETIME_URL"], headers=headers, timeout=30)
+
+
+@pytest.fixture
+async def api(env: dict[str, str]) -> AsyncIterator[httpx.AsyncClient]:
+    async with _client(env, env["DUETIME_API_KEY"]) as client:
+        yield client
+
+
+@pytest.fixture
+async def api_b(env: dict[str, str]) -> AsyncIterator[httpx.AsyncClient]:
+    async with _client(env, env["DUETIME_API_KEY_B"]) as client:
+        yield client
+
+
+@pytest.fixture
+async def anonymous(env: dict[str, str]) -> AsyncIterator[httpx.AsyncClient]:
+    async with _client(env, None) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+async def sink() -> AsyncIterator[Sink]:
+    s = await Sink().start()
+    yield s
+    await s.stop()
+
+
+@pytest.fixture
+def path() -> str:
+    """A sink path unique to this test, so tests sharing the sink never see each other's hits."""
+    return f"/hook/{uuid.uuid4().hex}"
+
+
+@pytest.fixture(scope="session")
+async def pg(env: dict[str, str]) -> AsyncIterator[asyncpg.Pool[Any]]:
+    pool = await asyncpg.create_pool(env["DUETIME_POSTGRES_DSN"], min_size=1, max_size=4)
+    assert pool is not None
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture(scope="session")
+async def redis(env: dict[str, str]) -> AsyncIterator[Redis]:
+    client = Redis.from_url(env["DUETIME_REDIS_URL"])
+    yield client
+    await client.aclose()

@@ -1,0 +1,77 @@
+"""A local HTTP sink that records every request it receives (the target of test jobs)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+
+@dataclass
+class Hit:
+    path: str
+    method: str
+    headers: dict[str, str]
+    body: bytes
+    received_at: float  # epoch seconds
+
+
+@dataclass
+class Sink:
+    host: str = "127.0.0.1"
+    port: int = 0
+    delay_seconds: float = 0.0
+    status: int = 200
+    hits: list[Hit] = field(default_factory=list)
+    _runner: web.AppRunner | None = None
+    _arrived: asyncio.Condition | None = None
+
+    async def start(self) -> Sink:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, 0)
+        await site.start()
+        server = site._server
+        assert server is not None
+        self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._arrived = asyncio.Condition()
+        return self
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    def url(self, path: str = "/hook") -> str:
+        return f"http://{self.host}:{self.port}{path}"
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        hit = Hit(request.path, request.method, dict(request.headers), await request.read(),
+                  time.time())
+        self.hits.append(hit)
+        assert self._arrived is not None
+        async with self._arrived:
+            self._arrived.notify_all()
+        if self.delay_seconds:
+            await asyncio.sleep(self.delay_seconds)
+        return web.Response(status=self.status, text="ok")
+
+    def hits_for(self, path: str) -> list[Hit]:
+        return [h for h in self.hits if h.path == path]
+
+    async def wait_for(self, path: str, count: int = 1, timeout: float = 30.0) -> list[Hit]:
+        assert self._arrived is not None
+        deadline = time.monotonic() + timeout
+        async with self._arrived:
+            while len(self.hits_for(path)) < count:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                try:
+                    await asyncio.wait_for(self._arrived.wait(), timeout=left)
+                except TimeoutError:
+                    break
+        return self.hits_for(path)

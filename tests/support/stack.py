@@ -1,0 +1,27 @@
+"""Access to the local stack the tests run against (started by `make test` / `make up`)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+STACK = ROOT / "deploy" / "local" / "stack.sh"
+
+
+def stack_env() -> dict[str, str]:
+    env: dict[str, str] = {}
+    path = ROOT / ".stack" / "env"
+    if path.exists():
+        for line in path.read_text().splitlines():
+            if "=" in line and not line.startswith("#"):
+                key, value = line.split("=", 1)
+                env[key.strip()] = value.strip()
+    env.update({k: v for k, v in os.environ.items() if k.startswith("DUETIME_")})
+    return env
+
+
+def stack(*args: str, timeout: float = 180) -> None:
+    """Run a stack.sh subcommand (e.g. `stack("kill", "executor")`)."""
+    subprocess.run([str(STACK), *args], check=True, timeout=timeout, cwd=ROOT)

@@ -1,0 +1,106 @@
+"""The watcher: loads firings due before the horizon from Postgres into the Redis due-set."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+import asyncpg
+from prometheus_client import Counter, Gauge
+from pydantic import Field
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from duetime import postgres, schedule
+from duetime.due_set import DueSet
+from duetime.lifecycle import Lifecycle
+from duetime.loading import entries_for, run_template
+from duetime.ops import ops_app, serve
+from duetime.settings import HttpSettings, PostgresSettings, RedisSettings
+from duetime.sql import load_queries
+from duetime.timeutil import utcnow
+from schemas.api import JobSpec
+
+log = logging.getLogger(__name__)
+QUERIES = load_queries("watcher")
+LOADED = Counter("duetime_watcher_firings_loaded_total", "Firings placed into the due-set")
+DUE_SIZE = Gauge("duetime_due_set_entries", "Entries waiting in the due-set")
+EPOCH_KEY = "dt:epoch"
+
+
+class Settings(PostgresSettings, RedisSettings, HttpSettings):
+    http_port: int = 18104
+    poll_seconds: float = Field(default=1.0, gt=0)
+    window_seconds: float = Field(default=20.0, gt=0)
+    batch_size: int = Field(default=500, ge=1)
+
+
+class Watcher:
+    def __init__(self, pool: asyncpg.Pool[Any], due_set: DueSet, settings: Settings) -> None:
+        self.pool, self.due_set, self.settings = pool, due_set, settings
+
+    async def ensure_redis_intact(self) -> None:
+        """If Redis came back empty, reload every pending firing from Postgres."""
+        if await self.due_set.redis.exists(EPOCH_KEY):
+            return
+        result = await self.pool.execute(QUERIES["reload_everything"])
+        await self.due_set.redis.set(EPOCH_KEY, utcnow().isoformat(), nx=True)
+        log.warning("due-set rebuilt from Postgres", extra={"result": result})
+
+    async def load_once(self) -> int:
+        """Load every firing due before now + window; returns how many were loaded."""
+        now = utcnow()
+        horizon = now + timedelta(seconds=self.settings.window_seconds)
+        total = 0
+        while True:
+            async with self.pool.acquire() as conn, conn.transaction():
+                rows = await conn.fetch(QUERIES["claim_due_jobs"], horizon,
+                                        self.settings.batch_size)
+                ids, cursors = [], []
+                for row in rows:
+                    spec = JobSpec.model_validate(row["spec"])
+                    window = schedule.plan_window(spec, row["created_at"], row["enqueue_at"],
+                                                  horizon, now)
+                    await self.due_set.load(
+                        row["job_id"], row["version"], "active",
+                        run_template(row["job_id"], row["tenant"], row["version"], spec),
+                        entries_for(row["job_id"], row["version"], spec, window.fire))
+                    ids.append(row["job_id"])
+                    cursors.append(window.cursor)
+                    total += len(window.fire)
+                if ids:
+                    await conn.execute(QUERIES["advance_cursors"], ids, cursors)
+            if len(rows) < self.settings.batch_size:
+                break
+        LOADED.inc(total)
+        return total
+
+
+async def poll(lifecycle: Lifecycle, watcher: Watcher) -> None:
+    lifecycle.ready = True
+    while not lifecycle.stop.is_set():
+        try:
+            await watcher.ensure_redis_intact()
+            loaded = await watcher.load_once()
+            if loaded:
+                log.info("firings loaded", extra={"count": loaded})
+            DUE_SIZE.set((await watcher.due_set.sizes())["due"])
+        except (OSError, RedisError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            log.warning("load failed, retrying", extra={"error": repr(exc)})
+        if await lifecycle.sleep(watcher.settings.poll_seconds):
+            return
+
+
+async def main(lifecycle: Lifecycle) -> None:
+    settings = Settings()
+    redis = Redis.from_url(settings.redis_url)
+    async with postgres.pool(settings) as pool:
+        watcher = Watcher(pool, DueSet(redis, settings.due_shards), settings)
+        try:
+            await lifecycle.supervise({
+                "http": serve(ops_app(lifecycle), settings.http_host, settings.http_port, lifecycle),
+                "poll": poll(lifecycle, watcher),
+            })
+        finally:
+            await redis.aclose()

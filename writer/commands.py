@@ -1,0 +1,173 @@
+"""Applies job commands to Postgres and the due-set, idempotently and in per-job order."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import asyncpg
+from pydantic import ValidationError
+
+from duetime import schedule
+from duetime.due_set import MANUAL, DueSet, Entry
+from duetime.loading import entries_for, plan, run_template
+from duetime.merge_patch import merge_patch
+from duetime.postgres import Conn
+from duetime.timeutil import to_ms, utcnow
+from schemas.api import JobSpec
+from schemas.events import JobCommand, JobEvent
+
+log = logging.getLogger(__name__)
+_OUTCOME = {"create": "job.created", "cancel": "job.cancelled"}
+
+
+@dataclass
+class Applied:
+    event: JobEvent
+    # Redis work, done inside the Postgres transaction just before it commits: a crash in
+    # between rolls back Postgres and the replayed command loads Redis again (idempotent).
+    load: tuple[str, int, str, dict[str, Any] | None, list[Entry]] | None = None
+    cancel_flag: tuple[str, int] | None = None
+
+
+class Rejected(Exception):
+    """The command is well-formed but cannot apply (unknown job, cancelled job, bad patch)."""
+
+
+def _event(cmd: JobCommand, version: int | None, kind: str | None = None,
+           reason: str | None = None) -> JobEvent:
+    etype = kind or _OUTCOME.get(cmd.type, "job.updated")
+    return JobEvent(type=etype, job_id=cmd.job_id, tenant=cmd.tenant,  # type: ignore[arg-type]
+                    command_id=cmd.command_id, command_type=cmd.type, version=version,
+                    at=utcnow(), reason=reason)
+
+
+class CommandHandler:
+    def __init__(self, queries: dict[str, str], due_set: DueSet, load_ahead: timedelta) -> None:
+        self.q = queries
+        self.due_set = due_set
+        self.ahead = load_ahead
+
+    async def apply(self, conn: Conn, cmd: JobCommand) -> Applied:
+        assert cmd.job_id is not None
+        row = await conn.fetchrow(self.q["lock_job"], cmd.job_id)
+        if cmd.type == "create":
+            return await self._create(conn, cmd, row)
+        if row is None or row["tenant"] != cmd.tenant:
+            raise Rejected(f"no job {cmd.job_id}")
+        if row["state"] == "cancelled" and cmd.type != "cancel":
+            raise Rejected("the job is cancelled")
+        handler = {
+            "update": self._update, "patch": self._update, "cancel": self._cancel,
+            "pause": self._pause, "resume": self._resume, "run": self._run,
+        }[cmd.type]
+        return await handler(conn, cmd, row)
+
+    def _schedule_from(self, spec: JobSpec, created_at: datetime,
+                       after: datetime) -> tuple[datetime | None, schedule.Window]:
+        now = utcnow()
+        first = schedule.first_fire(spec, created_at) if spec.one_shot else \
+            schedule.next_fire(spec, created_at, after)
+        return first, plan(spec, created_at, first, now, self.ahead)
+
+    async def _create(self, conn: Conn, cmd: JobCommand,
+                      row: asyncpg.Record | None) -> Applied:
+        assert cmd.spec is not None and cmd.job_id is not None
+        spec = cmd.spec
+        if row is not None:
+            if row["tenant"] == cmd.tenant and row["spec"] == spec.model_dump(mode="json"):
+                return Applied(_event(cmd, row["version"]))  # a replay or a retried request
+            raise Rejected("a different job with this id exists")
+        try:
+            schedule.validate(spec, cmd.issued_at)
+        except schedule.ScheduleError as exc:
+            raise Rejected(f"{exc.field}: {exc}") from exc
+        first, window = self._schedule_from(spec, cmd.issued_at,
+                                            cmd.issued_at - timedelta(microseconds=1))
+        state = "active" if first is not None else "completed"
+        await conn.execute(
+            self.q["insert_job"], cmd.job_id, cmd.tenant, spec.name, spec.model_dump(mode="json"),
+            spec.schedule.type, spec.target.type, state, spec.priority, spec.labels, first,
+            window.cursor, cmd.command_id, cmd.issued_at,
+        )
+        return Applied(_event(cmd, 1), load=(
+            cmd.job_id, 1, state, run_template(cmd.job_id, cmd.tenant, 1, spec),
+            entries_for(cmd.job_id, 1, spec, window.fire)))
+
+    async def _update(self, conn: Conn, cmd: JobCommand,
+                      row: asyncpg.Record) -> Applied:
+        assert cmd.job_id is not None
+        try:
+            spec = cmd.spec if cmd.type == "update" else \
+                JobSpec.model_validate(merge_patch(row["spec"], cmd.patch))
+            assert spec is not None
+            schedule.validate(spec, cmd.issued_at)
+        except (ValidationError, schedule.ScheduleError) as exc:
+            raise Rejected(f"the updated job is invalid: {exc}") from exc
+        # A one-shot delay counts from the edit; recurring schedules continue from now.
+        first, window = self._schedule_from(spec, cmd.issued_at, cmd.issued_at)
+        state = row["state"] if first is not None else "completed"
+        if state == "completed" and row["state"] == "paused":
+            state = "paused"
+        version = await conn.fetchval(
+            self.q["replace_job"], cmd.job_id, spec.model_dump(mode="json"), spec.name,
+            spec.schedule.type, spec.target.type, spec.priority, spec.labels, state, first,
+            window.cursor if state == "active" else first, cmd.issued_at,
+        )
+        fire = window.fire if state == "active" else []
+        return Applied(_event(cmd, version), load=(
+            cmd.job_id, version, state, run_template(cmd.job_id, cmd.tenant, version, spec),
+            entries_for(cmd.job_id, version, spec, fire)))
+
+    async def _cancel(self, conn: Conn, cmd: JobCommand,
+                      row: asyncpg.Record) -> Applied:
+        assert cmd.job_id is not None
+        if row["state"] == "cancelled":
+            return Applied(_event(cmd, row["version"]))
+        version = await conn.fetchval(self.q["set_state"], cmd.job_id, "cancelled", 1, None, None,
+                                      cmd.issued_at)
+        return Applied(_event(cmd, version), load=(cmd.job_id, version, "cancelled", None, []),
+                       cancel_flag=(cmd.job_id, version))
+
+    async def _pause(self, conn: Conn, cmd: JobCommand,
+                     row: asyncpg.Record) -> Applied:
+        assert cmd.job_id is not None
+        if row["state"] != "active":
+            return Applied(_event(cmd, row["version"]))
+        await conn.execute(self.q["set_state"], cmd.job_id, "paused", 0, row["next_run_at"],
+                           None, cmd.issued_at)
+        return Applied(_event(cmd, row["version"]),
+                       load=(cmd.job_id, row["version"], "paused", None, []))
+
+    async def _resume(self, conn: Conn, cmd: JobCommand,
+                      row: asyncpg.Record) -> Applied:
+        assert cmd.job_id is not None
+        if row["state"] != "paused":
+            return Applied(_event(cmd, row["version"]))
+        spec = JobSpec.model_validate(row["spec"])
+        now = utcnow()
+        # Firings that fell due while paused are not caught up; one-shot jobs still fire once.
+        if spec.one_shot:
+            first = schedule.first_fire(spec, row["created_at"])
+        else:
+            first = schedule.next_fire(spec, row["created_at"], now)
+        window = plan(spec, row["created_at"], first, now, self.ahead)
+        state = "active" if first is not None else "completed"
+        await conn.execute(self.q["set_state"], cmd.job_id, state, 0, first, window.cursor,
+                           cmd.issued_at)
+        return Applied(_event(cmd, row["version"]), load=(
+            cmd.job_id, row["version"], state,
+            run_template(cmd.job_id, row["tenant"], row["version"], spec),
+            entries_for(cmd.job_id, row["version"], spec, window.fire)))
+
+    async def _run(self, conn: Conn, cmd: JobCommand,
+                   row: asyncpg.Record) -> Applied:
+        assert cmd.job_id is not None
+        spec = JobSpec.model_validate(row["spec"])
+        at = cmd.run_at or cmd.issued_at
+        entry = Entry(cmd.job_id, row["version"], to_ms(at), 1, spec.priority, MANUAL)
+        return Applied(_event(cmd, row["version"]), load=(
+            cmd.job_id, row["version"], row["state"],
+            run_template(cmd.job_id, row["tenant"], row["version"], spec), [entry]))

@@ -1,0 +1,73 @@
+-- name: lock_job
+SELECT job_id, tenant, spec, state, version, created_at, enqueue_at, next_run_at, run_count
+FROM jobs WHERE job_id = $1 FOR UPDATE
+
+-- name: insert_job
+INSERT INTO jobs (job_id, tenant, name, spec, schedule_type, target_type, state, version,
+                  priority, labels, next_run_at, enqueue_at, created_command, created_at, updated_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $9, $10, $11, $12, $13, $13)
+
+-- name: replace_job
+UPDATE jobs
+SET spec = $2, name = $3, schedule_type = $4, target_type = $5, priority = $6, labels = $7,
+    version = version + 1, state = $8, next_run_at = $9, enqueue_at = $10, updated_at = $11
+WHERE job_id = $1
+RETURNING version
+
+-- name: set_state
+UPDATE jobs
+SET state = $2, version = version + $3, next_run_at = $4, enqueue_at = $5, updated_at = $6
+WHERE job_id = $1
+RETURNING version
+
+-- name: upsert_runs
+-- One statement per batch; a run's status only moves forward (by attempt, then rank).
+INSERT INTO job_runs AS r (run_id, job_id, tenant, scheduled_at, attempt, status, queued_at,
+                           started_at, finished_at, modified_at, executor_id, lateness_ms,
+                           duration_ms, http_status, error, reason, response_excerpt, final)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::int[],
+                     $6::text[], $7::timestamptz[], $8::timestamptz[], $9::timestamptz[],
+                     $10::timestamptz[], $11::text[], $12::int[], $13::int[], $14::int[],
+                     $15::text[], $16::text[], $17::text[], $18::bool[])
+ON CONFLICT (run_id, scheduled_at) DO UPDATE SET
+    attempt = EXCLUDED.attempt,
+    status = EXCLUDED.status,
+    queued_at = COALESCE(r.queued_at, EXCLUDED.queued_at),
+    started_at = CASE WHEN EXCLUDED.attempt > r.attempt THEN EXCLUDED.started_at
+                      ELSE COALESCE(EXCLUDED.started_at, r.started_at) END,
+    finished_at = EXCLUDED.finished_at,
+    modified_at = EXCLUDED.modified_at,
+    executor_id = COALESCE(EXCLUDED.executor_id, r.executor_id),
+    lateness_ms = COALESCE(EXCLUDED.lateness_ms, r.lateness_ms),
+    duration_ms = EXCLUDED.duration_ms,
+    http_status = EXCLUDED.http_status,
+    error = EXCLUDED.error,
+    reason = EXCLUDED.reason,
+    response_excerpt = EXCLUDED.response_excerpt,
+    final = EXCLUDED.final
+WHERE (EXCLUDED.attempt, run_status_rank(EXCLUDED.status))
+      > (r.attempt, run_status_rank(r.status))
+RETURNING run_id, job_id, status, attempt, final, scheduled_at
+
+-- name: record_finished_runs
+-- Counters and state for jobs whose runs reached their final status in this batch.
+UPDATE jobs AS j
+SET run_count = j.run_count + f.finished,
+    failure_count = j.failure_count + f.failed,
+    last_run_id = f.last_run_id,
+    last_run_status = f.last_status,
+    last_run_at = f.last_at,
+    state = CASE WHEN j.state = 'active' AND (j.schedule_type IN ('once', 'delay', 'now')
+                      OR (j.spec ->> 'max_runs')::bigint <= j.run_count + f.finished)
+                 THEN 'completed' ELSE j.state END,
+    next_run_at = CASE WHEN j.schedule_type IN ('once', 'delay', 'now') THEN NULL
+                       ELSE j.next_run_at END,
+    updated_at = now()
+FROM (SELECT * FROM unnest($1::text[], $2::int[], $3::int[], $4::text[], $5::text[],
+                           $6::timestamptz[])
+      AS t(job_id, finished, failed, last_run_id, last_status, last_at)) AS f
+WHERE j.job_id = f.job_id
+RETURNING j.job_id, j.state, j.version
+
+-- name: ensure_partitions
+SELECT ensure_job_runs_partitions((now() - interval '1 month')::date, 4)

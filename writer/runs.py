@@ -1,0 +1,69 @@
+"""Persists run status changes in batches; statuses only move forward."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from duetime.postgres import Conn
+from duetime.timeutil import utcnow
+from schemas.events import TERMINAL_STATUSES, RunStatusChanged
+
+_RANK = {"queued": 1, "running": 2}
+
+
+def rank(status: str) -> int:
+    return _RANK.get(status, 3)
+
+
+def latest_per_run(events: Sequence[RunStatusChanged]) -> list[RunStatusChanged]:
+    """One event per run: the most advanced (attempt, then status rank; first terminal wins)."""
+    best: dict[str, RunStatusChanged] = {}
+    for ev in events:
+        cur = best.get(ev.run_id)
+        if cur is None or (ev.attempt, rank(ev.status)) > (cur.attempt, rank(cur.status)):
+            best[ev.run_id] = ev
+    return list(best.values())
+
+
+def _columns(events: Sequence[RunStatusChanged]) -> list[list[Any]]:
+    now = utcnow()
+    return [
+        [e.run_id for e in events], [e.job_id for e in events], [e.tenant for e in events],
+        [e.scheduled_at for e in events], [e.attempt for e in events],
+        [e.status for e in events], [e.queued_at for e in events],
+        [e.started_at for e in events], [e.finished_at for e in events],
+        [e.at or now for e in events], [e.executor_id for e in events],
+        [e.lateness_ms for e in events], [e.duration_ms for e in events],
+        [e.http_status for e in events], [e.error for e in events],
+        [e.reason for e in events], [e.response_excerpt for e in events],
+        [e.final for e in events],
+    ]
+
+
+async def persist(conn: Conn, queries: dict[str, str],
+                  events: Sequence[RunStatusChanged]) -> list[tuple[str, str, int]]:
+    """Upsert the batch; returns (job_id, new state, version) of jobs whose runs finished."""
+    batch = latest_per_run(events)
+    if not batch:
+        return []
+    changed = await conn.fetch(queries["upsert_runs"], *_columns(batch))
+    finished: dict[str, list[Any]] = {}
+    for row in changed:
+        if row["status"] in TERMINAL_STATUSES and row["final"]:
+            agg = finished.setdefault(row["job_id"], [0, 0, None, None, None])
+            agg[0] += 1
+            agg[1] += row["status"] != "succeeded"
+            at: datetime = row["scheduled_at"]
+            if agg[4] is None or at >= agg[4]:
+                agg[2], agg[3], agg[4] = row["run_id"], row["status"], at
+    if not finished:
+        return []
+    ids = list(finished)
+    rows = await conn.fetch(
+        queries["record_finished_runs"], ids, [finished[j][0] for j in ids],
+        [finished[j][1] for j in ids], [finished[j][2] for j in ids],
+        [finished[j][3] for j in ids], [finished[j][4] for j in ids],
+    )
+    return [(r["job_id"], r["state"], r["version"]) for r in rows]

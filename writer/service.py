@@ -1,0 +1,174 @@
+"""The writer: consumes commands and run statuses, persists them, emits outcomes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import timedelta
+from typing import Any
+
+import asyncpg
+from aiokafka import AIOKafkaProducer, ConsumerRecord
+from aiokafka.errors import CommitFailedError, KafkaError
+from prometheus_client import Counter, Histogram
+from pydantic import Field, ValidationError
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from duetime import kafka, postgres
+from duetime.due_set import DueSet
+from duetime.lifecycle import Lifecycle
+from duetime.ops import ops_app, serve
+from duetime.settings import HttpSettings, KafkaSettings, PostgresSettings, RedisSettings
+from duetime.sql import load_queries
+from duetime.timeutil import utcnow
+from schemas.events import DeadLetter, JobCommand, JobEvent, RunStatusChanged
+from schemas.topics import JOB_COMMANDS, JOB_COMMANDS_DLQ, JOB_EVENTS, RUNS_DLQ, RUNS_STATUS
+from writer import runs
+from writer.commands import CommandHandler, Rejected
+
+log = logging.getLogger(__name__)
+QUERIES = load_queries("writer")
+APPLIED = Counter("duetime_writer_commands_total", "Commands processed", ["type", "outcome"])
+DEAD = Counter("duetime_writer_dead_letters_total", "Messages sent to a dead-letter topic", ["topic"])
+STATUSES = Counter("duetime_writer_run_statuses_total", "Run status events persisted")
+BATCH = Histogram("duetime_writer_batch_seconds", "Time to persist one consumed batch")
+TRANSIENT = (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError,
+             RedisError, KafkaError, asyncpg.exceptions.CannotConnectNowError)
+
+
+class Settings(KafkaSettings, PostgresSettings, RedisSettings, HttpSettings):
+    http_port: int = 18103
+    load_ahead_seconds: float = Field(default=15.0, gt=0)
+
+
+def dead_letter(msg: ConsumerRecord[bytes, bytes], reason: str) -> DeadLetter:
+    return DeadLetter(source_topic=msg.topic, partition=msg.partition, offset=msg.offset,
+                      key=msg.key.decode(errors="replace") if msg.key else None,
+                      value=(msg.value or b"").decode(errors="replace"),
+                      reason=reason[:2000], at=utcnow())
+
+
+class Writer:
+    def __init__(self, pool: asyncpg.Pool[Any], producer: AIOKafkaProducer, due_set: DueSet,
+                 redis: Redis, settings: Settings) -> None:
+        self.pool, self.producer, self.due_set, self.redis = pool, producer, due_set, redis
+        self.commands = CommandHandler(QUERIES, due_set,
+                                       timedelta(seconds=settings.load_ahead_seconds))
+
+    async def handle_batch(self, messages: list[ConsumerRecord[bytes, bytes]]) -> None:
+        """Persist one batch; safe to repeat (every step is idempotent)."""
+        statuses: list[RunStatusChanged] = []
+        outbox: list[tuple[str, bytes | None, bytes]] = []
+        for msg in messages:
+            if msg.topic == RUNS_STATUS:
+                try:
+                    statuses.append(RunStatusChanged.model_validate_json(msg.value or b""))
+                except ValidationError as exc:
+                    outbox.append(self._dlq(msg, RUNS_DLQ, f"invalid run status: {exc}"))
+            else:
+                outbox.extend(await self._command(msg))
+        if statuses:
+            async with self.pool.acquire() as conn, conn.transaction():
+                finished = await runs.persist(conn, QUERIES, statuses)
+            STATUSES.inc(len(statuses))
+            for job_id, state, version in finished:
+                if state == "completed":
+                    await self.due_set.forget(job_id, version, state)
+        await self._send(outbox)
+
+    def _dlq(self, msg: ConsumerRecord[bytes, bytes], topic: str,
+             reason: str) -> tuple[str, bytes | None, bytes]:
+        DEAD.labels(topic).inc()
+        log.warning("dead letter", extra={"topic": msg.topic, "offset": msg.offset,
+                                          "reason": reason[:300]})
+        return topic, msg.key, kafka.encode(dead_letter(msg, reason))
+
+    async def _command(self, msg: ConsumerRecord[bytes, bytes]) -> list[tuple[str, bytes | None, bytes]]:
+        try:
+            cmd = JobCommand.model_validate_json(msg.value or b"")
+        except ValidationError as exc:
+            APPLIED.labels("unknown", "invalid").inc()
+            return [self._dlq(msg, JOB_COMMANDS_DLQ, f"invalid command: {exc}")]
+        if cmd.type == "create" and cmd.job_id is None:
+            # Other services may leave the id to us; derive it from the command so a replay
+            # of the same message creates the same job.
+            cmd = cmd.model_copy(update={"job_id": cmd.command_id})
+        try:
+            async with self.pool.acquire() as conn, conn.transaction():
+                applied = await self.commands.apply(conn, cmd)
+                if applied.load is not None:
+                    await self.due_set.load(*applied.load)
+                if applied.cancel_flag is not None:
+                    job_id, version = applied.cancel_flag
+                    await self.redis.set(f"dt:cancel:{job_id}", version, ex=7 * 86400)
+            event = applied.event
+            APPLIED.labels(cmd.type, "applied").inc()
+            log.info("command applied", extra={"job_id": cmd.job_id, "type": cmd.type,
+                                               "command_id": cmd.command_id})
+        except Rejected as exc:
+            APPLIED.labels(cmd.type, "rejected").inc()
+            log.info("command rejected", extra={"job_id": cmd.job_id, "type": cmd.type,
+                                                "reason": str(exc)})
+            event = JobEvent(type="job.rejected", job_id=cmd.job_id, tenant=cmd.tenant,
+                             command_id=cmd.command_id, command_type=cmd.type, at=utcnow(),
+                             reason=str(exc))
+        return [(JOB_EVENTS, (cmd.job_id or "").encode(), kafka.encode(event))]
+
+    async def _send(self, outbox: list[tuple[str, bytes | None, bytes]]) -> None:
+        futures = [await self.producer.send(topic, value, key=key) for topic, key, value in outbox]
+        if futures:
+            await asyncio.gather(*futures)
+
+
+async def consume(lifecycle: Lifecycle, writer: Writer, settings: Settings) -> None:
+    async with kafka.consumer(settings, "duetime-writer", "writer", JOB_COMMANDS,
+                              RUNS_STATUS) as consumer:
+        lifecycle.ready = True
+        while not lifecycle.stop.is_set():
+            batches = await consumer.getmany(timeout_ms=100, max_records=1000)
+            messages = [m for part in batches.values() for m in part]
+            if not messages:
+                continue
+            with BATCH.time():
+                while True:
+                    try:
+                        await writer.handle_batch(messages)
+                        break
+                    except TRANSIENT as exc:
+                        # Nothing is committed: retry the same batch once the dependency is back.
+                        log.warning("batch failed, retrying", extra={"error": repr(exc)})
+                        if await lifecycle.sleep(1.0):
+                            return
+            try:
+                await consumer.commit()
+            except CommitFailedError as exc:
+                # A rebalance took partitions away; their new owner replays from the last
+                # commit, which is harmless because every write is idempotent.
+                log.warning("commit failed after rebalance", extra={"error": repr(exc)})
+
+
+async def maintain_partitions(lifecycle: Lifecycle, pool: asyncpg.Pool[Any]) -> None:
+    while not lifecycle.stop.is_set():
+        try:
+            await pool.execute(QUERIES["ensure_partitions"])
+        except TRANSIENT as exc:
+            log.warning("partition maintenance failed", extra={"error": repr(exc)})
+        if await lifecycle.sleep(3600):
+            return
+
+
+async def main(lifecycle: Lifecycle) -> None:
+    settings = Settings()
+    redis = Redis.from_url(settings.redis_url)
+    due_set = DueSet(redis, settings.due_shards)
+    async with postgres.pool(settings) as pool, kafka.producer(settings, "writer") as producer:
+        writer = Writer(pool, producer, due_set, redis, settings)
+        try:
+            await lifecycle.supervise({
+                "http": serve(ops_app(lifecycle), settings.http_host, settings.http_port, lifecycle),
+                "consume": consume(lifecycle, writer, settings),
+                "partitions": maintain_partitions(lifecycle, pool),
+            })
+        finally:
+            await redis.aclose()
