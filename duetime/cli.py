@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
             log.info("migrations done", extra={"applied": applied})
         elif args.command == "topics":
             created = asyncio.run(ensure_topics(KafkaSettings()))
-            log.info("topics ready", extra={"created": created})
+            log.info("topics ready", extra={"topics_created": created})
     except Exception:
         log.exception("command failed", extra={"command": args.command})
         return 1

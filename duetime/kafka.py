@@ -11,13 +11,15 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError
 from pydantic import BaseModel
 
 from duetime.settings import KafkaSettings
-from schemas.topics import PARTITIONS
+from schemas.topics import CONFIGS, PARTITIONS
 
 log = logging.getLogger(__name__)
+LOG_APPEND_TIME = 1  # record timestamp type: set by the broker on append
 
 
 def encode(message: BaseModel) -> bytes:
@@ -77,11 +79,15 @@ async def ensure_topics(settings: KafkaSettings, extra: dict[str, int] | None = 
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        missing = [NewTopic(name, n, 1) for name, n in wanted.items() if name not in existing]
+        missing = [NewTopic(name, n, 1, topic_configs=CONFIGS.get(name))
+                   for name, n in wanted.items() if name not in existing]
         if missing:
             # Another instance may have created them first.
             with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(missing)
+        # Topics created by an older version get today's configs too.
+        await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, name, configs)
+                                   for name, configs in CONFIGS.items()])
         return [t.name for t in missing]
     finally:
         await admin.close()

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import timedelta
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from prometheus_client import Counter
 
-from duetime.kafka import encode
-from schemas.events import JobCommand, RunRequested
+from duetime.kafka import LOG_APPEND_TIME, encode
+from duetime.timeutil import to_ms, utcnow
+from schemas.events import JobCommand
 from schemas.topics import JOB_COMMANDS
 
 log = logging.getLogger(__name__)
@@ -27,16 +29,28 @@ class CommandPublisher:
         self.producer = producer
         self.timeout_seconds = timeout_seconds
 
-    async def publish(self, command: JobCommand | RunRequested, topic: str = JOB_COMMANDS) -> None:
-        key = (command.job_id or "").encode()
+    async def publish(self, command: JobCommand) -> None:
+        """Return once Kafka acknowledged the command in time; raise Unavailable otherwise.
+
+        The command carries `accept_by`; the writer ignores it unless Kafka appended it by
+        then. A message still retrying inside the producer after we answered 503 is therefore
+        harmless, and an acknowledgement that arrives late is judged by the same rule.
+        """
+        deadline = utcnow() + timedelta(seconds=self.timeout_seconds)
+        command = command.model_copy(update={"accept_by": deadline})
         try:
-            # Not cancelled by a timeout of ours: the producer's own request timeout decides,
-            # so a 503 never hides a message that is still on its way.
-            future = await self.producer.send(topic, encode(command), key=key)
-            await asyncio.shield(future)
-        except (KafkaError, OSError) as exc:
-            FAILED.inc()
-            log.warning("command not acknowledged", extra={"job_id": command.job_id,
-                                                             "error": repr(exc)})
+            future = await self.producer.send(JOB_COMMANDS, encode(command),
+                                              key=(command.job_id or "").encode())
+            # Slightly longer than the deadline: an append just before it still counts.
+            meta = await asyncio.wait_for(asyncio.shield(future), self.timeout_seconds + 1)
+        except (KafkaError, OSError, TimeoutError) as exc:
+            self._failed(command, repr(exc))
             raise Unavailable(str(exc)) from exc
-        PUBLISHED.labels(getattr(command, "type", "run")).inc()
+        if meta.timestamp_type == LOG_APPEND_TIME and meta.timestamp > to_ms(deadline):
+            self._failed(command, "acknowledged after its deadline")
+            raise Unavailable("acknowledged after its deadline")
+        PUBLISHED.labels(command.type).inc()
+
+    def _failed(self, command: JobCommand, error: str) -> None:
+        FAILED.inc()
+        log.warning("command not accepted", extra={"job_id": command.job_id, "error": error})

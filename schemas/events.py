@@ -32,6 +32,9 @@ class JobCommand(Message):
     override_overlap: bool = False
     # For `run`: the instant the run is for, fixed by the submitter so replays agree.
     run_at: AwareDatetime | None = None
+    # Apply only if Kafka appended the command by then (see schemas.topics.CONFIGS); the job
+    # service sets it so that a command it answered 503 for can never take effect later.
+    accept_by: AwareDatetime | None = None
 
     @model_validator(mode="after")
     def _shape(self) -> JobCommand:

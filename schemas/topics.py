@@ -18,3 +18,11 @@ PARTITIONS: dict[str, int] = {
     RUNS_STATUS: 6,
     RUNS_DLQ: 1,
 }
+
+# Per-topic configs. Commands use the broker's append time as their timestamp: a command is
+# accepted only if Kafka appended it before its `accept_by` deadline, a rule the job service
+# (answering 202 or 503) and the writer (applying or rejecting) both check against the same
+# broker-assigned value, so a 503 never turns into a job later.
+CONFIGS: dict[str, dict[str, str]] = {
+    JOB_COMMANDS: {"message.timestamp.type": "LogAppendTime"},
+}

@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 from tests.support.sink import Sink
 from tests.support.stack import stack_env
 
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         parts = item.path.parts

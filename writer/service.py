@@ -21,7 +21,7 @@ from duetime.lifecycle import Lifecycle
 from duetime.ops import ops_app, serve
 from duetime.settings import HttpSettings, KafkaSettings, PostgresSettings, RedisSettings
 from duetime.sql import load_queries
-from duetime.timeutil import utcnow
+from duetime.timeutil import to_ms, utcnow
 from schemas.events import DeadLetter, JobCommand, JobEvent, RunStatusChanged
 from schemas.topics import JOB_COMMANDS, JOB_COMMANDS_DLQ, JOB_EVENTS, RUNS_DLQ, RUNS_STATUS
 from writer import runs
@@ -90,6 +90,14 @@ class Writer:
         except ValidationError as exc:
             APPLIED.labels("unknown", "invalid").inc()
             return [self._dlq(msg, JOB_COMMANDS_DLQ, f"invalid command: {exc}")]
+        if (cmd.accept_by is not None and msg.timestamp_type == kafka.LOG_APPEND_TIME
+                and msg.timestamp > to_ms(cmd.accept_by)):
+            # The submitter already answered "not accepted" (503) for this command.
+            APPLIED.labels(cmd.type, "expired").inc()
+            event = JobEvent(type="job.rejected", job_id=cmd.job_id, tenant=cmd.tenant,
+                             command_id=cmd.command_id, command_type=cmd.type, at=utcnow(),
+                             reason="expired: Kafka appended the command after its accept_by")
+            return [(JOB_EVENTS, (cmd.job_id or "").encode(), kafka.encode(event))]
         if cmd.type == "create" and cmd.job_id is None:
             # Other services may leave the id to us; derive it from the command so a replay
             # of the same message creates the same job.

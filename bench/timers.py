@@ -1,0 +1,91 @@
+"""Benchmark: one-shot timers due at a steady rate, fired at a local sink.
+
+Creates RATE x SECONDS jobs through the gateway, due at evenly spaced instants starting a
+little after they are all created, then measures at the sink: delivered/expected,
+duplicates, early firings and lateness percentiles (receive time minus scheduled time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+from datetime import UTC, datetime
+
+import aiohttp
+
+from bench.common import Recorder, env, progress, stamp, start_sink, summarize, write_section
+
+
+async def create_jobs(url: str, key: str, sink: str, due: list[float]) -> None:
+    sem = asyncio.Semaphore(16)
+    done = 0
+    headers = {"Authorization": f"Bearer {key}"}
+    async with aiohttp.ClientSession(headers=headers) as session:
+
+        async def one(i: int, at: float) -> None:
+            nonlocal done
+            body = {"name": f"bench-{i}",
+                    "schedule": {"type": "once",
+                                 "at": datetime.fromtimestamp(at, UTC).isoformat()},
+                    "target": {"type": "http", "url": sink},
+                    "retry": {"max_attempts": 1}}
+            async with sem:
+                for _ in range(5):
+                    async with session.post(f"{url}/jobs", json=body) as resp:
+                        if resp.status == 202:
+                            break
+                        await asyncio.sleep(0.2)
+                else:
+                    raise RuntimeError(f"could not create job {i}: {resp.status}")
+            done += 1
+            if done % 200 == 0 or done == len(due):
+                progress("creating", done, len(due))
+
+        await asyncio.gather(*(one(i, at) for i, at in enumerate(due)))
+
+
+async def run(rate: int, seconds: int, lead: float) -> dict[str, float]:
+    values = env()
+    recorder = Recorder()
+    runner, port = await start_sink(recorder)
+    total = rate * seconds
+    # Leave enough time to create every job before the first one is due.
+    start = time.time() + lead + total / 400
+    due = [start + i / rate for i in range(total)]
+    try:
+        await create_jobs(values["DUETIME_URL"], values["DUETIME_API_KEY"],
+                          f"http://127.0.0.1:{port}/bench", due)
+        if time.time() > start:
+            raise SystemExit("jobs were created too slowly; raise --lead")
+        end = due[-1] + 10
+        while time.time() < end and len({r for r, _, _ in recorder.received}) < total:
+            progress("firing", len(recorder.received), total)
+            await asyncio.sleep(0.5)
+        progress("firing", len({r for r, _, _ in recorder.received}), total)
+        await asyncio.sleep(2)  # late duplicates would arrive now
+    finally:
+        await runner.cleanup()
+    return summarize(recorder, total)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rate", type=int, default=200)
+    parser.add_argument("--seconds", type=int, default=20)
+    parser.add_argument("--lead", type=float, default=5.0)
+    args = parser.parse_args()
+    result = asyncio.run(run(args.rate, args.seconds, args.lead))
+    lines = [f"| {k} | {v:.1f} |" if isinstance(v, float) else f"| {k} | {v} |"
+             for k, v in result.items()]
+    table = "| metric | value |\n|---|---|\n" + "\n".join(lines)
+    print(table)
+    write_section(
+        f"Timers at {args.rate}/s for {args.seconds} s",
+        f"Last run: {stamp()}, all services co-located on the 2-core dev box "
+        f"(`make bench`). Lateness = sink receive time - scheduled time.\n\n{table}",
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,43 @@
+"""With Kafka stopped, writes are refused with 503 and nothing is half-written."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+import asyncpg
+import httpx
+
+from tests.support.sink import Sink
+from tests.support.stack import stack
+
+
+async def test_writes_get_503_while_kafka_is_down_and_work_after(
+    api: httpx.AsyncClient, pg: asyncpg.Pool[Any], sink: Sink, path: str
+) -> None:
+    name = f"kafka-down-{uuid.uuid4().hex}"
+    await asyncio.to_thread(stack, "stop", "kafka")
+    try:
+        resp = await api.post("/jobs", json={
+            "name": name, "schedule": {"type": "delay", "seconds": 1},
+            "target": {"type": "http", "url": sink.url(path)}})
+        assert resp.status_code == 503, resp.text
+        assert resp.headers["content-type"].startswith("application/problem+json")
+        assert int(resp.headers["retry-after"]) > 0
+        timer = await api.post("/timers", json={"seconds": 1, "url": sink.url(path)})
+        assert timer.status_code == 503
+    finally:
+        await asyncio.to_thread(stack, "start", "kafka")
+
+    # Once Kafka is back the pipeline works again, and the refused job never appears.
+    ok = None
+    for _ in range(60):
+        ok = await api.post("/timers", json={"seconds": 1, "url": sink.url(path + "/after")})
+        if ok.status_code == 201:
+            break
+        await asyncio.sleep(1)
+    assert ok is not None and ok.status_code == 201, ok.text if ok else None
+    assert len(await sink.wait_for(path + "/after", 1, timeout=60)) == 1
+    assert await pg.fetchval("SELECT count(*) FROM jobs WHERE name = $1", name) == 0
+    assert sink.hits_for(path) == []

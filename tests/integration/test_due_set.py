@@ -1,0 +1,83 @@
+"""The due-set's Lua scripts against real Redis (each test uses its own key prefix)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+from redis.asyncio import Redis
+
+from duetime.due_set import MANUAL, DueSet, Entry
+
+TEMPLATE = {"tenant": "t", "target": {"type": "http", "url": "http://x/y"}, "retry": {}}
+
+
+@pytest.fixture
+async def due(redis: Redis) -> AsyncIterator[DueSet]:
+    prefix = f"test{uuid.uuid4().hex[:12]}"
+    yield DueSet(redis, shards=1, prefix=prefix)
+    keys = [k async for k in redis.scan_iter(match=f"{prefix}:*")]
+    if keys:
+        await redis.delete(*keys)
+
+
+async def test_pop_moves_due_entries_to_inflight_in_priority_order(due: DueSet) -> None:
+    low, high = Entry("a", 1, 1000, 1, 1), Entry("b", 1, 1000, 1, 8)
+    later = Entry("c", 1, 5000, 1, 5)
+    for e in (low, high, later):
+        await due.load(e.job_id, 1, "active", TEMPLATE, [e])
+    popped = await due.pop_due(0, now_ms=2000, until_ms=2000, limit=10)
+    assert [p.entry for p in popped] == [high, low]
+    assert all(p.verdict == "run" and p.spec == TEMPLATE for p in popped)
+    assert await due.next_due_ms(0) == 5000
+    assert (await due.sizes())["inflight"] == 2
+    await due.ack_inflight(0, [p.member for p in popped])
+    assert (await due.sizes())["inflight"] == 0
+
+
+async def test_stale_cancelled_and_paused_entries_are_dropped(due: DueSet) -> None:
+    old = Entry("a", 1, 1000, 1, 5)
+    await due.load("a", 1, "active", TEMPLATE, [old])
+    await due.load("a", 2, "active", TEMPLATE, [])  # an edit bumped the version
+    await due.load("p", 1, "paused", TEMPLATE, [Entry("p", 1, 1000, 1, 5)])
+    await due.load("m", 1, "paused", TEMPLATE, [Entry("m", 1, 1000, 1, 5, MANUAL)])
+    await due.load("c", 1, "active", TEMPLATE, [Entry("c", 1, 1000, 1, 5)])
+    await due.forget("c", 2, "cancelled")
+    await due.add_entry(Entry("ghost", 1, 1000, 1, 5), 1000)
+    verdicts = {p.entry.job_id: p.verdict for p in await due.pop_due(0, 2000, 2000, 10) if p.entry}
+    assert verdicts == {"a": "stale", "p": "paused", "m": "run", "c": "stale", "ghost": "unknown"}
+
+
+async def test_a_dead_dispatchers_inflight_entries_go_back(due: DueSet) -> None:
+    e = Entry("a", 1, 1000, 1, 5)
+    await due.load("a", 1, "active", TEMPLATE, [e])
+    assert len(await due.pop_due(0, 2000, 2000, 10)) == 1  # popped, never acknowledged
+    assert await due.requeue_inflight(0, older_than_ms=1000, now_ms=3000) == 0  # not stale yet
+    assert await due.requeue_inflight(0, older_than_ms=2500, now_ms=3000) == 1
+    again = await due.pop_due(0, 3000, 3000, 10)
+    assert [p.entry for p in again] == [e]
+
+
+async def test_claims_leases_and_completion(due: DueSet) -> None:
+    e = Entry("a", 1, 1000, 1, 5)
+    assert await due.claim(e, e.member(), "x1", now_ms=0, ttl_ms=1000) == "ok"
+    assert await due.claim(e, e.member(), "x2", now_ms=10, ttl_ms=1000) == "held"
+    assert await due.claim(e, e.member(), "x1", now_ms=10, ttl_ms=1000) == "ok"  # same owner
+    await due.complete(e, e.next_attempt(), retry_at_ms=7000)
+    assert await due.claim(e, e.member(), "x2", now_ms=20, ttl_ms=1000) == "done"
+    retry = await due.pop_due(0, 7000, 7000, 10)
+    assert retry[0].entry == e.next_attempt() and retry[0].verdict == "unknown"
+
+
+async def test_expired_lease_is_requeued_once(due: DueSet) -> None:
+    e = Entry("a", 1, 1000, 1, 5)
+    await due.load("a", 1, "active", TEMPLATE, [])
+    assert await due.claim(e, e.member(), "dead", now_ms=0, ttl_ms=1000) == "ok"
+    await due.renew("alive", [e], expiry_ms=99_999)  # not ours: must not extend it
+    assert await due.requeue_expired_leases(0, now_ms=500) == 0
+    assert await due.requeue_expired_leases(0, now_ms=2000) == 1
+    assert await due.requeue_expired_leases(0, now_ms=3000) == 0
+    popped = await due.pop_due(0, 3000, 3000, 10)
+    assert [p.entry for p in popped] == [e]
+    assert await due.claim(e, e.member(), "alive", now_ms=3000, ttl_ms=1000) == "ok"
