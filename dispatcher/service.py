@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
@@ -36,7 +37,10 @@ POP_LAG = Histogram("duetime_dispatcher_pop_lag_seconds", "Pop time minus due ti
 
 class Settings(KafkaSettings, RedisSettings, HttpSettings):
     http_port: int = 18105
-    lookahead_ms: int = Field(default=20, ge=0, le=1000)
+    # Entries are popped this early; executors hold each run until its due instant, so the
+    # Kafka hop (and its jitter) happens before the due time instead of after it.
+    lookahead_ms: int = Field(default=100, ge=0, le=1000)
+    max_unacked_batches: int = Field(default=64, ge=1)
     max_idle_ms: int = Field(default=25, ge=1, le=1000)
     batch_size: int = Field(default=500, ge=1)
     inflight_timeout_ms: int = Field(default=5000, ge=100)
@@ -45,19 +49,30 @@ class Settings(KafkaSettings, RedisSettings, HttpSettings):
 class Dispatcher:
     def __init__(self, due_set: DueSet, producer: AIOKafkaProducer, settings: Settings) -> None:
         self.due_set, self.producer, self.settings = due_set, producer, settings
+        # Acknowledgements are awaited off the pop loop, so a slow ack never delays the next
+        # pop; the number of batches waiting for one is bounded.
+        self.unacked = asyncio.Semaphore(settings.max_unacked_batches)
+        self.ack_tasks: set[asyncio.Task[None]] = set()
 
-    async def dispatch_shard(self, shard: int) -> int:
+    async def dispatch(self) -> tuple[int, int | None]:
+        """Pop and publish everything due (plus lookahead) in every shard.
+
+        Returns how many entries were popped and when the earliest remaining one is due.
+        """
         now = now_ms()
-        popped = await self.due_set.pop_due(shard, now, now + self.settings.lookahead_ms,
-                                            self.settings.batch_size)
-        runnable = [p for p in popped if p.verdict == "run"]
-        for p in popped:
-            if p.verdict != "run":
-                DROPPED.labels(p.verdict).inc()
-                log.info("entry dropped", extra={"member": p.member, "reason": p.verdict})
-        if runnable:
-            await self._publish(shard, runnable, now)
-        return len(popped)
+        by_shard, head = await self.due_set.pop_due_all(now, now + self.settings.lookahead_ms,
+                                                        self.settings.batch_size)
+        count = 0
+        for shard, popped in by_shard.items():
+            count += len(popped)
+            runnable = [p for p in popped if p.verdict == "run"]
+            for p in popped:
+                if p.verdict != "run":
+                    DROPPED.labels(p.verdict).inc()
+                    log.info("entry dropped", extra={"member": p.member, "reason": p.verdict})
+            if runnable:
+                await self._publish(shard, runnable, now)
+        return count, head
 
     async def _publish(self, shard: int, runnable: list[Popped], now: int) -> None:
         stamp = utcnow()
@@ -76,11 +91,29 @@ class Dispatcher:
             futures.append(await self.producer.send(RUNS_STATUS, kafka.encode(queued_status(req)),
                                                     key=key))
             acked.append(p.member)
+        await self.unacked.acquire()
+        task = asyncio.create_task(self._acknowledge(shard, futures, acked))
+        self.ack_tasks.add(task)
+        task.add_done_callback(self.ack_tasks.discard)
+
+    async def _acknowledge(self, shard: int, futures: list[asyncio.Future[Any]],
+                           members: list[str]) -> None:
         # Entries leave the in-flight set only once Kafka holds their run requests; if this
-        # raises, they stay in-flight and are requeued after inflight_timeout_ms.
-        await asyncio.gather(*futures)
-        await self.due_set.ack_inflight(shard, acked)
-        DISPATCHED.inc(len(futures) // 2)
+        # fails, they stay in-flight and are requeued after inflight_timeout_ms.
+        try:
+            await asyncio.gather(*futures)
+            await self.due_set.ack_inflight(shard, members)
+            DISPATCHED.inc(len(futures) // 2)
+        except (KafkaError, RedisError, OSError) as exc:
+            log.warning("run requests not acknowledged; left in flight",
+                        extra={"shard": shard, "count": len(members), "error": repr(exc)})
+        finally:
+            self.unacked.release()
+
+    async def drain(self) -> None:
+        """On shutdown: wait for outstanding acknowledgements (entries stay safe either way)."""
+        if self.ack_tasks:
+            await asyncio.wait(set(self.ack_tasks), timeout=5)
 
     async def requeue_stale(self) -> None:
         now = now_ms()
@@ -91,13 +124,11 @@ class Dispatcher:
                 REQUEUED.inc(n)
                 log.warning("in-flight entries requeued", extra={"shard": shard, "count": n})
 
-    async def idle_ms(self) -> float:
+    def idle_ms(self, head: int | None) -> float:
         """How long to sleep: until the next entry is due (minus lookahead), at most max_idle."""
-        heads = [await self.due_set.next_due_ms(s) for s in range(self.due_set.shards)]
-        due = [h for h in heads if h is not None]
-        if not due:
+        if head is None:
             return self.settings.max_idle_ms
-        wait = min(due) - self.settings.lookahead_ms - now_ms()
+        wait = head - self.settings.lookahead_ms - now_ms()
         return max(0.0, min(float(self.settings.max_idle_ms), float(wait)))
 
 
@@ -106,20 +137,19 @@ async def run_loop(lifecycle: Lifecycle, dispatcher: Dispatcher) -> None:
     last_sweep = 0
     while not lifecycle.stop.is_set():
         try:
-            busy = 0
-            for shard in range(dispatcher.due_set.shards):
-                busy += await dispatcher.dispatch_shard(shard)
+            busy, head = await dispatcher.dispatch()
             if now_ms() - last_sweep > 1000:
                 await dispatcher.requeue_stale()
                 last_sweep = now_ms()
             if busy:
                 continue
-            wait = await dispatcher.idle_ms()
+            wait = dispatcher.idle_ms(head)
         except (RedisError, KafkaError, OSError) as exc:
             log.warning("dispatch failed, retrying", extra={"error": repr(exc)})
             wait = 500
         if wait > 0:
             await lifecycle.sleep(wait / 1000)
+    await dispatcher.drain()
 
 
 async def main(lifecycle: Lifecycle) -> None:

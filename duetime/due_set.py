@@ -132,22 +132,31 @@ class DueSet:
             await pipe.execute()
 
     # -- dispatching ----------------------------------------------------------------------
+    def _pop_keys(self, shard: int) -> list[str]:
+        return [self.key("due", shard), self.key("inflight", shard), self.key("jobs", shard),
+                self.key("specs", shard)]
+
     async def pop_due(self, shard: int, now_ms: int, until_ms: int, limit: int) -> list[Popped]:
-        raw = await self._pop(
-            keys=[self.key("due", shard), self.key("inflight", shard),
-                  self.key("jobs", shard), self.key("specs", shard)],
-            args=[now_ms, until_ms, limit],
-        )
-        out: list[Popped] = []
-        for i in range(0, len(raw), 4):
-            verdict, member, score, spec = (_text(x) for x in raw[i:i + 4])
-            try:
-                entry: Entry | None = Entry.parse(member)
-            except ValueError:
-                entry = None
-            out.append(Popped(verdict, entry, member, int(float(score)),
-                              orjson.loads(spec) if spec else None))
-        return out
+        raw = await self._pop(keys=self._pop_keys(shard), args=[now_ms, until_ms, limit])
+        return _parse_popped(raw)[0]
+
+    async def pop_due_all(self, now_ms: int, until_ms: int,
+                          limit: int) -> tuple[dict[int, list[Popped]], int | None]:
+        """Pop every shard in one round trip; also returns when the next entry is due."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for shard in range(self.shards):
+                await self._pop(keys=self._pop_keys(shard), args=[now_ms, until_ms, limit],
+                                client=pipe)
+            results = await pipe.execute()
+        popped: dict[int, list[Popped]] = {}
+        heads: list[int] = []
+        for shard, raw in enumerate(results):
+            entries, head = _parse_popped(raw)
+            if entries:
+                popped[shard] = entries
+            if head is not None:
+                heads.append(head)
+        return popped, min(heads) if heads else None
 
     async def ack_inflight(self, shard: int, members: Sequence[str]) -> None:
         if members:
@@ -202,6 +211,23 @@ class DueSet:
             for kind in totals:
                 totals[kind] += int(await self.redis.zcard(self.key(kind, shard)))
         return totals
+
+
+def _parse_popped(raw: list[Any]) -> tuple[list[Popped], int | None]:
+    out: list[Popped] = []
+    head: int | None = None
+    for i in range(0, len(raw), 4):
+        verdict, member, score, spec = (_text(x) for x in raw[i:i + 4])
+        if verdict == "next":
+            head = int(float(score)) if score else None
+            continue
+        try:
+            entry: Entry | None = Entry.parse(member)
+        except ValueError:
+            entry = None
+        out.append(Popped(verdict, entry, member, int(float(score)),
+                          orjson.loads(spec) if spec else None))
+    return out, head
 
 
 def _text(value: Any) -> str:

@@ -4,7 +4,8 @@
 -- being dropped because its job version is stale, or the job is cancelled, paused or unknown.
 -- KEYS: due, inflight, jobs (job_id -> "version|state"), specs (job_id -> run template JSON)
 -- ARGV: now_ms, until_ms, limit
--- Returns a flat list of {verdict, member, score, spec} where verdict is "run" or a drop reason.
+-- Returns a flat list of {verdict, member, score, spec} where verdict is "run" or a drop reason,
+-- ending with {"next", "", score of the earliest entry left (or ""), ""}.
 local entries = redis.call('ZRANGE', KEYS[1], '-inf', ARGV[2], 'BYSCORE', 'LIMIT', 0, tonumber(ARGV[3]), 'WITHSCORES')
 local out = {}
 for i = 1, #entries, 2 do
@@ -41,4 +42,9 @@ for i = 1, #entries, 2 do
   out[#out + 1] = score
   out[#out + 1] = spec
 end
+local head = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+out[#out + 1] = 'next'
+out[#out + 1] = ''
+out[#out + 1] = head[2] or ''
+out[#out + 1] = ''
 return out
