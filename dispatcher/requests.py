@@ -34,3 +34,15 @@ def queued_status(req: RunRequested) -> RunStatusChanged:
         run_id=req.run_id, job_id=req.job_id, tenant=req.tenant, scheduled_at=req.scheduled_at,
         attempt=req.attempt, status="queued", at=req.dispatched_at, queued_at=req.dispatched_at,
     )
+
+
+def skipped_status(popped: Popped, reason: str, now: datetime) -> RunStatusChanged | None:
+    """A firing not made (e.g. the job was paused), recorded so nothing disappears silently."""
+    entry, spec = popped.entry, popped.spec
+    if entry is None or spec is None:
+        return None
+    return RunStatusChanged(
+        run_id=entry.run_id, job_id=entry.job_id, tenant=spec["tenant"],
+        scheduled_at=from_ms(entry.scheduled_ms), attempt=entry.attempt, status="skipped",
+        at=now, finished_at=now, reason=reason,
+    )

@@ -18,7 +18,7 @@ from pydantic import Field, ValidationError
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from dispatcher.requests import queued_status, run_request
+from dispatcher.requests import queued_status, run_request, skipped_status
 from duetime import kafka
 from duetime.due_set import DueSet, Popped
 from duetime.lifecycle import Lifecycle
@@ -68,11 +68,21 @@ class Dispatcher:
             runnable = [p for p in popped if p.verdict == "run"]
             for p in popped:
                 if p.verdict != "run":
-                    DROPPED.labels(p.verdict).inc()
-                    log.info("entry dropped", extra={"member": p.member, "reason": p.verdict})
+                    await self._dropped(p)
             if runnable:
                 await self._publish(shard, runnable, now)
         return count, head
+
+    async def _dropped(self, popped: Popped) -> None:
+        DROPPED.labels(popped.verdict).inc()
+        log.info("entry dropped", extra={"member": popped.member, "reason": popped.verdict})
+        # Stale entries belong to an older version of the job (an edit won); a paused job's
+        # firing is recorded as skipped so the user sees it was not made.
+        if popped.verdict == "paused":
+            event = skipped_status(popped, "paused", utcnow())
+            if event is not None:
+                await self.producer.send(RUNS_STATUS, kafka.encode(event),
+                                         key=event.job_id.encode())
 
     async def _publish(self, shard: int, runnable: list[Popped], now: int) -> None:
         stamp = utcnow()

@@ -20,8 +20,9 @@ from redis.commands.core import AsyncScript
 
 from duetime.run_ids import run_id_for
 
-MANUAL = "m"  # a run-now entry: fires even while the job is paused
 SCHEDULED = "s"
+MANUAL = "m"  # a run-now entry: fires even while the job is paused
+MANUAL_OVERRIDE = "o"  # a run-now entry that also ignores the overlap policy
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,7 @@ class DueSet:
         self._complete = _script(redis, "complete_run")
         self._renew = _script(redis, "renew_leases")
         self._requeue_expired = _script(redis, "requeue_expired_leases")
+        self._start = _script(redis, "start_run")
 
     # -- keys ---------------------------------------------------------------------------
     def shard_of(self, job_id: str) -> int:
@@ -187,9 +189,25 @@ class DueSet:
         shard = self.shard_of(entry.job_id)
         await self._complete(
             keys=[self.key("leases", shard), self.key("owners", shard),
-                  self.done_key(shard, entry.runkey), self.key("due", shard)],
-            args=[entry.runkey, done_ttl_s, retry.member() if retry else "", retry_at_ms],
+                  self.done_key(shard, entry.runkey), self.key("due", shard),
+                  self.key("running", shard)],
+            args=[entry.runkey, done_ttl_s, retry.member() if retry else "", retry_at_ms,
+                  entry.job_id],
         )
+
+    async def start(self, entry: Entry, overlap: str, now_ms: int) -> str:
+        """Check version/state and the overlap policy at the due instant (see start_run.lua)."""
+        shard = self.shard_of(entry.job_id)
+        return _text(await self._start(
+            keys=[self.key("jobs", shard), self.key("running", shard), self.key("leases", shard)],
+            args=[entry.job_id, entry.version, entry.flag, entry.runkey, overlap, now_ms],
+        ))
+
+    def abort_key(self, runkey: str) -> str:
+        return f"{self.prefix}:abort:{runkey}"
+
+    def cancel_key(self, job_id: str) -> str:
+        return f"{self.prefix}:cancel:{job_id}"
 
     async def renew(self, executor_id: str, runs: Sequence[Entry], expiry_ms: int) -> None:
         by_shard: dict[int, list[str]] = {}

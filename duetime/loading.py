@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from duetime import schedule
@@ -29,7 +29,15 @@ def entries_for(job_id: str, version: int, spec: JobSpec, instants: list[datetim
 
 
 def plan(spec: JobSpec, created_at: datetime, first: datetime | None, now: datetime,
-         ahead: timedelta) -> schedule.Window:
+         horizon: datetime, planned: int = 0) -> schedule.Window:
+    """Firings from `first` up to `horizon`, never more than max_runs over the job's life."""
     if first is None:
         return schedule.Window(fire=[], skipped=[], cursor=None)
-    return schedule.plan_window(spec, created_at, first, now + ahead, now)
+    remaining = None if spec.max_runs is None else spec.max_runs - planned
+    if remaining is not None and remaining <= 0:
+        return schedule.Window(fire=[], skipped=[], cursor=None)
+    limit = 1000 if remaining is None else min(1000, remaining)
+    window = schedule.plan_window(spec, created_at, first, horizon, now, limit)
+    if remaining is not None and len(window.fire) >= remaining:
+        return schedule.Window(fire=window.fire, skipped=window.skipped, cursor=None)
+    return window

@@ -14,6 +14,7 @@ class Outcome:
     http_status: int | None = None
     error: str | None = None
     excerpt: str | None = None
+    reason: str | None = None
 
 
 def is_success(status: int, success_codes: list[int] | None) -> bool:

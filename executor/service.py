@@ -12,7 +12,7 @@ import asyncio
 import logging
 import os
 import socket
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -65,6 +65,8 @@ class Executor:
         self.settings = settings
         self.id = settings.executor_id or f"{socket.gethostname()}-{os.getpid()}"
         self.held: dict[str, Entry] = {}
+        self.calls: dict[str, tuple[asyncio.Task[Outcome], RunRequested]] = {}
+        self.aborted: dict[str, str] = {}
 
     async def status(self, req: RunRequested, status: str, **fields: Any) -> asyncio.Future[Any]:
         event = RunStatusChanged(run_id=req.run_id, job_id=req.job_id, tenant=req.tenant,
@@ -96,44 +98,115 @@ class Executor:
             return
         self.held[entry.runkey] = entry
         try:
-            await self.run(req, entry)
+            await self.run(req, entry, msg.value or b"")
         finally:
             self.held.pop(entry.runkey, None)
 
-    async def run(self, req: RunRequested, entry: Entry) -> None:
+    async def run(self, req: RunRequested, entry: Entry, raw: bytes) -> None:
         wait = (to_ms(req.due_at) - now_ms()) / 1000
         if wait > 0:
             await asyncio.sleep(wait)  # dispatched a little early on purpose: never fire early
+        verdict = await self.due_set.start(entry, req.overlap, now_ms())
+        if verdict in NOT_STARTED:
+            await self.finish(req, entry, Outcome(*NOT_STARTED[verdict]), None, None)
+            return
+        if verdict.startswith("replace:"):
+            await self.due_set.redis.set(self.due_set.abort_key(verdict.split(":", 1)[1]),
+                                         "replaced by a newer run", ex=3600)
         started = utcnow()
         lateness = max(0, to_ms(started) - to_ms(req.due_at))
         LATENESS.observe(lateness / 1000)
         running = await self.status(req, "running", started_at=started, lateness_ms=lateness)
+        outcome = await self.fire(req, entry)
+        await running
+        final = await self.finish(req, entry, outcome, started, lateness)
+        if final and outcome.status in ("failed", "timed_out"):
+            letter = DeadLetter(source_topic=RUNS, partition=-1, offset=-1, key=req.job_id,
+                                value=raw.decode(errors="replace"),
+                                reason=f"{outcome.status} after {req.attempt} attempt(s): "
+                                       f"{outcome.error}"[:2000], at=utcnow())
+            await self.producer.send_and_wait(RUNS_DLQ, kafka.encode(letter),
+                                              key=req.job_id.encode())
+
+    async def fire(self, req: RunRequested, entry: Entry) -> Outcome:
+        """Run the call; a cancel of the job or a replacing run aborts it as `cancelled`."""
+        if isinstance(req.target, HttpTarget):
+            call = asyncio.create_task(fire_http(self.session, req, req.target))
+        else:
+            call = asyncio.create_task(fire_kafka(self.producer, req, req.target))
+        self.calls[entry.runkey] = (call, req)
         IN_FLIGHT.inc()
         try:
-            if isinstance(req.target, HttpTarget):
-                outcome = await fire_http(self.session, req, req.target)
-            else:
-                outcome = await fire_kafka(self.producer, req, req.target)
+            return await call
+        except asyncio.CancelledError:
+            reason = self.aborted.pop(entry.runkey, None)
+            if reason is None or not call.cancelled():
+                raise
+            return Outcome("cancelled", error=reason)
         finally:
             IN_FLIGHT.dec()
+            self.calls.pop(entry.runkey, None)
+            if not call.done():
+                call.cancel()
+
+    async def finish(self, req: RunRequested, entry: Entry, outcome: Outcome,
+                     started: datetime | None, lateness: int | None) -> bool:
+        """Report the attempt's status, then mark it done (and schedule a retry if due).
+
+        Returns whether this was the run's final attempt.
+        """
         finished = utcnow()
         retry = should_retry(outcome, req.attempt, req.retry)
         retry_at = finished + timedelta(seconds=backoff_seconds(req.retry, req.attempt))
-        await running
-        final = await self.status(
+        status = await self.status(
             req, outcome.status, started_at=started, finished_at=finished, lateness_ms=lateness,
-            duration_ms=to_ms(finished) - to_ms(started), http_status=outcome.http_status,
-            error=outcome.error, response_excerpt=outcome.excerpt, final=not retry,
-            reason=f"retry at {retry_at.isoformat()}" if retry else None,
+            duration_ms=None if started is None else to_ms(finished) - to_ms(started),
+            http_status=outcome.http_status, error=outcome.error,
+            response_excerpt=outcome.excerpt, final=not retry,
+            reason=f"retry at {retry_at.isoformat()}" if retry else outcome.reason,
         )
-        await final  # the status is durable before the attempt counts as done
+        await status  # the status is durable before the attempt counts as done
         await self.due_set.complete(entry, entry.next_attempt() if retry else None,
                                     to_ms(retry_at))
         FINISHED.labels(outcome.status).inc()
         log.info("attempt finished", extra=_log_fields(req, outcome, lateness))
+        return not retry
+
+    async def watch_aborts(self) -> None:
+        """Cancel running calls whose job was cancelled or which a newer run replaced."""
+        calls = list(self.calls.items())
+        if not calls:
+            return
+        redis = self.due_set.redis
+        async with redis.pipeline(transaction=False) as pipe:
+            for runkey, (_, req) in calls:
+                pipe.get(self.due_set.cancel_key(req.job_id))
+                pipe.get(self.due_set.abort_key(runkey))
+            flags = await pipe.execute()
+        for i, (runkey, (task, req)) in enumerate(calls):
+            cancelled, replaced = flags[2 * i], flags[2 * i + 1]
+            reason = None
+            if cancelled is not None and int(cancelled) > req.job_version:
+                reason = "job cancelled"
+            elif replaced is not None:
+                reason = "replaced by a newer run"
+            if reason and not task.done():
+                self.aborted[runkey] = reason
+                task.cancel()
+                log.info("run aborted", extra={"run_id": req.run_id, "job_id": req.job_id,
+                                               "reason": reason})
 
 
-def _log_fields(req: RunRequested, outcome: Outcome, lateness: int) -> dict[str, Any]:
+# Verdicts of start_run.lua that end an attempt without firing it: (status, ..., reason).
+NOT_STARTED = {
+    "stale": ("skipped", None, None, None, "superseded by an edit of the job"),
+    "cancelled": ("cancelled", None, "job cancelled", None, "cancelled"),
+    "paused": ("skipped", None, None, None, "paused"),
+    "overlap": ("skipped", None, None, None, "overlap"),
+}
+
+
+def _log_fields(req: RunRequested, outcome: Outcome, lateness: int | None) -> dict[str, Any]:
     return {"run_id": req.run_id, "job_id": req.job_id, "attempt": req.attempt,
             "status": outcome.status, "http_status": outcome.http_status,
             "lateness_ms": lateness, "error": outcome.error}
@@ -238,6 +311,14 @@ async def maintain_leases(lifecycle: Lifecycle, executor: Executor, settings: Se
             log.warning("lease maintenance failed", extra={"error": repr(exc)})
 
 
+async def watch_aborts(lifecycle: Lifecycle, executor: Executor) -> None:
+    while not await lifecycle.sleep(0.2):
+        try:
+            await executor.watch_aborts()
+        except (RedisError, OSError) as exc:
+            log.warning("abort check failed", extra={"error": repr(exc)})
+
+
 async def main(lifecycle: Lifecycle) -> None:
     settings = Settings()
     redis = Redis.from_url(settings.redis_url)
@@ -252,6 +333,7 @@ async def main(lifecycle: Lifecycle) -> None:
                 "consume": consumer.consume(),
                 "commit": consumer.commit_loop(),
                 "leases": maintain_leases(lifecycle, executor, settings),
+                "aborts": watch_aborts(lifecycle, executor),
             })
         finally:
             await redis.aclose()

@@ -6,7 +6,15 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    field_validator,
+    model_validator,
+)
 
 MAX_DELAY_SECONDS = 10 * 366 * 24 * 3600  # ten years: anything longer is a typo
 
@@ -157,7 +165,7 @@ class RunAccepted(BaseModel):
 
 
 class RunNowRequest(Strict):
-    override_overlap: bool = False
+    override_overlap: StrictBool = False
 
 
 class TimerRequest(Strict):

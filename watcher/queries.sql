@@ -1,6 +1,6 @@
 -- name: claim_due_jobs
 -- Uses jobs_enqueue_at_active: the cost depends on the jobs due now, not on the table size.
-SELECT job_id, tenant, spec, version, created_at, enqueue_at
+SELECT job_id, tenant, spec, version, created_at, enqueue_at, planned_count
 FROM jobs
 WHERE state = 'active' AND enqueue_at IS NOT NULL AND enqueue_at < $1
 ORDER BY enqueue_at
@@ -9,9 +9,18 @@ FOR UPDATE SKIP LOCKED
 
 -- name: advance_cursors
 UPDATE jobs AS j
-SET enqueue_at = c.cursor
-FROM unnest($1::text[], $2::timestamptz[]) AS c(job_id, cursor)
+SET enqueue_at = c.cursor, planned_count = j.planned_count + c.planned
+FROM unnest($1::text[], $2::timestamptz[], $3::int[]) AS c(job_id, cursor, planned)
 WHERE j.job_id = c.job_id
+
+-- name: record_skipped
+-- Firings missed while nothing was loading them, not made because of the catch-up policy.
+INSERT INTO job_runs (run_id, job_id, tenant, scheduled_at, attempt, status, modified_at,
+                      reason, final)
+SELECT run_id, job_id, tenant, scheduled_at, 1, 'skipped', now(), 'catchup', true
+FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[])
+     AS s(run_id, job_id, tenant, scheduled_at)
+ON CONFLICT DO NOTHING
 
 -- name: reload_everything
 -- Redis lost its data: every active job's pending firings are loaded again from Postgres.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -12,14 +12,15 @@ from pydantic import Field
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from duetime import postgres, schedule
+from duetime import postgres
 from duetime.due_set import DueSet
 from duetime.lifecycle import Lifecycle
-from duetime.loading import entries_for, run_template
+from duetime.loading import entries_for, plan, run_template
 from duetime.ops import ops_app, serve
+from duetime.run_ids import run_id_for
 from duetime.settings import HttpSettings, PostgresSettings, RedisSettings
 from duetime.sql import load_queries
-from duetime.timeutil import utcnow
+from duetime.timeutil import to_ms, utcnow
 from schemas.api import JobSpec
 
 log = logging.getLogger(__name__)
@@ -57,20 +58,26 @@ class Watcher:
             async with self.pool.acquire() as conn, conn.transaction():
                 rows = await conn.fetch(QUERIES["claim_due_jobs"], horizon,
                                         self.settings.batch_size)
-                ids, cursors = [], []
+                ids, cursors, planned = [], [], []
+                skipped: list[tuple[str, str, str, datetime]] = []
                 for row in rows:
                     spec = JobSpec.model_validate(row["spec"])
-                    window = schedule.plan_window(spec, row["created_at"], row["enqueue_at"],
-                                                  horizon, now)
+                    window = plan(spec, row["created_at"], row["enqueue_at"], now, horizon,
+                                  row["planned_count"])
                     await self.due_set.load(
                         row["job_id"], row["version"], "active",
                         run_template(row["job_id"], row["tenant"], row["version"], spec),
                         entries_for(row["job_id"], row["version"], spec, window.fire))
                     ids.append(row["job_id"])
                     cursors.append(window.cursor)
+                    planned.append(len(window.fire))
+                    skipped += [(run_id_for(row["job_id"], to_ms(t)), row["job_id"],
+                                 row["tenant"], t) for t in window.skipped]
                     total += len(window.fire)
                 if ids:
-                    await conn.execute(QUERIES["advance_cursors"], ids, cursors)
+                    await conn.execute(QUERIES["advance_cursors"], ids, cursors, planned)
+                if skipped:
+                    await conn.execute(QUERIES["record_skipped"], *map(list, zip(*skipped, strict=True)))
             if len(rows) < self.settings.batch_size:
                 break
         LOADED.inc(total)

@@ -11,7 +11,7 @@ import asyncpg
 from pydantic import ValidationError
 
 from duetime import schedule
-from duetime.due_set import MANUAL, DueSet, Entry
+from duetime.due_set import MANUAL, MANUAL_OVERRIDE, DueSet, Entry
 from duetime.loading import entries_for, plan, run_template
 from duetime.merge_patch import merge_patch
 from duetime.postgres import Conn
@@ -70,7 +70,7 @@ class CommandHandler:
         now = utcnow()
         first = schedule.first_fire(spec, created_at) if spec.one_shot else \
             schedule.next_fire(spec, created_at, after)
-        return first, plan(spec, created_at, first, now, self.ahead)
+        return first, plan(spec, created_at, first, now, now + self.ahead)
 
     async def _create(self, conn: Conn, cmd: JobCommand,
                       row: asyncpg.Record | None) -> Applied:
@@ -90,7 +90,7 @@ class CommandHandler:
         await conn.execute(
             self.q["insert_job"], cmd.job_id, cmd.tenant, spec.name, spec.model_dump(mode="json"),
             spec.schedule.type, spec.target.type, state, spec.priority, spec.labels, first,
-            window.cursor, cmd.command_id, cmd.issued_at,
+            window.cursor, cmd.command_id, cmd.issued_at, len(window.fire),
         )
         return Applied(_event(cmd, 1), load=(
             cmd.job_id, 1, state, run_template(cmd.job_id, cmd.tenant, 1, spec),
@@ -115,6 +115,7 @@ class CommandHandler:
             self.q["replace_job"], cmd.job_id, spec.model_dump(mode="json"), spec.name,
             spec.schedule.type, spec.target.type, spec.priority, spec.labels, state, first,
             window.cursor if state == "active" else first, cmd.issued_at,
+            len(window.fire) if state == "active" else 0,
         )
         fire = window.fire if state == "active" else []
         return Applied(_event(cmd, version), load=(
@@ -153,10 +154,11 @@ class CommandHandler:
             first = schedule.first_fire(spec, row["created_at"])
         else:
             first = schedule.next_fire(spec, row["created_at"], now)
-        window = plan(spec, row["created_at"], first, now, self.ahead)
+        window = plan(spec, row["created_at"], first, now, now + self.ahead, row["planned_count"])
         state = "active" if first is not None else "completed"
         await conn.execute(self.q["set_state"], cmd.job_id, state, 0, first, window.cursor,
                            cmd.issued_at)
+        await conn.execute(self.q["add_planned"], cmd.job_id, len(window.fire))
         return Applied(_event(cmd, row["version"]), load=(
             cmd.job_id, row["version"], state,
             run_template(cmd.job_id, row["tenant"], row["version"], spec),
@@ -167,7 +169,8 @@ class CommandHandler:
         assert cmd.job_id is not None
         spec = JobSpec.model_validate(row["spec"])
         at = cmd.run_at or cmd.issued_at
-        entry = Entry(cmd.job_id, row["version"], to_ms(at), 1, spec.priority, MANUAL)
+        flag = MANUAL_OVERRIDE if cmd.override_overlap else MANUAL
+        entry = Entry(cmd.job_id, row["version"], to_ms(at), 1, spec.priority, flag)
         return Applied(_event(cmd, row["version"]), load=(
             cmd.job_id, row["version"], row["state"],
             run_template(cmd.job_id, row["tenant"], row["version"], spec), [entry]))

@@ -1,16 +1,20 @@
 -- name: lock_job
-SELECT job_id, tenant, spec, state, version, created_at, enqueue_at, next_run_at, run_count
+SELECT job_id, tenant, spec, state, version, created_at, enqueue_at, next_run_at, run_count,
+       planned_count
 FROM jobs WHERE job_id = $1 FOR UPDATE
 
 -- name: insert_job
 INSERT INTO jobs (job_id, tenant, name, spec, schedule_type, target_type, state, version,
-                  priority, labels, next_run_at, enqueue_at, created_command, created_at, updated_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $9, $10, $11, $12, $13, $13)
+                  priority, labels, next_run_at, enqueue_at, created_command, created_at, updated_at,
+                  planned_count)
+VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $9, $10, $11, $12, $13, $13, $14)
 
 -- name: replace_job
 UPDATE jobs
 SET spec = $2, name = $3, schedule_type = $4, target_type = $5, priority = $6, labels = $7,
-    version = version + 1, state = $8, next_run_at = $9, enqueue_at = $10, updated_at = $11
+    version = version + 1, state = $8, next_run_at = $9, enqueue_at = $10, updated_at = $11,
+    -- Firings of the old version still queued are dropped at dispatch: count from what ran.
+    planned_count = run_count + $12
 WHERE job_id = $1
 RETURNING version
 
@@ -57,10 +61,16 @@ SET run_count = j.run_count + f.finished,
     last_run_id = f.last_run_id,
     last_run_status = f.last_status,
     last_run_at = f.last_at,
-    state = CASE WHEN j.state = 'active' AND (j.schedule_type IN ('once', 'delay', 'now')
-                      OR (j.spec ->> 'max_runs')::bigint <= j.run_count + f.finished)
+    -- Completed: a one-shot job ran, max_runs is reached, or the schedule has no firing left
+    -- (nothing more to load) and every loaded firing has finished.
+    state = CASE WHEN j.state = 'active' AND ((j.schedule_type IN ('once', 'delay', 'now')
+                                               AND f.last_at >= j.next_run_at)
+                      OR (j.spec ->> 'max_runs')::bigint <= j.run_count + f.finished
+                      OR (j.enqueue_at IS NULL AND j.planned_count <= j.run_count + f.finished))
                  THEN 'completed' ELSE j.state END,
-    next_run_at = CASE WHEN j.schedule_type IN ('once', 'delay', 'now') THEN NULL
+    -- A run-now of a one-shot job before its time does not use up the scheduled firing.
+    next_run_at = CASE WHEN j.schedule_type IN ('once', 'delay', 'now')
+                            AND f.last_at >= j.next_run_at THEN NULL
                        ELSE j.next_run_at END,
     updated_at = now()
 FROM (SELECT * FROM unnest($1::text[], $2::int[], $3::int[], $4::text[], $5::text[],
@@ -68,6 +78,19 @@ FROM (SELECT * FROM unnest($1::text[], $2::int[], $3::int[], $4::text[], $5::tex
       AS t(job_id, finished, failed, last_run_id, last_status, last_at)) AS f
 WHERE j.job_id = f.job_id
 RETURNING j.job_id, j.state, j.version
+
+-- name: add_planned
+UPDATE jobs SET planned_count = planned_count + $2 WHERE job_id = $1
+
+-- name: recurring_schedules
+SELECT job_id, spec, created_at, next_run_at FROM jobs
+WHERE job_id = ANY($1::text[]) AND state = 'active' AND schedule_type IN ('interval', 'cron')
+
+-- name: advance_next_run
+-- next_run_at moves past a firing once that firing is queued; never backwards.
+UPDATE jobs AS j SET next_run_at = c.next_run_at
+FROM unnest($1::text[], $2::timestamptz[], $3::timestamptz[]) AS c(job_id, fired_at, next_run_at)
+WHERE j.job_id = c.job_id AND (j.next_run_at IS NULL OR j.next_run_at <= c.fired_at)
 
 -- name: ensure_partitions
 SELECT ensure_job_runs_partitions((now() - interval '1 month')::date, 4)

@@ -6,8 +6,12 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+import asyncpg
+
+from duetime import schedule
 from duetime.postgres import Conn
 from duetime.timeutil import utcnow
+from schemas.api import JobSpec
 from schemas.events import TERMINAL_STATUSES, RunStatusChanged
 
 _RANK = {"queued": 1, "running": 2}
@@ -49,6 +53,7 @@ async def persist(conn: Conn, queries: dict[str, str],
     if not batch:
         return []
     changed = await conn.fetch(queries["upsert_runs"], *_columns(batch))
+    await _advance_next_runs(conn, queries, changed)
     finished: dict[str, list[Any]] = {}
     for row in changed:
         if row["status"] in TERMINAL_STATUSES and row["final"]:
@@ -67,3 +72,27 @@ async def persist(conn: Conn, queries: dict[str, str],
         [finished[j][3] for j in ids], [finished[j][4] for j in ids],
     )
     return [(r["job_id"], r["state"], r["version"]) for r in rows]
+
+
+async def _advance_next_runs(conn: Conn, queries: dict[str, str],
+                             changed: Sequence[asyncpg.Record]) -> None:
+    """Move recurring jobs' next_run_at past every firing that got queued or further."""
+    fired: dict[str, datetime] = {}
+    for row in changed:
+        if row["status"] != "skipped":
+            at = row["scheduled_at"]
+            fired[row["job_id"]] = max(at, fired.get(row["job_id"], at))
+    if not fired:
+        return
+    rows = await conn.fetch(queries["recurring_schedules"], list(fired))
+    ids, fired_at, nxt = [], [], []
+    for row in rows:
+        at = fired[row["job_id"]]
+        if row["next_run_at"] is not None and row["next_run_at"] > at:
+            continue
+        spec = JobSpec.model_validate(row["spec"])
+        ids.append(row["job_id"])
+        fired_at.append(at)
+        nxt.append(schedule.next_fire(spec, row["created_at"], at))
+    if ids:
+        await conn.execute(queries["advance_next_run"], ids, fired_at, nxt)

@@ -109,7 +109,7 @@ class Writer:
                     await self.due_set.load(*applied.load)
                 if applied.cancel_flag is not None:
                     job_id, version = applied.cancel_flag
-                    await self.redis.set(f"dt:cancel:{job_id}", version, ex=7 * 86400)
+                    await self.redis.set(self.due_set.cancel_key(job_id), version, ex=7 * 86400)
             event = applied.event
             APPLIED.labels(cmd.type, "applied").inc()
             log.info("command applied", extra={"job_id": cmd.job_id, "type": cmd.type,

@@ -12,6 +12,7 @@ for i = 1, #entries, 2 do
   local member, score = entries[i], entries[i + 1]
   redis.call('ZREM', KEYS[1], member)
   local _, job_id, version, _, _, flag = string.match(member, '^(%d)|([^|]+)|(%d+)|(%d+)|(%d+)|(%a)$')
+  -- flag: 's' scheduled, 'm' run-now, 'o' run-now overriding the overlap policy
   local verdict = 'run'
   local spec = ''
   if job_id == nil then
@@ -24,10 +25,11 @@ for i = 1, #entries, 2 do
       local cur_version, state = string.match(meta, '^(%d+)|(%a+)$')
       if cur_version ~= version then
         verdict = 'stale'
-      elseif state == 'cancelled' or (state == 'completed' and flag ~= 'm') then
+      elseif state == 'cancelled' or (state == 'completed' and flag == 's') then
         verdict = state
-      elseif state == 'paused' and flag ~= 'm' then
+      elseif state == 'paused' and flag == 's' then
         verdict = 'paused'
+        spec = redis.call('HGET', KEYS[4], job_id) or ''
       else
         spec = redis.call('HGET', KEYS[4], job_id) or ''
         if spec == '' then verdict = 'unknown' end

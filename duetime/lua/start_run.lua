@@ -1,0 +1,25 @@
+-- start_run: the last check before an attempt fires, at its due instant.
+-- Atomically: refuses a firing whose job was edited ("stale"), cancelled or paused since it was
+-- dispatched (edits and cancels win), applies the overlap policy against the job's run that is
+-- still running (its lease alive), and records this attempt as the job's running one.
+-- KEYS: jobs (job_id -> "version|state"), running (job_id -> runkey), leases
+-- ARGV: job_id, version, flag, runkey, overlap policy, now_ms
+-- Returns "ok", "stale", "cancelled", "paused", "overlap" or "replace:<runkey of the old run>".
+local meta = redis.call('HGET', KEYS[1], ARGV[1])
+if meta then
+  local version, state = string.match(meta, '^(%d+)|(%a+)$')
+  if state == 'cancelled' then return 'cancelled' end
+  if version ~= ARGV[2] then return 'stale' end
+  if state == 'paused' and ARGV[3] == 's' then return 'paused' end
+end
+local verdict = 'ok'
+local current = redis.call('HGET', KEYS[2], ARGV[1])
+if current and current ~= ARGV[4] and ARGV[3] ~= 'o' then
+  local expiry = redis.call('ZSCORE', KEYS[3], current)
+  if expiry and tonumber(expiry) > tonumber(ARGV[6]) then
+    if ARGV[5] == 'forbid' then return 'overlap' end
+    if ARGV[5] == 'replace' then verdict = 'replace:' .. current end
+  end
+end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[4])
+return verdict

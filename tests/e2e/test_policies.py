@@ -1,0 +1,140 @@
+"""Overlap, retry, timeout and target options through the gateway."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from itertools import pairwise
+from typing import Any
+
+import httpx
+import pytest
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from schemas.topics import RUNS_DLQ
+from tests.support.jobs import create, http_job, runs, wait_runs
+from tests.support.kafka import find_messages
+from tests.support.sink import Sink
+from tests.support.waiting import eventually
+
+
+@pytest.fixture
+async def slow_sink() -> AsyncIterator[Sink]:
+    s = await Sink(delay_seconds=2.5).start()
+    yield s
+    await s.stop()
+
+
+@pytest.fixture
+async def failing_sink() -> AsyncIterator[Sink]:
+    s = await Sink(status=503).start()
+    yield s
+    await s.stop()
+
+
+async def test_overlap_forbid_skips_while_running(api: httpx.AsyncClient, slow_sink: Sink,
+                                                  path: str) -> None:
+    job_id = await create(api, http_job(slow_sink.url(path),
+                                        {"type": "interval", "every_seconds": 1},
+                                        overlap="forbid", retry={"max_attempts": 1}))
+    await wait_runs(api, job_id, "succeeded", 2, timeout=20)
+    await api.delete(f"/jobs/{job_id}")
+    skipped = [r for r in await runs(api, job_id) if r["status"] == "skipped"]
+    assert skipped and all(r["reason"] == "overlap" for r in skipped)
+    starts = sorted(h.received_at for h in slow_sink.hits_for(path))
+    assert all(b - a >= 2.4 for a, b in pairwise(starts)), starts
+
+
+async def test_overlap_replace_cancels_the_running_one(api: httpx.AsyncClient, path: str) -> None:
+    sink = await Sink(delay_seconds=10).start()
+    try:
+        job_id = await create(api, http_job(sink.url(path),
+                                            {"type": "interval", "every_seconds": 2},
+                                            overlap="replace", retry={"max_attempts": 1}))
+        replaced = await wait_runs(api, job_id, "cancelled", 2, timeout=20)
+        await api.delete(f"/jobs/{job_id}")
+        assert all(r["error"] == "replaced by a newer run" for r in replaced)
+    finally:
+        await sink.stop()
+
+
+async def test_run_now_follows_overlap_unless_overridden(api: httpx.AsyncClient, path: str) -> None:
+    sink = await Sink(delay_seconds=4).start()
+    try:
+        job_id = await create(api, http_job(sink.url(path), {"type": "once", "at": "2099-01-01T00:00:00Z"},
+                                            overlap="forbid", retry={"max_attempts": 1}))
+        first = (await api.post(f"/jobs/{job_id}/run")).json()["run_id"]
+        await sink.wait_for(path, 1, timeout=10)
+        second = (await api.post(f"/jobs/{job_id}/run")).json()["run_id"]
+        skipped = await wait_runs(api, job_id, "skipped", timeout=10)
+        assert skipped[0]["run_id"] == second and skipped[0]["reason"] == "overlap"
+        third = (await api.post(f"/jobs/{job_id}/run", json={"override_overlap": True})).json()
+        hits = await sink.wait_for(path, 2, timeout=10)
+        assert {h.headers["Idempotency-Key"] for h in hits} == {first, third["run_id"]}
+        await api.delete(f"/jobs/{job_id}")
+    finally:
+        await sink.stop()
+
+
+async def test_retries_exhausted_fail_visibly_and_reach_the_dlq(
+    api: httpx.AsyncClient, failing_sink: Sink, path: str, env: dict[str, str]
+) -> None:
+    job_id = await create(api, http_job(failing_sink.url(path), {"type": "now"},
+                                        retry={"max_attempts": 3, "initial_delay_seconds": 0.2,
+                                               "multiplier": 2, "jitter": False}))
+    async def final_failure() -> list[dict[str, Any]] | None:
+        found = [r for r in await runs(api, job_id) if r["status"] == "failed"
+                 and r["attempt"] == 3]
+        return found or None
+
+    run = (await eventually(final_failure, timeout=20))[0]
+    assert run["attempt"] == 3 and run["http_status"] == 503 and run["error"] == "HTTP 503"
+    hits = failing_sink.hits_for(path)
+    assert [h.headers["X-Duetime-Attempt"] for h in hits] == ["1", "2", "3"]
+    assert {h.headers["Idempotency-Key"] for h in hits} == {run["run_id"]}
+    letters = await find_messages(env["DUETIME_KAFKA_BOOTSTRAP"], RUNS_DLQ,
+                                  lambda m: m.get("key") == job_id)
+    assert "failed after 3 attempt(s)" in letters[0]["reason"]
+
+
+async def test_timeout_is_timed_out(api: httpx.AsyncClient, slow_sink: Sink, path: str) -> None:
+    spec = http_job(slow_sink.url(path), {"type": "now"}, retry={"max_attempts": 1})
+    spec["target"]["timeout_seconds"] = 0.5
+    job_id = await create(api, spec)
+    run = (await wait_runs(api, job_id, "timed_out", timeout=15))[0]
+    assert run["duration_ms"] < 2000
+
+
+async def test_http_target_options_and_response_excerpt(api: httpx.AsyncClient, sink: Sink,
+                                                        path: str) -> None:
+    spec = http_job(sink.url(path), {"type": "now"}, retry={"max_attempts": 1})
+    spec["target"].update(method="PUT", body="plain text", headers={"X-A": "b"},
+                          success_codes=[201])
+    job_id = await create(api, spec)
+    run = (await wait_runs(api, job_id, "failed", timeout=15))[0]
+    assert run["http_status"] == 200 and run["response_excerpt"] == "ok"
+    hit = sink.hits_for(path)[0]
+    assert hit.method == "PUT" and hit.body == b"plain text" and hit.headers["X-A"] == "b"
+    assert hit.headers["Content-Type"].startswith("text/plain")
+
+
+async def test_kafka_target_produces_the_message(api: httpx.AsyncClient,
+                                                 env: dict[str, str]) -> None:
+    topic = f"e2e.delayed.{uuid.uuid4().hex[:8]}"
+    admin = AIOKafkaAdminClient(bootstrap_servers=env["DUETIME_KAFKA_BOOTSTRAP"])
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, 1, 1)])
+    finally:
+        await admin.close()
+    marker = uuid.uuid4().hex
+    job_id = await create(api, {"name": "to-kafka", "schedule": {"type": "delay", "seconds": 1},
+                                "target": {"type": "kafka", "topic": topic, "key": "k1",
+                                           "value": {"marker": marker},
+                                           "headers": {"h": "v"}}})
+    found = await find_messages(env["DUETIME_KAFKA_BOOTSTRAP"], topic,
+                                lambda m: m.get("marker") == marker)
+    assert found == [{"marker": marker}]
+    await wait_runs(api, job_id, "succeeded")
+    await asyncio.sleep(0)
