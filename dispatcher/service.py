@@ -18,7 +18,7 @@ from pydantic import Field, ValidationError
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from dispatcher.requests import queued_status, run_request, skipped_status
+from dispatcher.requests import apply_catchup, queued_status, run_request, skipped_status
 from duetime import kafka
 from duetime.due_set import DueSet, Popped
 from duetime.lifecycle import Lifecycle
@@ -44,6 +44,9 @@ class Settings(KafkaSettings, RedisSettings, HttpSettings):
     max_idle_ms: int = Field(default=25, ge=1, le=1000)
     batch_size: int = Field(default=500, ge=1)
     inflight_timeout_ms: int = Field(default=5000, ge=100)
+    # An entry popped this long after its due time was missed (dispatching was down): the
+    # job's catch-up policy decides whether it still fires.
+    catchup_grace_ms: int = Field(default=2000, ge=100)
 
 
 class Dispatcher:
@@ -65,10 +68,14 @@ class Dispatcher:
         count = 0
         for shard, popped in by_shard.items():
             count += len(popped)
-            runnable = [p for p in popped if p.verdict == "run"]
+            runnable, missed = apply_catchup([p for p in popped if p.verdict == "run"], now,
+                                             self.settings.catchup_grace_ms)
             for p in popped:
                 if p.verdict != "run":
                     await self._dropped(p)
+            for p in missed:
+                await self._skipped(p, "catchup")
+            await self.due_set.ack_inflight(shard, [p.member for p in missed])
             if runnable:
                 await self._publish(shard, runnable, now)
         return count, head
@@ -79,10 +86,12 @@ class Dispatcher:
         # Stale entries belong to an older version of the job (an edit won); a paused job's
         # firing is recorded as skipped so the user sees it was not made.
         if popped.verdict == "paused":
-            event = skipped_status(popped, "paused", utcnow())
-            if event is not None:
-                await self.producer.send(RUNS_STATUS, kafka.encode(event),
-                                         key=event.job_id.encode())
+            await self._skipped(popped, "paused")
+
+    async def _skipped(self, popped: Popped, reason: str) -> None:
+        event = skipped_status(popped, reason, utcnow())
+        if event is not None:
+            await self.producer.send(RUNS_STATUS, kafka.encode(event), key=event.job_id.encode())
 
     async def _publish(self, shard: int, runnable: list[Popped], now: int) -> None:
         stamp = utcnow()

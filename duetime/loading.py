@@ -21,6 +21,9 @@ def run_template(job_id: str, tenant: str, version: int, spec: JobSpec) -> dict[
         "retry": spec.retry.model_dump(mode="json"),
         "priority": spec.priority,
         "overlap": spec.overlap,
+        "one_shot": spec.one_shot,
+        "catchup": spec.catchup,
+        "catchup_window_seconds": spec.catchup_window_seconds,
     }
 
 

@@ -1,0 +1,64 @@
+"""After the scheduler was stopped and started again, missed firings follow catch-up policies."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import httpx
+
+from tests.support.jobs import create, http_job, runs
+from tests.support.sink import Sink
+from tests.support.stack import stack
+from tests.support.waiting import eventually
+
+SERVICES = ("watcher", "dispatcher", "executor", "writer")
+
+
+async def test_catchup_policies_after_a_real_stop_and_start(
+    api: httpx.AsyncClient, sink: Sink, path: str
+) -> None:
+    every = {"type": "interval", "every_seconds": 1}
+    jobs = {policy: await create(api, http_job(sink.url(f"{path}/{policy}"), every,
+                                               catchup=policy))
+            for policy in ("latest", "all", "none")}
+    due_while_down = (datetime.now(UTC) + timedelta(seconds=3)).isoformat()
+    once = await create(api, http_job(sink.url(f"{path}/once"),
+                                      {"type": "once", "at": due_while_down}))
+    for policy in jobs:
+        await sink.wait_for(f"{path}/{policy}", 1, timeout=10)
+
+    for name in SERVICES:
+        await asyncio.to_thread(stack, "stop", name)
+    stopped = datetime.now(UTC).timestamp()
+    before = {p: len(sink.hits_for(f"{path}/{p}")) for p in jobs}
+    await asyncio.sleep(8)
+    for name in reversed(SERVICES):
+        await asyncio.to_thread(stack, "start", name)
+    restarted = datetime.now(UTC).timestamp()
+
+    # The one-shot job that came due while down fires exactly once.
+    assert len(await sink.wait_for(f"{path}/once", 1, timeout=20)) == 1
+    await asyncio.sleep(4)
+    for job_id in jobs.values():
+        await api.delete(f"/jobs/{job_id}")
+
+    def missed(policy: str) -> int:
+        """Firings scheduled while stopped (beyond the grace) that still arrived."""
+        return sum(1 for h in sink.hits_for(f"{path}/{policy}")[before[policy]:]
+                   if stopped + 0.5 <= datetime.fromisoformat(
+                       h.headers["X-Duetime-Scheduled-At"]).timestamp() < restarted - 3)
+
+    assert missed("all") >= 4, "catchup=all fires every missed firing"
+    assert missed("latest") <= 1, "catchup=latest fires only the most recent missed firing"
+    assert missed("none") == 0, "catchup=none fires no missed firing"
+
+    async def skipped(policy: str) -> list[dict[str, object]] | None:
+        found = [r for r in await runs(api, jobs[policy])
+                 if r["status"] == "skipped" and r["reason"] == "catchup"]
+        return found or None
+
+    assert len(await eventually(lambda: skipped("none"), timeout=15)) >= 4
+    assert len(await eventually(lambda: skipped("latest"), timeout=15)) >= 3
+    assert await skipped("all") is None
+    assert len(sink.hits_for(f"{path}/once")) == 1 and once
