@@ -15,7 +15,6 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from prometheus_client import Counter, Histogram
 from pydantic import Field, ValidationError
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from dispatcher.requests import apply_catchup, queued_status, run_request, skipped_status
@@ -23,6 +22,7 @@ from duetime import kafka
 from duetime.due_set import DueSet, Popped
 from duetime.lifecycle import Lifecycle
 from duetime.ops import ops_app, serve
+from duetime.redis_client import redis_client
 from duetime.settings import HttpSettings, KafkaSettings, RedisSettings
 from duetime.timeutil import now_ms, utcnow
 from schemas.topics import RUNS, RUNS_STATUS
@@ -173,7 +173,7 @@ async def run_loop(lifecycle: Lifecycle, dispatcher: Dispatcher) -> None:
 
 async def main(lifecycle: Lifecycle) -> None:
     settings = Settings()
-    redis = Redis.from_url(settings.redis_url)
+    redis = redis_client(settings)
     async with kafka.producer(settings, "dispatcher") as producer:
         dispatcher = Dispatcher(DueSet(redis, settings.due_shards), producer, settings)
         try:

@@ -26,6 +26,8 @@ class PostgresSettings(_Fragment):
 
 class RedisSettings(_Fragment):
     redis_url: str = "redis://127.0.0.1:16379/0"
+    redis_max_connections: int = Field(default=64, ge=1)
+    redis_pool_timeout_seconds: float = Field(default=20.0, gt=0)
     # Number of due-set shards; every key of one shard shares a hash tag so a shard can
     # live on one Redis Cluster node and its Lua scripts stay atomic.
     due_shards: int = Field(default=4, ge=1, le=1024)

@@ -26,13 +26,13 @@ from aiokafka import (
 from aiokafka.errors import CommitFailedError, KafkaError
 from prometheus_client import Counter, Gauge, Histogram
 from pydantic import Field, ValidationError
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from duetime import kafka
 from duetime.due_set import DueSet, Entry
 from duetime.lifecycle import Lifecycle
 from duetime.ops import ops_app, serve
+from duetime.redis_client import redis_client
 from duetime.settings import HttpSettings, KafkaSettings, RedisSettings
 from duetime.timeutil import now_ms, to_ms, utcnow
 from executor.offsets import OffsetTracker
@@ -77,7 +77,8 @@ class Executor:
             RUNS_STATUS, kafka.encode(event), key=req.job_id.encode())
         return future
 
-    async def handle(self, msg: ConsumerRecord[bytes, bytes]) -> None:
+    async def claim(self, msg: ConsumerRecord[bytes, bytes]) -> tuple[RunRequested, Entry] | None:
+        """Parse and claim a run request; None when it is not ours to run. Safe to retry."""
         try:
             req = RunRequested.model_validate_json(msg.value or b"")
             entry = Entry.parse(req.member)
@@ -88,17 +89,22 @@ class Executor:
                                 value=(msg.value or b"").decode(errors="replace"),
                                 reason=f"invalid run request: {exc}"[:2000], at=utcnow())
             await self.producer.send_and_wait(RUNS_DLQ, kafka.encode(letter), key=msg.key)
-            return
+            return None
         verdict = await self.due_set.claim(entry, req.member, self.id, now_ms(),
                                            self.settings.lease_ms)
         if verdict != "ok":
             SKIPPED.labels(verdict).inc()
             log.info("run not claimed", extra={"run_id": req.run_id, "job_id": req.job_id,
                                                "attempt": req.attempt, "reason": verdict})
-            return
+            return None
+        return req, entry
+
+    async def execute(self, req: RunRequested, entry: Entry, raw: bytes) -> None:
+        """Run a claimed attempt. Never retried: if it fails midway, its lease lapses and the
+        attempt is requeued, so it runs again at most once more rather than being lost."""
         self.held[entry.runkey] = entry
         try:
-            await self.run(req, entry, msg.value or b"")
+            await self.run(req, entry, raw)
         finally:
             self.held.pop(entry.runkey, None)
 
@@ -249,15 +255,22 @@ class Consumer:
         try:
             while True:
                 try:
-                    await self.executor.handle(msg)
+                    claimed = await self.executor.claim(msg)
                     break
                 except (RedisError, KafkaError, OSError) as exc:
-                    # Redis or Kafka is away: keep the offset uncommitted and try again (the
-                    # claim is ours, so a retry resumes the same attempt).
-                    log.error("run failed to complete, retrying",
+                    # Nothing has run yet: keep the offset and try again once Redis is back.
+                    log.error("claim failed, retrying",
                               extra={"offset": msg.offset, "error": repr(exc)})
                     if await self.lifecycle.sleep(1.0):
                         return
+            if claimed is not None:
+                req, entry = claimed
+                try:
+                    await self.executor.execute(req, entry, msg.value or b"")
+                except (RedisError, KafkaError, OSError) as exc:
+                    log.error("attempt not completed; its lease will lapse and requeue it",
+                              extra={"run_id": req.run_id, "attempt": req.attempt,
+                                     "error": repr(exc)})
             self.tracker.finished(tp, msg.offset)
         finally:
             self.slots.release()
@@ -321,7 +334,7 @@ async def watch_aborts(lifecycle: Lifecycle, executor: Executor) -> None:
 
 async def main(lifecycle: Lifecycle) -> None:
     settings = Settings()
-    redis = Redis.from_url(settings.redis_url)
+    redis = redis_client(settings)
     connector = aiohttp.TCPConnector(limit=settings.http_connections, ttl_dns_cache=300)
     async with kafka.producer(settings, "executor") as producer, \
             aiohttp.ClientSession(connector=connector, auto_decompress=True) as session:

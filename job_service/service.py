@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import Field
-from redis.asyncio import Redis
 
 from duetime import kafka, postgres
 from duetime.lifecycle import Lifecycle
 from duetime.ops import serve
+from duetime.redis_client import redis_client
 from duetime.settings import HttpSettings, KafkaSettings, PostgresSettings, RedisSettings
 from duetime.sql import load_queries
 from job_service.api import build_app
@@ -27,7 +27,7 @@ class Settings(KafkaSettings, PostgresSettings, RedisSettings, HttpSettings):
 async def main(lifecycle: Lifecycle) -> None:
     settings = Settings()
     settings.kafka_request_timeout_ms = int(settings.publish_timeout_seconds * 1000)
-    redis = Redis.from_url(settings.redis_url)
+    redis = redis_client(settings)
     async with postgres.pool(settings) as pool, kafka.producer(settings, "job_service") as producer:
 
         async def lookup(job_id: str) -> tuple[str, dict[str, Any]] | None:

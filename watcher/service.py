@@ -9,7 +9,6 @@ from typing import Any
 import asyncpg
 from prometheus_client import Counter, Gauge
 from pydantic import Field
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from duetime import postgres
@@ -17,6 +16,7 @@ from duetime.due_set import DueSet
 from duetime.lifecycle import Lifecycle
 from duetime.loading import entries_for, plan, run_template
 from duetime.ops import ops_app, serve
+from duetime.redis_client import redis_client
 from duetime.run_ids import run_id_for
 from duetime.settings import HttpSettings, PostgresSettings, RedisSettings
 from duetime.sql import load_queries
@@ -101,7 +101,7 @@ async def poll(lifecycle: Lifecycle, watcher: Watcher) -> None:
 
 async def main(lifecycle: Lifecycle) -> None:
     settings = Settings()
-    redis = Redis.from_url(settings.redis_url)
+    redis = redis_client(settings)
     async with postgres.pool(settings) as pool:
         watcher = Watcher(pool, DueSet(redis, settings.due_shards), settings)
         try:

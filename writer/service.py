@@ -19,6 +19,7 @@ from duetime import kafka, postgres
 from duetime.due_set import DueSet
 from duetime.lifecycle import Lifecycle
 from duetime.ops import ops_app, serve
+from duetime.redis_client import redis_client
 from duetime.settings import HttpSettings, KafkaSettings, PostgresSettings, RedisSettings
 from duetime.sql import load_queries
 from duetime.timeutil import to_ms, utcnow
@@ -168,7 +169,7 @@ async def maintain_partitions(lifecycle: Lifecycle, pool: asyncpg.Pool[Any]) -> 
 
 async def main(lifecycle: Lifecycle) -> None:
     settings = Settings()
-    redis = Redis.from_url(settings.redis_url)
+    redis = redis_client(settings)
     due_set = DueSet(redis, settings.due_shards)
     async with postgres.pool(settings) as pool, kafka.producer(settings, "writer") as producer:
         writer = Writer(pool, producer, due_set, redis, settings)

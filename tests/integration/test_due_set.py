@@ -63,7 +63,7 @@ async def test_claims_leases_and_completion(due: DueSet) -> None:
     e = Entry("a", 1, 1000, 1, 5)
     assert await due.claim(e, e.member(), "x1", now_ms=0, ttl_ms=1000) == "ok"
     assert await due.claim(e, e.member(), "x2", now_ms=10, ttl_ms=1000) == "held"
-    assert await due.claim(e, e.member(), "x1", now_ms=10, ttl_ms=1000) == "ok"  # same owner
+    assert await due.claim(e, e.member(), "x1", now_ms=10, ttl_ms=1000) == "held"  # a duplicate
     await due.complete(e, e.next_attempt(), retry_at_ms=7000)
     assert await due.claim(e, e.member(), "x2", now_ms=20, ttl_ms=1000) == "done"
     retry = await due.pop_due(0, 7000, 7000, 10)
