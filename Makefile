@@ -39,7 +39,7 @@ test-stack: setup
 test: lint unit test-stack
 
 bench: setup
-	deploy/local/with-stack.sh $(PY) -m bench.timers
+	deploy/local/with-stack.sh bash -c '$(PY) -m bench.timers && $(PY) -m bench.recurring && $(PY) -m bench.read_lag'
 
 schemas: setup
 	$(PY) -m schemas.export

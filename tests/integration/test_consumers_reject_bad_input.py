@@ -1,0 +1,57 @@
+"""Malformed messages on the run topics go to `duetime.runs.dlq`; consumption continues."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import httpx
+import orjson
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from schemas.topics import RUNS, RUNS_DLQ, RUNS_STATUS
+from tests.support.kafka import find_messages
+from tests.support.sink import Sink
+
+BAD = [
+    b"garbage",
+    b"{}",
+    b'{"run_id": 1}',
+    b"\x00\xff" * 10,
+    orjson.dumps({"run_id": "r", "job_id": "j", "tenant": "t", "attempt": 0, "status": "queued",
+                  "scheduled_at": "2026-01-01T00:00:00Z", "at": "2026-01-01T00:00:00Z"}),
+    orjson.dumps({"run_id": "r", "job_id": "j", "tenant": "t", "attempt": 1, "status": "exploded",
+                  "scheduled_at": "2026-01-01T00:00:00Z", "at": "2026-01-01T00:00:00Z"}),
+]
+
+
+@pytest.fixture
+async def producer(env: dict[str, str]) -> AsyncIterator[AIOKafkaProducer]:
+    p = AIOKafkaProducer(bootstrap_servers=env["DUETIME_KAFKA_BOOTSTRAP"], acks="all")
+    await p.start()
+    yield p
+    await p.stop()
+
+
+@pytest.mark.parametrize("topic", [RUNS, RUNS_STATUS])
+async def test_bad_messages_are_dead_lettered_and_the_pipeline_keeps_working(
+    producer: AIOKafkaProducer, env: dict[str, str], api: httpx.AsyncClient, sink: Sink,
+    path: str, topic: str,
+) -> None:
+    marker = uuid.uuid4().hex
+    for raw in BAD:
+        await producer.send_and_wait(topic, raw, key=marker.encode())
+    letters = await find_messages(env["DUETIME_KAFKA_BOOTSTRAP"], RUNS_DLQ,
+                                  lambda m: m.get("key") == marker, count=len(BAD))
+    assert len(letters) == len(BAD)
+    assert {m["source_topic"] for m in letters} == {topic}
+    assert all(m["reason"] for m in letters)
+    assert sorted(m["value"] for m in letters) == sorted(b.decode(errors="replace") for b in BAD)
+
+    created = datetime.now(UTC)
+    resp = await api.post("/timers", json={"seconds": 1, "url": sink.url(path)})
+    assert resp.status_code == 201
+    hits = await sink.wait_for(path, 1, timeout=15)
+    assert len(hits) == 1 and hits[0].received_at >= created.timestamp() + 1
