@@ -66,6 +66,7 @@ class Dispatcher:
         by_shard, head = await self.due_set.pop_due_all(now, now + self.settings.lookahead_ms,
                                                         self.settings.batch_size)
         count = 0
+        ready: list[tuple[int, Popped]] = []
         for shard, popped in by_shard.items():
             count += len(popped)
             runnable, missed = apply_catchup([p for p in popped if p.verdict == "run"], now,
@@ -76,8 +77,11 @@ class Dispatcher:
             for p in missed:
                 await self._skipped(p, "catchup")
             await self.due_set.ack_inflight(shard, [p.member for p in missed])
-            if runnable:
-                await self._publish(shard, runnable, now)
+            ready += [(shard, p) for p in runnable]
+        if ready:
+            # Across shards too: earliest due first, then higher priority first.
+            ready.sort(key=lambda sp: (sp[1].due_ms, -(sp[1].entry.priority if sp[1].entry else 0)))
+            await self._publish(ready, now)
         return count, head
 
     async def _dropped(self, popped: Popped) -> None:
@@ -93,39 +97,40 @@ class Dispatcher:
         if event is not None:
             await self.producer.send(RUNS_STATUS, kafka.encode(event), key=event.job_id.encode())
 
-    async def _publish(self, shard: int, runnable: list[Popped], now: int) -> None:
-        stamp = utcnow()
-        futures, acked = [], []
-        for p in runnable:
+    async def _publish(self, ready: list[tuple[int, Popped]], now: int) -> None:
+        futures: list[asyncio.Future[Any]] = []
+        acked: dict[int, list[str]] = {}
+        for shard, p in ready:
             POP_LAG.observe(max(0, now - p.due_ms) / 1000)
+            acked.setdefault(shard, []).append(p.member)
             try:
-                req = run_request(p, stamp)
+                # Stamped per request, so queued_at shows the dispatch order.
+                req = run_request(p, utcnow())
             except ValidationError as exc:
                 log.error("unusable entry dropped", extra={"member": p.member, "error": str(exc)})
                 DROPPED.labels("invalid").inc()
-                acked.append(p.member)
                 continue
             key = req.job_id.encode()
             futures.append(await self.producer.send(RUNS, kafka.encode(req), key=key))
             futures.append(await self.producer.send(RUNS_STATUS, kafka.encode(queued_status(req)),
                                                     key=key))
-            acked.append(p.member)
         await self.unacked.acquire()
-        task = asyncio.create_task(self._acknowledge(shard, futures, acked))
+        task = asyncio.create_task(self._acknowledge(futures, acked))
         self.ack_tasks.add(task)
         task.add_done_callback(self.ack_tasks.discard)
 
-    async def _acknowledge(self, shard: int, futures: list[asyncio.Future[Any]],
-                           members: list[str]) -> None:
+    async def _acknowledge(self, futures: list[asyncio.Future[Any]],
+                           acked: dict[int, list[str]]) -> None:
         # Entries leave the in-flight set only once Kafka holds their run requests; if this
         # fails, they stay in-flight and are requeued after inflight_timeout_ms.
         try:
             await asyncio.gather(*futures)
-            await self.due_set.ack_inflight(shard, members)
+            for shard, members in acked.items():
+                await self.due_set.ack_inflight(shard, members)
             DISPATCHED.inc(len(futures) // 2)
         except (KafkaError, RedisError, OSError) as exc:
             log.warning("run requests not acknowledged; left in flight",
-                        extra={"shard": shard, "count": len(members), "error": repr(exc)})
+                        extra={"count": len(futures) // 2, "error": repr(exc)})
         finally:
             self.unacked.release()
 

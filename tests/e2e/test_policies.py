@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from typing import Any
 
@@ -138,3 +139,17 @@ async def test_kafka_target_produces_the_message(api: httpx.AsyncClient,
     assert found == [{"marker": marker}]
     await wait_runs(api, job_id, "succeeded")
     await asyncio.sleep(0)
+
+
+async def test_higher_priority_is_dispatched_first_at_the_same_instant(
+    api: httpx.AsyncClient, sink: Sink, path: str
+) -> None:
+    due = (datetime.now(UTC) + timedelta(seconds=4)).replace(microsecond=0).isoformat()
+    priorities = [3, 9, 0, 7, 5, 1, 8, 2]
+    jobs = {p: await create(api, http_job(sink.url(path), {"type": "once", "at": due},
+                                          priority=p)) for p in priorities}
+    queued: dict[int, str] = {}
+    for p, job_id in jobs.items():
+        queued[p] = (await wait_runs(api, job_id, "succeeded", timeout=20))[0]["queued_at"]
+    order = sorted(queued, key=lambda p: queued[p])
+    assert order == sorted(priorities, reverse=True), queued
