@@ -25,9 +25,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import math
 import os
-import resource
 import sys
 import time
 import uuid
@@ -78,14 +78,17 @@ def encode(ev: dict[str, Any]) -> bytes:
 
 
 def rss_mb() -> tuple[float, float]:
-    """(current VmRSS, peak ru_maxrss) of this process in MiB."""
-    current = math.nan
+    """(current VmRSS, peak VmHWM) of this process in MiB.
+
+    Not ``ru_maxrss``: Linux carries it across execve, so a child would report the parent's peak.
+    """
+    found: dict[str, float] = {}
     with contextlib.suppress(OSError), open("/proc/self/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
-                current = int(line.split()[1]) / 1024
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return current, peak
+            key, _, rest = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                found[key] = int(rest.split()[0]) / 1024
+    return found.get("VmRSS", math.nan), found.get("VmHWM", math.nan)
 
 
 def emit(kind: str, **data: Any) -> None:
@@ -103,15 +106,11 @@ async def create_topic(bootstrap: str, topic: str, partitions: int) -> None:
     await asyncio.sleep(1.0)  # let the partition leaders settle before producing
 
 
-async def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
+async def end_offsets(bootstrap: str, topic: str, partitions: int) -> dict[int, int]:
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
     await consumer.start()
     try:
-        parts = consumer.partitions_for_topic(topic) or set()
-        if not parts:
-            await consumer.topics()  # force a metadata refresh
-            parts = consumer.partitions_for_topic(topic) or set()
-        ends = await consumer.end_offsets([TopicPartition(topic, p) for p in parts])
+        ends = await consumer.end_offsets([TopicPartition(topic, p) for p in range(partitions)])
         return {tp.partition: off for tp, off in ends.items()}
     finally:
         await consumer.stop()
@@ -299,6 +298,7 @@ async def child_faust_concurrency(args: argparse.Namespace) -> None:
 
 
 def child_main(args: argparse.Namespace) -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     async def run() -> None:
         if args.role == "faust-raise":
             await asyncio.wait_for(child_faust_raise(args), CHILD_TIMEOUT_S)
@@ -365,7 +365,7 @@ async def spawn(role: str, args: argparse.Namespace, topic: str, group: str,
 
 
 async def run_variant(role: str, args: argparse.Namespace, topic: str) -> dict[str, Any]:
-    backlog = sum((await end_offsets(args.bootstrap, topic)).values())
+    backlog = sum((await end_offsets(args.bootstrap, topic, PARTITIONS)).values())
     group = f"faustbench-{role}-{uuid.uuid4().hex[:8]}"
     live = int(LIVE_RATE * LIVE_SECONDS)
     child, _ = await spawn(role, args, topic, group, backlog=backlog, live=live)
@@ -373,7 +373,7 @@ async def run_variant(role: str, args: argparse.Namespace, topic: str) -> dict[s
     try:
         ev = await child.next_event(CHILD_TIMEOUT_S)
         if ev["kind"] == "backlog_done":
-            ends, done = await asyncio.gather(end_offsets(args.bootstrap, topic),
+            ends, done = await asyncio.gather(end_offsets(args.bootstrap, topic, PARTITIONS),
                                               committed(args.bootstrap, group, topic))
             out["uncommitted_at_drain"] = sum(ends.values()) - sum(done.get(p, 0) for p in ends)
             print(f"  {role}: backlog of {backlog} drained, live phase "
@@ -409,8 +409,8 @@ async def check_raise(args: argparse.Namespace) -> dict[str, Any]:
         out["error"] = f"{type(exc).__name__}: {exc}"
     await child.finish()
     out["committed"] = (await committed(args.bootstrap, group, topic)).get(0)
-    out["log"] = [ln for ln in child.stderr_tail(200).splitlines()
-                  if "simulated persist failure" in ln or "Error" in ln][:3]
+    out["log"] = [ln for ln in child.stderr_tail(400).splitlines()
+                  if "simulated persist failure" in ln and "ERROR" in ln][:2]
     return out
 
 
@@ -456,6 +456,9 @@ def report(args: argparse.Namespace, results: list[dict[str, Any]], checks: list
               f"| {fmt(r.get('batches'), 'd')} | {fmt(r.get('commits'), 'd')} "
               f"| {fmt(r.get('uncommitted_at_drain'), 'd')} | {fmt(r.get('rss_mb'), '.0f')} "
               f"({fmt(r.get('rss_peak_mb'), '.0f')}) | {r.get('error') or ''} |")
+    print("\n*uncommitted at drain*: end offsets minus the group's committed offsets, read from Kafka as "
+          "soon as the child reports the backlog drained (for aiokafka at most the batch being persisted "
+          "at that moment). Latency: produce timestamp to the batch being handed to user code.")
     for r in results:
         if r.get("stderr"):
             print(f"\n{r['variant']} stderr (tail):\n```\n{r['stderr']}\n```")
@@ -471,6 +474,8 @@ def report(args: argparse.Namespace, results: list[dict[str, Any]], checks: list
                   f"{'yes' if redone else 'no'}; processed after it: {after}"
                   f"; committed offset {c.get('committed')} -> failed batch "
                   f"{'committed past (lost)' if lost else 'not committed'} {c.get('error') or ''} |")
+            for ln in c.get("log", []):
+                print(f"|  | log: `{ln[:200]}` |")
         else:
             cw = c.get("committed_while_inflight")
             print(f"| {c['check']} | committed offset while offset 20 still running: {cw} "
