@@ -1,0 +1,457 @@
+"""deploy/docker-compose.yml describes the same stack as the local one (deploy/local/stack.sh).
+
+Static checks only, no container engine: the services and their commands, their ports, the
+DUETIME_* variables the settings classes read, the host ports, the broker configuration, and the
+gateway's routing, key check, limits and error bodies (deploy/compose/nginx.conf against
+deploy/local/nginx.conf.template).
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import re
+import shlex
+import tomllib
+from functools import cache
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic_settings import BaseSettings
+
+from duetime import settings as shared
+from duetime.cli import SERVICES
+
+REPO = Path(__file__).resolve().parents[2]
+DEPLOY = REPO / "deploy"
+COMPOSE = DEPLOY / "docker-compose.yml"
+DOCKERFILE = DEPLOY / "Dockerfile"
+STACK_SH = DEPLOY / "local" / "stack.sh"
+LOCAL_NGINX = DEPLOY / "local" / "nginx.conf.template"
+COMPOSE_NGINX = DEPLOY / "compose" / "nginx.conf"
+COMPOSE_KEYS = DEPLOY / "compose" / "api_keys.conf"
+
+# The one-shot steps `stack.sh up` runs before the services, and the settings each one reads.
+ONE_SHOT: dict[str, type[BaseSettings]] = {
+    "migrate": shared.PostgresSettings,
+    "topics": shared.KafkaSettings,
+}
+# Settings whose defaults point at 127.0.0.1, which inside a container is the container itself:
+# compose must set every one a container reads.
+CONNECTION_FIELDS = ("kafka_bootstrap", "postgres_dsn", "redis_url")
+# Broker properties that name hosts, paths or listeners: compose sets them, to container values
+# (and adds a HOST listener for clients outside the compose network).
+KAFKA_LOCAL_ONLY = {"listeners", "advertised.listeners", "listener.security.protocol.map",
+                    "controller.quorum.voters", "log.dirs"}
+
+
+def _rel(path: Path) -> str:
+    return str(path.relative_to(REPO))
+
+
+def _report(title: str, problems: list[str]) -> str:
+    return f"{title}:\n  - " + "\n  - ".join(problems)
+
+
+# ---- compose ------------------------------------------------------------------------------
+
+
+@cache
+def _compose() -> dict[str, Any]:
+    data = yaml.safe_load(COMPOSE.read_text())
+    assert isinstance(data, dict), f"{_rel(COMPOSE)} is not a mapping"
+    assert isinstance(data.get("services"), dict), f"{_rel(COMPOSE)} has no services"
+    return data
+
+
+def _service(name: str) -> dict[str, Any]:
+    services: dict[str, Any] = _compose()["services"]
+    assert name in services, f"{_rel(COMPOSE)} has no service {name!r} (it has: {', '.join(services)})"
+    svc = services[name]
+    assert isinstance(svc, dict), f"{_rel(COMPOSE)}: service {name!r} is not a mapping"
+    return svc
+
+
+def _scalar(value: object) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    return "" if value is None else str(value)
+
+
+def _env(name: str) -> dict[str, str]:
+    raw = _service(name).get("environment") or {}
+    if isinstance(raw, list):
+        return {key: value for key, _, value in (str(item).partition("=") for item in raw)}
+    return {str(key): _scalar(value) for key, value in raw.items()}
+
+
+def _published(name: str) -> dict[int, int]:
+    """Container port -> host port, for the ports the service publishes on a fixed host port."""
+    out: dict[int, int] = {}
+    for entry in _service(name).get("ports") or []:
+        if isinstance(entry, dict):
+            if entry.get("published") is not None:
+                out[int(entry["target"])] = int(str(entry["published"]))
+            continue
+        parts = str(entry).split("/")[0].split(":")
+        if len(parts) >= 2:
+            out[int(parts[-1])] = int(parts[-2])
+    return out
+
+
+def _healthcheck(name: str) -> str:
+    test = (_service(name).get("healthcheck") or {}).get("test") or []
+    return " ".join(str(part) for part in test) if isinstance(test, list) else str(test)
+
+
+def _duetime_containers() -> list[str]:
+    return [*SERVICES, *ONE_SHOT]
+
+
+# ---- stack.sh and the settings classes ------------------------------------------------------
+
+
+def _stack_default(var: str) -> int:
+    match = re.search(r"\$\{" + re.escape(var) + r":-(\d+)\}", STACK_SH.read_text())
+    assert match, f"{_rel(STACK_SH)} no longer has a default for {var} (expected ${{{var}:-<port>}})"
+    return int(match.group(1))
+
+
+def _kafka_properties() -> dict[str, str]:
+    match = re.search(r'server\.properties" <<EOF\n(.*?)\nEOF', STACK_SH.read_text(), re.S)
+    assert match, f"{_rel(STACK_SH)}: cannot find the server.properties heredoc (write_kafka_properties)"
+    lines = (line.strip() for line in match.group(1).splitlines())
+    pairs = (line.split("=", 1) for line in lines if line and not line.startswith("#") and "=" in line)
+    return {key.strip(): value.strip() for key, value in pairs}
+
+
+def _service_settings(name: str) -> type[BaseSettings]:
+    cls = importlib.import_module(f"{name}.service").Settings
+    assert isinstance(cls, type) and issubclass(cls, BaseSettings), f"{name}.service.Settings"
+    return cls
+
+
+def _env_names(cls: type[BaseSettings]) -> set[str]:
+    """The environment variables a settings class reads (case-insensitively)."""
+    prefix = str(cls.model_config.get("env_prefix", ""))
+    names = set()
+    for field_name, field in cls.model_fields.items():
+        alias = field.validation_alias if isinstance(field.validation_alias, str) else field.alias
+        names.add((alias or f"{prefix}{field_name}").upper())
+    return names
+
+
+def _all_settings() -> list[type[BaseSettings]]:
+    fragments = [obj for obj in vars(shared).values()
+                 if isinstance(obj, type) and issubclass(obj, BaseSettings)
+                 and obj.__module__ == shared.__name__]
+    return fragments + [_service_settings(name) for name in SERVICES]
+
+
+def _container_settings() -> dict[str, type[BaseSettings]]:
+    return {**{name: _service_settings(name) for name in SERVICES}, **ONE_SHOT}
+
+
+def _default_port(url: str) -> int | None:
+    return urlsplit(url if "://" in url else f"//{url}").port
+
+
+# ---- nginx ----------------------------------------------------------------------------------
+
+
+def _nginx(path: Path) -> str:
+    """The config without its full-line comments."""
+    return re.sub(r"(?m)^\s*#.*$", "", path.read_text())
+
+
+def _maps(text: str) -> dict[tuple[str, str], dict[str, str]]:
+    maps = {}
+    for match in re.finditer(r"\bmap\s+(\S+)\s+(\S+)\s*\{(.*?)\}", text, re.S):
+        entries = [shlex.split(stmt) for stmt in match.group(3).split(";") if stmt.strip()]
+        maps[(match.group(1), match.group(2))] = {e[0]: e[1] for e in entries if len(e) == 2}
+    return maps
+
+
+def _upstreams(text: str) -> dict[str, list[str]]:
+    return {match.group(1): re.findall(r"(?m)^\s*server\s+([^\s;]+)", match.group(2))
+            for match in re.finditer(r"\bupstream\s+(\S+)\s*\{(.*?)\}", text, re.S)}
+
+
+def _server_block(text: str) -> list[str]:
+    """The lines of the server block, without `listen` (the one line that must differ)."""
+    match = re.search(r"(?m)^\s*server\s*\{", text)
+    assert match, "no server block"
+    lines = (line.strip() for line in text[match.start():].splitlines())
+    return [line for line in lines if line and not line.startswith("listen ")]
+
+
+def _directives(text: str, *names: str) -> list[str]:
+    lines = (" ".join(line.split()) for line in text.splitlines())
+    return sorted(line for line in lines if line.split(" ", 1)[0] in names)
+
+
+def _volumes(name: str) -> dict[Path, str]:
+    """Mounted host path (resolved against deploy/) -> path in the container."""
+    out: dict[Path, str] = {}
+    for entry in _service(name).get("volumes") or []:
+        if isinstance(entry, dict):
+            source, target = str(entry.get("source", "")), str(entry.get("target", ""))
+        else:
+            source, _, rest = str(entry).partition(":")
+            target = rest.split(":", 1)[0]
+        if source.startswith("."):
+            out[(DEPLOY / source).resolve()] = target
+    return out
+
+
+# ---- tests ----------------------------------------------------------------------------------
+
+
+def test_every_cli_service_runs_in_compose() -> None:
+    services: dict[str, Any] = _compose()["services"]
+    expected = {**{name: ["run", name] for name in SERVICES}, **{name: [name] for name in ONE_SHOT}}
+    problems = []
+    for name, command in expected.items():
+        if name not in services:
+            problems.append(f"{name}: missing from {_rel(COMPOSE)} (expected command {command})")
+        elif services[name].get("command") != command:
+            problems.append(f"{name}: command is {services[name].get('command')!r}, expected {command!r}")
+    for name, svc in services.items():
+        command = svc.get("command")
+        if isinstance(command, list) and command[:1] == ["run"] and name not in SERVICES:
+            problems.append(f"{name}: runs {command!r} but is not in duetime.cli.SERVICES {SERVICES}")
+    assert not problems, _report("compose services disagree with duetime.cli", problems)
+
+
+def test_duetime_containers_run_the_image_from_deploy_dockerfile() -> None:
+    problems = []
+    images = {name: _service(name).get("image") for name in _duetime_containers()}
+    if len(set(images.values())) != 1:
+        problems.append(f"the duetime containers should share one image, got {images}")
+    for name in _duetime_containers():
+        build = _service(name).get("build") or {}
+        context = (DEPLOY / str(build.get("context", "."))).resolve()
+        dockerfile = (context / str(build.get("dockerfile", "Dockerfile"))).resolve()
+        if (context, dockerfile) != (REPO, DOCKERFILE):
+            problems.append(f"{name}: builds {dockerfile} in context {context}, "
+                            f"expected {_rel(DOCKERFILE)} in the repository root")
+    dockerfile_text = DOCKERFILE.read_text()
+    if 'ENTRYPOINT ["python", "-m", "duetime"]' not in dockerfile_text:
+        problems.append(f'{_rel(DOCKERFILE)}: ENTRYPOINT is not ["python", "-m", "duetime"]')
+    packages = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    for pattern in packages["find"]["include"]:
+        package = pattern.rstrip("*")
+        if not re.search(rf"(?m)^COPY {re.escape(package)} ", dockerfile_text):
+            problems.append(f"{_rel(DOCKERFILE)} does not COPY package {package!r} (pyproject.toml has it)")
+    assert not problems, _report("the duetime image", problems)
+
+
+def _readyz_problem(name: str, port: int) -> str | None:
+    check = _healthcheck(name)
+    if "/readyz" in check and (str(port) in check or "DUETIME_HTTP_PORT" in check):
+        return None
+    return f"{name}: healthcheck {check!r} does not GET /readyz on its port {port}"
+
+
+def test_service_ports_match_settings_and_stack_sh() -> None:
+    problems = []
+    for name in SERVICES:
+        default = _service_settings(name).model_fields["http_port"].default
+        local = _stack_default(f"DUETIME_{name.upper()}_PORT")
+        env = _env(name)
+        if default != local:
+            problems.append(f"{name}: {name}.service.Settings http_port default {default} "
+                            f"!= {local} in {_rel(STACK_SH)}")
+        if env.get("DUETIME_HTTP_PORT") != str(default):
+            problems.append(f"{name}: DUETIME_HTTP_PORT={env.get('DUETIME_HTTP_PORT')!r} in compose, "
+                            f"expected {default} (Settings default)")
+        if env.get("DUETIME_HTTP_HOST") != "0.0.0.0":
+            problems.append(f"{name}: DUETIME_HTTP_HOST={env.get('DUETIME_HTTP_HOST')!r}, expected "
+                            "'0.0.0.0' (the default 127.0.0.1 is unreachable from other containers)")
+        if _published(name).get(default) != local:
+            problems.append(f"{name}: publishes {_published(name)} (container->host), "
+                            f"expected {default}->{local} as in the local stack")
+        problem = _readyz_problem(name, default)
+        if problem:
+            problems.append(problem)
+    assert not problems, _report("service ports disagree", problems)
+
+
+def test_duetime_env_vars_are_the_ones_the_settings_read() -> None:
+    known = set().union(*(_env_names(cls) for cls in _all_settings()))
+    problems = []
+    for name, cls in _container_settings().items():
+        env = {key.upper() for key in _env(name)}
+        for var in sorted(env):
+            if var.startswith("DUETIME_") and var not in known:
+                close = difflib.get_close_matches(var, known, n=1)
+                hint = f"; did you mean {close[0]}?" if close else ""
+                problems.append(f"{name}: {var} is read by no settings class{hint}")
+        needed = [f for f in CONNECTION_FIELDS if f in cls.model_fields]
+        if name in SERVICES:
+            needed += ["http_host", "http_port"]
+        for field in needed:
+            var = f"DUETIME_{field.upper()}"
+            if var not in env:
+                problems.append(f"{name}: {var} not set, so {cls.__module__}.{cls.__qualname__}.{field} "
+                                f"keeps its local default {cls.model_fields[field].default!r}")
+    assert not problems, _report("DUETIME_* variables in compose disagree with the settings", problems)
+
+
+def _kafka_bootstrap_problems(name: str, value: str) -> list[str]:
+    advertised = _env("kafka").get("KAFKA_ADVERTISED_LISTENERS", "")
+    endpoints = {listener.split("://", 1)[-1] for listener in advertised.split(",")}
+    problems = []
+    for server in value.split(","):
+        if server.rsplit(":", 1)[0] not in _compose()["services"]:
+            problems.append(f"{name}: DUETIME_KAFKA_BOOTSTRAP {server!r} is not a compose service")
+        elif server not in endpoints:
+            problems.append(f"{name}: DUETIME_KAFKA_BOOTSTRAP {server!r} is not an advertised kafka "
+                            f"listener ({sorted(endpoints)})")
+    return problems
+
+
+def _url_problems(name: str, var: str, value: str, local_default: str) -> list[str]:
+    url, local = urlsplit(value), urlsplit(local_default)
+    host = url.hostname or ""
+    if host not in _compose()["services"]:
+        return [f"{name}: {var} host {host!r} is not a compose service"]
+    problems = []
+    if url.port not in _published(host):
+        problems.append(f"{name}: {var} port {url.port} is not the port {host} publishes "
+                        f"({sorted(_published(host))})")
+    if (url.username, url.path) != (local.username, local.path):
+        problems.append(f"{name}: {var} user/path {url.username!r} {url.path!r} differ from the "
+                        f"local default {local_default!r}")
+    return problems
+
+
+def test_connection_settings_point_at_the_compose_services() -> None:
+    problems = []
+    for name in _duetime_containers():
+        env = _env(name)
+        if "DUETIME_KAFKA_BOOTSTRAP" in env:
+            problems += _kafka_bootstrap_problems(name, env["DUETIME_KAFKA_BOOTSTRAP"])
+        if "DUETIME_POSTGRES_DSN" in env:
+            problems += _url_problems(name, "DUETIME_POSTGRES_DSN", env["DUETIME_POSTGRES_DSN"],
+                                      shared.PostgresSettings.model_fields["postgres_dsn"].default)
+        if "DUETIME_REDIS_URL" in env:
+            problems += _url_problems(name, "DUETIME_REDIS_URL", env["DUETIME_REDIS_URL"],
+                                      shared.RedisSettings.model_fields["redis_url"].default)
+    postgres = _env("postgres")
+    if (postgres.get("POSTGRES_DB"), postgres.get("POSTGRES_USER")) != ("duetime", "duetime"):
+        problems.append(f"postgres: POSTGRES_DB/POSTGRES_USER are {postgres.get('POSTGRES_DB')!r}/"
+                        f"{postgres.get('POSTGRES_USER')!r}, expected duetime/duetime")
+    if postgres.get("POSTGRES_HOST_AUTH_METHOD") != "trust":
+        problems.append("postgres: POSTGRES_HOST_AUTH_METHOD is not trust (the DSNs carry no password)")
+    assert not problems, _report("connection settings do not reach the compose services", problems)
+
+
+def test_infra_and_gateway_host_ports_match_the_local_stack() -> None:
+    settings_ports = {
+        "kafka": _default_port(shared.KafkaSettings.model_fields["kafka_bootstrap"].default),
+        "postgres": _default_port(shared.PostgresSettings.model_fields["postgres_dsn"].default),
+        "redis": _default_port(shared.RedisSettings.model_fields["redis_url"].default),
+    }
+    problems = []
+    for name in ("kafka", "postgres", "redis", "gateway"):
+        local = _stack_default(f"DUETIME_{name.upper()}_PORT")
+        if local not in _published(name).values():
+            problems.append(f"{name}: host ports {sorted(_published(name).values())} in compose, "
+                            f"expected {local} as in {_rel(STACK_SH)}")
+        if name in settings_ports and settings_ports[name] != local:
+            problems.append(f"{name}: the settings default port {settings_ports[name]} != {local} in "
+                            f"{_rel(STACK_SH)}")
+    kafka_port = _stack_default("DUETIME_KAFKA_PORT")
+    advertised = _env("kafka").get("KAFKA_ADVERTISED_LISTENERS", "")
+    if f"127.0.0.1:{kafka_port}" not in advertised and f"localhost:{kafka_port}" not in advertised:
+        problems.append(f"kafka: no listener advertised as 127.0.0.1:{kafka_port} for clients on the "
+                        f"host (KAFKA_ADVERTISED_LISTENERS={advertised!r})")
+    assert not problems, _report("host ports disagree with the local stack", problems)
+
+
+def _kafka_env_name(prop: str) -> str:
+    # The apache/kafka image's rule: '_' -> '__', '.' -> '_', '-' -> '___', prefix KAFKA_.
+    return "KAFKA_" + prop.replace("_", "__").replace(".", "_").replace("-", "___").upper()
+
+
+def test_kafka_broker_config_matches_the_local_stack() -> None:
+    env = _env("kafka")
+    problems = []
+    for prop, value in _kafka_properties().items():
+        var = _kafka_env_name(prop)
+        if var not in env:
+            problems.append(f"kafka: {var} not set ({prop}={value} in {_rel(STACK_SH)})")
+        elif prop not in KAFKA_LOCAL_ONLY and env[var] != value:
+            problems.append(f"kafka: {var}={env[var]!r}, expected {value!r} ({prop} in {_rel(STACK_SH)})")
+    assert not problems, _report("the broker configuration disagrees with the local stack", problems)
+
+
+def test_gateway_routes_reads_to_search_service_and_writes_to_job_service() -> None:
+    text = _nginx(COMPOSE_NGINX)
+    problems = []
+    routing = _maps(text).get(("$request_method", "$duetime_backend"))
+    expected = {"GET": "search_service", "HEAD": "search_service", "default": "job_service"}
+    if routing != expected:
+        problems.append(f"map $request_method $duetime_backend is {routing}, expected {expected}")
+    if "proxy_pass http://$duetime_backend;" not in text:
+        problems.append("location / does not proxy_pass http://$duetime_backend")
+    upstreams = _upstreams(text)
+    for name in ("job_service", "search_service"):
+        want = f"{name}:{_env(name).get('DUETIME_HTTP_PORT')}"
+        if upstreams.get(name) != [want]:
+            problems.append(f"upstream {name} servers are {upstreams.get(name)}, expected [{want!r}] "
+                            "(the compose service and its DUETIME_HTTP_PORT)")
+    listen = re.search(r"(?m)^\s*listen\s+(?:\S+:)?(\d+)", text)
+    gateway_port = _stack_default("DUETIME_GATEWAY_PORT")
+    if listen is None or _published("gateway").get(int(listen.group(1))) != gateway_port:
+        problems.append(f"nginx listens on {listen and listen.group(1)}, but compose publishes "
+                        f"{_published('gateway')} (container->host); expected ->{gateway_port}")
+    mounts = _volumes("gateway")
+    if mounts.get(COMPOSE_NGINX) != "/etc/nginx/nginx.conf":
+        problems.append(f"gateway does not mount {_rel(COMPOSE_NGINX)} at /etc/nginx/nginx.conf ({mounts})")
+    keys_target = mounts.get(COMPOSE_KEYS)
+    if keys_target is None or f"include {keys_target};" not in text:
+        problems.append(f"gateway mounts {_rel(COMPOSE_KEYS)} at {keys_target!r}, which nginx.conf "
+                        "does not include")
+    assert not problems, _report(f"{_rel(COMPOSE_NGINX)} routing", problems)
+
+
+def test_gateway_keeps_the_local_key_check_limits_and_error_bodies() -> None:
+    local, compose = _nginx(LOCAL_NGINX), _nginx(COMPOSE_NGINX)
+    problems = []
+    if _server_block(local) != _server_block(compose):
+        diff = difflib.unified_diff(_server_block(local), _server_block(compose), _rel(LOCAL_NGINX),
+                                    _rel(COMPOSE_NGINX), lineterm="")
+        problems.append("server blocks differ (other than listen):\n" + "\n".join(diff))
+    limits = ("limit_req_zone", "limit_req_status", "client_max_body_size", "map_hash_bucket_size")
+    if _directives(local, *limits) != _directives(compose, *limits):
+        problems.append(f"limits differ: {_directives(local, *limits)} != {_directives(compose, *limits)}")
+    for key in (("$duetime_tenant_from_key", "$tenant"), ("$request_method", "$duetime_backend")):
+        want, got = _maps(local).get(key), _maps(compose).get(key)
+        if want != got:
+            problems.append(f"map {' '.join(key)} differs: {want} (local) != {got} (compose)")
+    assert not problems, _report(f"{_rel(COMPOSE_NGINX)} drifted from {_rel(LOCAL_NGINX)}", problems)
+
+
+def test_compose_api_keys_are_marked_development_only() -> None:
+    text = COMPOSE_KEYS.read_text()
+    maps = _maps(_nginx(COMPOSE_KEYS))
+    by_key = maps.get(("$http_x_api_key", "$duetime_tenant_from_key"), {})
+    by_bearer = maps.get(("$http_authorization", "$duetime_tenant_from_bearer"), {})
+    problems = []
+    if by_key.get("default") != "" or by_bearer.get("default") != "":
+        problems.append("both maps ($http_x_api_key, $http_authorization) need `default \"\";`")
+    keys = {key: tenant for key, tenant in by_key.items() if key != "default"}
+    if not keys:
+        problems.append("no API key")
+    for key, tenant in keys.items():
+        if by_bearer.get(f"Bearer {key}") != tenant:
+            problems.append(f"key {key!r} (tenant {tenant!r}) has no matching \"Bearer {key}\" entry")
+        if not re.fullmatch(r"[A-Za-z0-9._~+/=-]{16,}", key):
+            problems.append(f"key {key!r} is not 16+ chars of [A-Za-z0-9._~+/=-] (stack.sh's rule)")
+    if not re.search(r"(?i)development", text) or not re.search(r"(?i)replace", text):
+        problems.append("the file must say that its key is for development only and must be replaced")
+    assert not problems, _report(_rel(COMPOSE_KEYS), problems)
