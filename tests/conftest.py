@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import asyncpg
@@ -11,6 +12,7 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
+from tests.support.containers import compose_stack
 from tests.support.sink import Sink
 from tests.support.stack import stack_env
 
@@ -25,11 +27,16 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(scope="session")
-def env() -> dict[str, str]:
+def env() -> Iterator[dict[str, str]]:
+    if os.environ.get("DUETIME_TEST_ENGINE") == "containers":
+        # A container engine is present: the compose topology, started by testcontainers.
+        with compose_stack() as values:
+            yield values
+        return
     values = stack_env()
     if "DUETIME_URL" not in values:
         pytest.fail("the local stack is not running: `make up` (or `make test`) starts it")
-    return values
+    yield values
 
 
 def _client(env: dict[str, str], key: str | None) -> httpx.AsyncClient:

@@ -23,5 +23,12 @@ def stack_env() -> dict[str, str]:
 
 
 def stack(*args: str, timeout: float = 180) -> None:
-    """Run a stack.sh subcommand (e.g. `stack("kill", "executor")`)."""
+    """Run a stack.sh subcommand (e.g. `stack("kill", "executor")`), or its compose equivalent
+    when the tests run against containers."""
+    if os.environ.get("DUETIME_TEST_ENGINE") == "containers":
+        from tests.support.containers import compose_command
+
+        verb, service = args
+        subprocess.run(compose_command(verb, service), check=True, timeout=timeout, cwd=ROOT)
+        return
     subprocess.run([str(STACK), *args], check=True, timeout=timeout, cwd=ROOT)

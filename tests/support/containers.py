@@ -1,0 +1,64 @@
+"""The stack from deploy/docker-compose.yml via testcontainers, where a container engine runs.
+
+`make test` uses this instead of the local stack when `docker info` succeeds (see
+`deploy/local/with-stack.sh`); the tests then reach the same ports and keys through
+`tests.support.stack.stack_env`.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from tests.support.stack import ROOT
+
+COMPOSE_FILE = ROOT / "deploy" / "docker-compose.yml"
+# The development keys published in deploy/compose/api_keys.conf.
+COMPOSE_ENV = {
+    "DUETIME_URL": "http://127.0.0.1:18080",
+    "DUETIME_API_KEY": "dev-only-insecure-key-replace-me",
+    "DUETIME_API_KEY_B": "dev-only-insecure-key-b-replace-me",
+    "DUETIME_KAFKA_BOOTSTRAP": "127.0.0.1:19092",
+    "DUETIME_POSTGRES_DSN": "postgresql://duetime@127.0.0.1:15432/duetime",
+    "DUETIME_REDIS_URL": "redis://127.0.0.1:16379/0",
+}
+
+
+def engine_available() -> bool:
+    try:
+        return subprocess.run(["docker", "info"], capture_output=True, timeout=20).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+@contextmanager
+def compose_stack(timeout: float = 300) -> Iterator[dict[str, str]]:
+    """Start the compose topology, wait for the gateway, stop and remove it afterwards."""
+    from testcontainers.compose import DockerCompose  # only needed with an engine
+
+    compose = DockerCompose(str(COMPOSE_FILE.parent), compose_file_name=COMPOSE_FILE.name,
+                            build=True, wait=True)
+    compose.start()
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with urllib.request.urlopen(COMPOSE_ENV["DUETIME_URL"] + "/healthz",  # noqa: S310
+                                            timeout=2):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(1)
+        yield dict(COMPOSE_ENV)
+    finally:
+        compose.stop()
+
+
+def compose_command(verb: str, service: str) -> list[str]:
+    """The docker compose equivalent of `stack.sh <verb> <service>`."""
+    name = "gateway" if service == "nginx" else service
+    return ["docker", "compose", "-f", str(COMPOSE_FILE), verb, name]
