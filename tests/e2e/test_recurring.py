@@ -90,3 +90,41 @@ async def test_next_run_at_advances_as_firings_happen(api: httpx.AsyncClient, si
     assert later is not None
     assert later["next_run_at"] > first["next_run_at"]
     assert datetime.fromisoformat(later["next_run_at"]).timestamp() > time.time() - 2
+
+
+async def test_preview_understands_names_ranges_steps_last_and_nth(api: httpx.AsyncClient) -> None:
+    cases = {
+        # last day of the month
+        "0 12 L * *": ["2027-01-31T12:00:00Z", "2027-02-28T12:00:00Z", "2027-03-31T12:00:00Z"],
+        # second Monday of the month
+        "0 9 * * MON#2": ["2027-01-11T09:00:00Z", "2027-02-08T09:00:00Z", "2027-03-08T09:00:00Z"],
+        # names, ranges and steps
+        "*/30 8-9 * JAN mon-fri": ["2027-01-01T08:00:00Z", "2027-01-01T08:30:00Z",
+                                   "2027-01-01T09:00:00Z"],
+    }
+    for expression, expected in cases.items():
+        spec = http_job("http://127.0.0.1:9/x", {"type": "cron", "expression": expression,
+                                                "start_at": "2027-01-01T00:00:00Z"})
+        resp = await api.post("/jobs:preview?count=3", json=spec)
+        assert resp.status_code == 200, (expression, resp.text)
+        assert resp.json()["next_run_times"] == expected, expression
+
+
+async def test_preview_in_new_york_and_lord_howe_on_their_dst_days(api: httpx.AsyncClient) -> None:
+    async def preview(expression: str, tz: str, start: str) -> list[str]:
+        spec = http_job("http://127.0.0.1:9/x", {"type": "cron", "expression": expression,
+                                                "timezone": tz, "start_at": start})
+        resp = await api.post("/jobs:preview?count=2", json=spec)
+        assert resp.status_code == 200, resp.text
+        times: list[str] = resp.json()["next_run_times"]
+        return times
+
+    # New York, 2027-03-14: 02:30 does not exist -> 03:00 EDT (07:00 UTC).
+    assert await preview("30 2 * * *", "America/New_York", "2027-03-13T12:00:00Z") == \
+        ["2027-03-14T07:00:00Z", "2027-03-15T06:30:00Z"]
+    # New York, 2027-11-07: 01:30 happens twice -> fires once, at 01:30 EDT (05:30 UTC).
+    assert await preview("30 1 * * *", "America/New_York", "2027-11-06T12:00:00Z") == \
+        ["2027-11-07T05:30:00Z", "2027-11-08T06:30:00Z"]
+    # Lord Howe, 2027-10-03: clocks go 02:00 -> 02:30, so 02:15 fires at 02:30 (15:30 UTC).
+    assert await preview("15 2 * * *", "Australia/Lord_Howe", "2027-10-02T00:00:00Z") == \
+        ["2027-10-02T15:30:00Z", "2027-10-03T15:15:00Z"]
