@@ -113,20 +113,25 @@ def validate(spec: JobSpec, created_at: datetime) -> None:
             raise ScheduleError("schedule.end_at", "the schedule never fires before end_at")
 
 
+def _to_ms(instant: datetime) -> datetime:
+    """Fire times have millisecond precision, like the run ids derived from them."""
+    return instant.replace(microsecond=instant.microsecond // 1000 * 1000)
+
+
 def one_shot_at(spec: JobSpec, created_at: datetime) -> datetime | None:
     schedule = spec.schedule
     if isinstance(schedule, OnceSchedule):
-        return schedule.at.astimezone(UTC)
+        return _to_ms(schedule.at.astimezone(UTC))
     if isinstance(schedule, DelaySchedule):
-        return created_at + timedelta(seconds=schedule.seconds)
+        return _to_ms(created_at + timedelta(seconds=schedule.seconds))
     if isinstance(schedule, NowSchedule):
-        return created_at
+        return _to_ms(created_at)
     return None
 
 
 def _interval_instants(spec: IntervalSchedule, created_at: datetime, after: datetime) -> Iterator[datetime]:
     step = timedelta(seconds=spec.every_seconds)
-    anchor = spec.start_at.astimezone(UTC) if spec.start_at else created_at + step
+    anchor = _to_ms(spec.start_at.astimezone(UTC) if spec.start_at else created_at + step)
     k = 0 if after < anchor else int((after - anchor) / step) + 1
     while True:
         instant = anchor + k * step
@@ -154,7 +159,7 @@ def instants_after(spec: JobSpec, created_at: datetime, after: datetime) -> Iter
     for instant in source:
         if end is not None and instant > end:
             return
-        yield instant
+        yield _to_ms(instant)
 
 
 def next_fire(spec: JobSpec, created_at: datetime, after: datetime) -> datetime | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 from typing import Annotated, Any, Literal
 
@@ -12,7 +13,22 @@ from duetime.lifecycle import Lifecycle
 from duetime.ops import ops_router
 from duetime.problems import ProblemError, install, tenant_of
 from duetime.timeutil import utcnow
-from search_service.views import decode_cursor, encode_cursor, job_view, run_view
+from search_service.filters import JobsQuery, NoQuery, PreviewQuery, RunsQuery, parse_query
+from search_service.listing import (
+    jobs_page,
+    jobs_statement,
+    runs_page,
+    runs_statement,
+    stats_view,
+    stats_windows,
+)
+from search_service.views import (
+    decode_cursor,
+    encode_cursor,
+    job_view,
+    preview_view,
+    run_view,
+)
 
 RunStatusFilter = Literal["queued", "running", "succeeded", "failed", "cancelled", "timed_out",
                           "skipped"]
@@ -22,42 +38,36 @@ def _not_found(kind: str, ident: str) -> ProblemError:
     return ProblemError(404, "Not found", f"no {kind} {ident}")
 
 
-def build_app(lifecycle: Lifecycle, pool: asyncpg.Pool[Any], q: dict[str, str]) -> FastAPI:
-    app = FastAPI(title="duetime search service", docs_url=None, redoc_url=None)
-    install(app)
-    app.include_router(ops_router(lifecycle))
-    router = APIRouter()
+class SearchRoutes:
+    def __init__(self, pool: asyncpg.Pool[Any], queries: dict[str, str]) -> None:
+        self.pool, self.q = pool, queries
 
-    @router.get("/jobs/{job_id}")
-    async def get_job(request: Request, job_id: str) -> dict[str, Any]:
-        row = await pool.fetchrow(q["get_job"], job_id, tenant_of(request))
+    async def job_row(self, request: Request, job_id: str) -> asyncpg.Record:
+        row: asyncpg.Record | None = await self.pool.fetchrow(self.q["get_job"], job_id,
+                                                              tenant_of(request))
         if row is None:
             raise _not_found("job", job_id)
-        return job_view(row)
+        return row
 
-    @router.get("/jobs/{job_id}/status")
-    async def job_status(request: Request, job_id: str) -> dict[str, Any]:
-        tenant = tenant_of(request)
-        row = await pool.fetchrow(q["get_job"], job_id, tenant)
-        if row is None:
-            raise _not_found("job", job_id)
-        latest = await pool.fetchrow(q["latest_run"], job_id, tenant)
-        view = job_view(row)
+    async def get_job(self, request: Request, job_id: str) -> dict[str, Any]:
+        return job_view(await self.job_row(request, job_id))
+
+    async def job_status(self, request: Request, job_id: str) -> dict[str, Any]:
+        view = job_view(await self.job_row(request, job_id))
+        latest = await self.pool.fetchrow(self.q["latest_run"], job_id, tenant_of(request))
         return {"job_id": job_id, "state": view["state"], "next_run_at": view["next_run_at"],
                 "latest_run": None if latest is None else run_view(latest)}
 
-    @router.get("/jobs/{job_id}/runs")
     async def job_runs(
-        request: Request, job_id: str,
+        self, request: Request, job_id: str,
         status: RunStatusFilter | None = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
         cursor: Annotated[str | None, Query(max_length=512)] = None,
     ) -> dict[str, Any]:
-        tenant = tenant_of(request)
-        if await pool.fetchrow(q["get_job"], job_id, tenant) is None:
-            raise _not_found("job", job_id)
+        await self.job_row(request, job_id)
         at, key = decode_cursor(cursor)
-        rows = await pool.fetch(q["job_runs_page"], job_id, tenant, status, at, key, limit + 1)
+        rows = await self.pool.fetch(self.q["job_runs_page"], job_id, tenant_of(request), status,
+                                     at, key, limit + 1)
         items = [run_view(r) for r in rows[:limit]]
         nxt = None
         if len(rows) > limit:
@@ -65,14 +75,58 @@ def build_app(lifecycle: Lifecycle, pool: asyncpg.Pool[Any], q: dict[str, str]) 
             nxt = encode_cursor(last["scheduled_at"], last["run_id"])
         return {"items": items, "next_cursor": nxt}
 
-    @router.get("/timers/{timer_id}")
-    async def get_timer(request: Request, timer_id: str) -> dict[str, Any]:
-        row = await pool.fetchrow(q["timer"], timer_id, tenant_of(request))
+    async def job_preview(self, request: Request, job_id: str) -> dict[str, Any]:
+        params = parse_query(PreviewQuery, request.query_params.multi_items())
+        row = await self.job_row(request, job_id)
+        # Up to 1000 cron matches is CPU work: keep it off the event loop.
+        return await asyncio.to_thread(preview_view, row, utcnow(), params.count)
+
+    async def list_jobs(self, request: Request) -> dict[str, Any]:
+        params = parse_query(JobsQuery, request.query_params.multi_items())
+        statement = jobs_statement(params, tenant_of(request))
+        rows = await self.pool.fetch(self.q[statement.query], *statement.args)
+        return jobs_page(rows, params)
+
+    async def list_runs(self, request: Request) -> dict[str, Any]:
+        params = parse_query(RunsQuery, request.query_params.multi_items())
+        statement = runs_statement(params, tenant_of(request))
+        rows = await self.pool.fetch(self.q[statement.query], *statement.args)
+        return runs_page(rows, params)
+
+    async def stats(self, request: Request) -> dict[str, Any]:
+        parse_query(NoQuery, request.query_params.multi_items())
+        tenant = tenant_of(request)
+        hour_ago, day_ago = stats_windows(utcnow())
+        jobs = await self.pool.fetch(self.q["job_counts"], tenant)
+        runs = await self.pool.fetch(self.q["run_counts"], tenant, hour_ago, day_ago)
+        metrics = await self.pool.fetchrow(self.q["run_metrics"], tenant, hour_ago, day_ago)
+        assert metrics is not None  # an aggregate without GROUP BY always returns one row
+        return stats_view(jobs, runs, metrics)
+
+    async def get_timer(self, request: Request, timer_id: str) -> dict[str, Any]:
+        row = await self.pool.fetchrow(self.q["timer"], timer_id, tenant_of(request))
         if row is None:
             raise _not_found("timer", timer_id)
         due = row["next_run_at"]
         left = 0 if due is None else max(0, math.ceil((due - utcnow()).total_seconds()))
         return {"id": timer_id, "time_left": left, "state": row["state"]}
 
-    app.include_router(router)
+    def router(self) -> APIRouter:
+        r = APIRouter()
+        r.add_api_route("/jobs", self.list_jobs, methods=["GET"])
+        r.add_api_route("/jobs/{job_id}", self.get_job, methods=["GET"])
+        r.add_api_route("/jobs/{job_id}/status", self.job_status, methods=["GET"])
+        r.add_api_route("/jobs/{job_id}/runs", self.job_runs, methods=["GET"])
+        r.add_api_route("/jobs/{job_id}/preview", self.job_preview, methods=["GET"])
+        r.add_api_route("/runs", self.list_runs, methods=["GET"])
+        r.add_api_route("/stats", self.stats, methods=["GET"])
+        r.add_api_route("/timers/{timer_id}", self.get_timer, methods=["GET"])
+        return r
+
+
+def build_app(lifecycle: Lifecycle, pool: asyncpg.Pool[Any], q: dict[str, str]) -> FastAPI:
+    app = FastAPI(title="duetime search service", docs_url=None, redoc_url=None)
+    install(app)
+    app.include_router(ops_router(lifecycle))
+    app.include_router(SearchRoutes(pool, q).router())
     return app

@@ -4,26 +4,33 @@ from __future__ import annotations
 
 import base64
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
-import asyncpg
-
+from duetime import schedule
 from duetime.problems import ProblemError
 from duetime.timeutil import iso
+from schemas.api import JobSpec
+
+
+class Row(Protocol):
+    """A database row (asyncpg.Record), or a dict in tests."""
+
+    def __getitem__(self, key: str, /) -> Any: ...
+
 
 RUN_FIELDS = ("run_id", "job_id", "attempt", "status", "lateness_ms", "duration_ms",
               "http_status", "error", "executor_id", "reason", "response_excerpt")
 RUN_TIMES = ("scheduled_at", "queued_at", "started_at", "finished_at")
 
 
-def run_view(row: asyncpg.Record) -> dict[str, Any]:
+def run_view(row: Row) -> dict[str, Any]:
     out: dict[str, Any] = {k: row[k] for k in RUN_FIELDS}
     out.update({k: iso(row[k]) for k in RUN_TIMES})
     out["updated_at"] = iso(row["modified_at"])
     return out
 
 
-def job_view(row: asyncpg.Record) -> dict[str, Any]:
+def job_view(row: Row) -> dict[str, Any]:
     out: dict[str, Any] = {"job_id": row["job_id"], **row["spec"]}
     out.update({
         "state": row["state"],
@@ -38,6 +45,17 @@ def job_view(row: asyncpg.Record) -> dict[str, Any]:
         "updated_at": iso(row["updated_at"]),
     })
     return out
+
+
+def preview_view(row: Row, now: datetime, count: int) -> dict[str, Any]:
+    """The job's next `count` fire times after `now`; none once it is cancelled or completed."""
+    if row["state"] in ("cancelled", "completed"):
+        return {"next_run_times": []}
+    spec = JobSpec.model_validate(row["spec"])
+    if spec.max_runs is not None:
+        count = min(count, max(0, spec.max_runs - row["run_count"]))
+    times = schedule.preview(spec, row["created_at"], now, count) if count else []
+    return {"next_run_times": [iso(t) for t in times]}
 
 
 def encode_cursor(at: datetime, key: str) -> str:
