@@ -52,6 +52,9 @@ IN_FLIGHT = Gauge("duetime_executor_in_flight", "Attempts running now")
 
 class Settings(KafkaSettings, RedisSettings, HttpSettings):
     http_port: int = 18106
+    # Run requests arrive ~100 ms before they are due (the dispatcher's lookahead), so a
+    # longer fetch wait costs no lateness and spares the broker hundreds of empty fetches/s.
+    kafka_fetch_max_wait_ms: int = 20
     max_in_flight: int = Field(default=1000, ge=1)
     lease_ms: int = Field(default=10_000, ge=500)
     http_connections: int = Field(default=512, ge=1)
