@@ -74,7 +74,7 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=200)
     parser.add_argument("--seconds", type=int, default=20)
     parser.add_argument("--lead", type=float, default=5.0)
-    parser.add_argument("--warmup", type=int, default=5,
+    parser.add_argument("--warmup", type=int, default=10,
                         help="seconds of the same workload first, not measured (0: none)")
     args = parser.parse_args()
     cold = None
