@@ -103,3 +103,9 @@ def stamp() -> str:
 
 async def drain(seconds: float) -> None:
     await asyncio.sleep(seconds)
+
+
+def markdown_table(result: dict[str, float]) -> str:
+    lines = [f"| {k} | {v:.1f} |" if isinstance(v, float) else f"| {k} | {v} |"
+             for k, v in result.items()]
+    return "| metric | value |\n|---|---|\n" + "\n".join(lines)

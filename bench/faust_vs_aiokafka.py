@@ -40,6 +40,8 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from bench.common import percentile
+
 PARTITIONS = 6
 BATCH = 1000
 WITHIN_S = 0.1
@@ -53,14 +55,6 @@ VARIANTS = ("aiokafka", "faust")
 # ---------------------------------------------------------------------------------------------
 # shared helpers
 # ---------------------------------------------------------------------------------------------
-
-
-def percentile(values: list[float], p: float) -> float:
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    k = max(0, min(len(ordered) - 1, math.ceil(p / 100 * len(ordered)) - 1))
-    return ordered[k]
 
 
 def event(seq: int, phase: str, **extra: Any) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import time
 
 import aiohttp
 
-from bench.common import env, percentile, progress, stamp, write_section
+from bench.common import env, markdown_table, percentile, progress, stamp, write_section
 
 
 async def run(jobs: int) -> dict[str, float]:
@@ -44,9 +44,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=200)
     args = parser.parse_args()
     result = asyncio.run(run(args.jobs))
-    lines = [f"| {k} | {v:.1f} |" if isinstance(v, float) else f"| {k} | {v} |"
-             for k, v in result.items()]
-    table = "| metric | value |\n|---|---|\n" + "\n".join(lines)
+    table = markdown_table(result)
     print(table)
     write_section("Read-after-write lag", f"Last run: {stamp()} (`make bench`). Time from "
                   f"`202 Accepted` on POST /jobs until GET /jobs/{{id}} answers 200, polled "

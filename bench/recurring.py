@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 
 import aiohttp
 
-from bench.common import Recorder, env, progress, stamp, start_sink, summarize, write_section
+from bench.common import Recorder, env, markdown_table, progress, stamp, start_sink, summarize, write_section
 
 
 async def create_jobs(url: str, key: str, sink: str, jobs: int, start: float,
@@ -70,9 +70,7 @@ def main() -> None:
     parser.add_argument("--lead", type=float, default=5.0)
     args = parser.parse_args()
     result = asyncio.run(run(args.jobs, args.seconds, args.lead))
-    lines = [f"| {k} | {v:.1f} |" if isinstance(v, float) else f"| {k} | {v} |"
-             for k, v in result.items()]
-    table = "| metric | value |\n|---|---|\n" + "\n".join(lines)
+    table = markdown_table(result)
     print(table)
     write_section(
         f"Recurring: {args.jobs} jobs every second for {args.seconds} s",

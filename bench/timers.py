@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 
 import aiohttp
 
-from bench.common import Recorder, env, progress, stamp, start_sink, summarize, write_section
+from bench.common import Recorder, env, markdown_table, progress, stamp, start_sink, summarize, write_section
 
 
 async def create_jobs(url: str, key: str, sink: str, due: list[float]) -> None:
@@ -83,9 +83,7 @@ def main() -> None:
         # firings; the figure that matters is the steady state, the cold one is reported too.
         cold = asyncio.run(run(args.rate, args.warmup, args.lead))
     result = asyncio.run(run(args.rate, args.seconds, args.lead))
-    lines = [f"| {k} | {v:.1f} |" if isinstance(v, float) else f"| {k} | {v} |"
-             for k, v in result.items()]
-    table = "| metric | value |\n|---|---|\n" + "\n".join(lines)
+    table = markdown_table(result)
     print(table)
     warm = "" if cold is None else (
         f"\n\nThe {args.warmup} s warm-up run before it (not part of the table) had "

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import asyncpg
 import httpx
 import pytest
+from aiokafka import AIOKafkaProducer
 from redis.asyncio import Redis
 
 from tests.support.containers import compose_stack
@@ -67,6 +68,29 @@ async def sink() -> AsyncIterator[Sink]:
     s = await Sink().start()
     yield s
     await s.stop()
+
+
+@pytest.fixture
+async def make_sink() -> AsyncIterator[Callable[..., Awaitable[Sink]]]:
+    """Start extra sinks (slow, failing) for one test; all are stopped after it."""
+    started: list[Sink] = []
+
+    async def make(**options: Any) -> Sink:
+        sink = await Sink(**options).start()
+        started.append(sink)
+        return sink
+
+    yield make
+    for sink in started:
+        await sink.stop()
+
+
+@pytest.fixture
+async def kafka_producer(env: dict[str, str]) -> AsyncIterator[AIOKafkaProducer]:
+    producer = AIOKafkaProducer(bootstrap_servers=env["DUETIME_KAFKA_BOOTSTRAP"], acks="all")
+    await producer.start()
+    yield producer
+    await producer.stop()
 
 
 @pytest.fixture

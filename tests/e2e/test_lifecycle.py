@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -17,10 +17,8 @@ from tests.support.waiting import eventually
 
 
 @pytest.fixture
-async def slow_sink() -> AsyncIterator[Sink]:
-    s = await Sink(delay_seconds=6).start()
-    yield s
-    await s.stop()
+async def slow_sink(make_sink: Callable[..., Awaitable[Sink]]) -> Sink:
+    return await make_sink(delay_seconds=6)
 
 
 def at(seconds: float) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from typing import Any
@@ -21,17 +21,13 @@ from tests.support.waiting import eventually
 
 
 @pytest.fixture
-async def slow_sink() -> AsyncIterator[Sink]:
-    s = await Sink(delay_seconds=2.5).start()
-    yield s
-    await s.stop()
+async def slow_sink(make_sink: Callable[..., Awaitable[Sink]]) -> Sink:
+    return await make_sink(delay_seconds=2.5)
 
 
 @pytest.fixture
-async def failing_sink() -> AsyncIterator[Sink]:
-    s = await Sink(status=503).start()
-    yield s
-    await s.stop()
+async def failing_sink(make_sink: Callable[..., Awaitable[Sink]]) -> Sink:
+    return await make_sink(status=503)
 
 
 async def test_overlap_forbid_skips_while_running(api: httpx.AsyncClient, slow_sink: Sink,
@@ -47,35 +43,32 @@ async def test_overlap_forbid_skips_while_running(api: httpx.AsyncClient, slow_s
     assert all(b - a >= 2.4 for a, b in pairwise(starts)), starts
 
 
-async def test_overlap_replace_cancels_the_running_one(api: httpx.AsyncClient, path: str) -> None:
-    sink = await Sink(delay_seconds=10).start()
-    try:
-        job_id = await create(api, http_job(sink.url(path),
-                                            {"type": "interval", "every_seconds": 2},
-                                            overlap="replace", retry={"max_attempts": 1}))
-        replaced = await wait_runs(api, job_id, "cancelled", 2, timeout=20)
-        await api.delete(f"/jobs/{job_id}")
-        assert all(r["error"] == "replaced by a newer run" for r in replaced)
-    finally:
-        await sink.stop()
+async def test_overlap_replace_cancels_the_running_one(
+    api: httpx.AsyncClient, path: str, make_sink: Callable[..., Awaitable[Sink]]
+) -> None:
+    sink = await make_sink(delay_seconds=10)
+    job_id = await create(api, http_job(sink.url(path), {"type": "interval", "every_seconds": 2},
+                                        overlap="replace", retry={"max_attempts": 1}))
+    replaced = await wait_runs(api, job_id, "cancelled", 2, timeout=20)
+    await api.delete(f"/jobs/{job_id}")
+    assert all(r["error"] == "replaced by a newer run" for r in replaced)
 
 
-async def test_run_now_follows_overlap_unless_overridden(api: httpx.AsyncClient, path: str) -> None:
-    sink = await Sink(delay_seconds=4).start()
-    try:
-        job_id = await create(api, http_job(sink.url(path), {"type": "once", "at": "2099-01-01T00:00:00Z"},
-                                            overlap="forbid", retry={"max_attempts": 1}))
-        first = (await api.post(f"/jobs/{job_id}/run")).json()["run_id"]
-        await sink.wait_for(path, 1, timeout=10)
-        second = (await api.post(f"/jobs/{job_id}/run")).json()["run_id"]
-        skipped = await wait_runs(api, job_id, "skipped", timeout=10)
-        assert skipped[0]["run_id"] == second and skipped[0]["reason"] == "overlap"
-        third = (await api.post(f"/jobs/{job_id}/run", json={"override_overlap": True})).json()
-        hits = await sink.wait_for(path, 2, timeout=10)
-        assert {h.headers["Idempotency-Key"] for h in hits} == {first, third["run_id"]}
-        await api.delete(f"/jobs/{job_id}")
-    finally:
-        await sink.stop()
+async def test_run_now_follows_overlap_unless_overridden(
+    api: httpx.AsyncClient, path: str, make_sink: Callable[..., Awaitable[Sink]]
+) -> None:
+    sink = await make_sink(delay_seconds=4)
+    job_id = await create(api, http_job(sink.url(path), {"type": "once", "at": "2099-01-01T00:00:00Z"},
+                                        overlap="forbid", retry={"max_attempts": 1}))
+    first = (await api.post(f"/jobs/{job_id}/run")).json()["run_id"]
+    await sink.wait_for(path, 1, timeout=10)
+    second = (await api.post(f"/jobs/{job_id}/run")).json()["run_id"]
+    skipped = await wait_runs(api, job_id, "skipped", timeout=10)
+    assert skipped[0]["run_id"] == second and skipped[0]["reason"] == "overlap"
+    third = (await api.post(f"/jobs/{job_id}/run", json={"override_overlap": True})).json()
+    hits = await sink.wait_for(path, 2, timeout=10)
+    assert {h.headers["Idempotency-Key"] for h in hits} == {first, third["run_id"]}
+    await api.delete(f"/jobs/{job_id}")
 
 
 async def test_retries_exhausted_fail_visibly_and_reach_the_dlq(

@@ -7,13 +7,9 @@ from typing import Any
 
 import httpx
 
+from tests.support.jobs import runs
 from tests.support.sink import Sink
 from tests.support.waiting import eventually
-
-
-async def _runs(api: httpx.AsyncClient, job_id: str) -> list[dict[str, Any]]:
-    resp = await api.get(f"/jobs/{job_id}/runs")
-    return resp.json()["items"] if resp.status_code == 200 else []
 
 
 async def test_three_second_timer_fires_once_with_its_run_id(
@@ -35,11 +31,11 @@ async def test_three_second_timer_fires_once_with_its_run_id(
     assert hits[0].received_at >= created + 3 - 0.001, "fired early"
 
     async def succeeded() -> list[dict[str, Any]]:
-        return [r for r in await _runs(api, timer_id) if r["status"] == "succeeded"]
+        return [r for r in await runs(api, timer_id) if r["status"] == "succeeded"]
 
-    runs = await eventually(succeeded, timeout=20)
-    assert len(runs) == 1
-    run = runs[0]
+    done = await eventually(succeeded, timeout=20)
+    assert len(done) == 1
+    run = done[0]
     assert hits[0].headers["Idempotency-Key"] == run["run_id"]
     assert hits[0].headers["X-Duetime-Run-Id"] == run["run_id"]
     assert hits[0].headers["X-Duetime-Job-Id"] == timer_id

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import Awaitable, Callable
 
 import httpx
 import pytest
@@ -14,10 +14,8 @@ from tests.support.stack import stack
 
 
 @pytest.fixture
-async def slow_sink() -> AsyncIterator[Sink]:
-    s = await Sink(delay_seconds=3).start()
-    yield s
-    await s.stop()
+async def slow_sink(make_sink: Callable[..., Awaitable[Sink]]) -> Sink:
+    return await make_sink(delay_seconds=3)
 
 
 async def test_sigterm_drains_the_executor(api: httpx.AsyncClient, slow_sink: Sink,

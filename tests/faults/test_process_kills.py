@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
@@ -13,21 +13,15 @@ from redis.asyncio import Redis
 
 from duetime.due_set import DueSet
 from duetime.timeutil import now_ms
+from tests.support.jobs import runs
 from tests.support.sink import Sink
 from tests.support.stack import stack
 from tests.support.waiting import eventually
 
 
 @pytest.fixture
-async def slow_sink() -> AsyncIterator[Sink]:
-    s = await Sink(delay_seconds=4).start()
-    yield s
-    await s.stop()
-
-
-async def _runs(api: httpx.AsyncClient, job_id: str) -> list[dict[str, Any]]:
-    resp = await api.get(f"/jobs/{job_id}/runs")
-    return resp.json()["items"] if resp.status_code == 200 else []
+async def slow_sink(make_sink: Callable[..., Awaitable[Sink]]) -> Sink:
+    return await make_sink(delay_seconds=4)
 
 
 async def test_executor_killed_mid_run_still_runs_and_records_it(
@@ -42,12 +36,12 @@ async def test_executor_killed_mid_run_still_runs_and_records_it(
     await asyncio.to_thread(stack, "start", "executor")
 
     async def succeeded() -> list[dict[str, Any]]:
-        return [r for r in await _runs(api, job_id) if r["status"] == "succeeded"]
+        return [r for r in await runs(api, job_id) if r["status"] == "succeeded"]
 
-    runs = await eventually(succeeded, timeout=60, interval=0.5)
+    done = await eventually(succeeded, timeout=60, interval=0.5)
     hits = slow_sink.hits_for(path)
     assert len(hits) >= 2  # run again after the lease expired
-    assert {h.headers["Idempotency-Key"] for h in hits} == {runs[0]["run_id"]}
+    assert {h.headers["Idempotency-Key"] for h in hits} == {done[0]["run_id"]}
 
 
 async def test_dispatcher_killed_between_pop_and_publish_loses_no_entry(

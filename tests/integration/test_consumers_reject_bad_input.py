@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import httpx
@@ -27,22 +26,14 @@ BAD = [
 ]
 
 
-@pytest.fixture
-async def producer(env: dict[str, str]) -> AsyncIterator[AIOKafkaProducer]:
-    p = AIOKafkaProducer(bootstrap_servers=env["DUETIME_KAFKA_BOOTSTRAP"], acks="all")
-    await p.start()
-    yield p
-    await p.stop()
-
-
 @pytest.mark.parametrize("topic", [RUNS, RUNS_STATUS])
 async def test_bad_messages_are_dead_lettered_and_the_pipeline_keeps_working(
-    producer: AIOKafkaProducer, env: dict[str, str], api: httpx.AsyncClient, sink: Sink,
+    kafka_producer: AIOKafkaProducer, env: dict[str, str], api: httpx.AsyncClient, sink: Sink,
     path: str, topic: str,
 ) -> None:
     marker = uuid.uuid4().hex
     for raw in BAD:
-        await producer.send_and_wait(topic, raw, key=marker.encode())
+        await kafka_producer.send_and_wait(topic, raw, key=marker.encode())
     letters = await find_messages(env["DUETIME_KAFKA_BOOTSTRAP"], RUNS_DLQ,
                                   lambda m: m.get("key") == marker, count=len(BAD))
     assert len(letters) == len(BAD)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import orjson
@@ -15,26 +14,18 @@ from tests.support.kafka import find_messages
 from tests.support.sink import Sink
 
 
-@pytest.fixture
-async def producer(env: dict[str, str]) -> AsyncIterator[AIOKafkaProducer]:
-    p = AIOKafkaProducer(bootstrap_servers=env["DUETIME_KAFKA_BOOTSTRAP"], acks="all")
-    await p.start()
-    yield p
-    await p.stop()
-
-
 def command(**fields: object) -> dict[str, object]:
     return {"command_id": uuid.uuid4().hex, "tenant": "dev",
             "issued_at": datetime.now(UTC).isoformat(), **fields}
 
 
 async def test_create_through_kafka_fires_and_reports_outcome(
-    producer: AIOKafkaProducer, env: dict[str, str], sink: Sink, path: str
+    kafka_producer: AIOKafkaProducer, env: dict[str, str], sink: Sink, path: str
 ) -> None:
     cmd = command(type="create", spec={
         "name": "from-kafka", "schedule": {"type": "now"},
         "target": {"type": "http", "url": sink.url(path)}})
-    await producer.send_and_wait(JOB_COMMANDS, orjson.dumps(cmd), key=b"")
+    await kafka_producer.send_and_wait(JOB_COMMANDS, orjson.dumps(cmd), key=b"")
     events = await find_messages(env["DUETIME_KAFKA_BOOTSTRAP"], JOB_EVENTS,
                                  lambda m: m.get("command_id") == cmd["command_id"])
     assert events[0]["type"] == "job.created"
@@ -53,12 +44,12 @@ async def test_create_through_kafka_fires_and_reports_outcome(
     b"",
 ])
 async def test_malformed_commands_go_to_the_dlq_and_consumption_continues(
-    producer: AIOKafkaProducer, env: dict[str, str], raw: bytes
+    kafka_producer: AIOKafkaProducer, env: dict[str, str], raw: bytes
 ) -> None:
     marker = uuid.uuid4().hex.encode()
-    await producer.send_and_wait(JOB_COMMANDS, raw, key=marker)
+    await kafka_producer.send_and_wait(JOB_COMMANDS, raw, key=marker)
     follow = command(type="cancel", job_id=uuid.uuid4().hex)
-    await producer.send_and_wait(JOB_COMMANDS, orjson.dumps(follow), key=marker)
+    await kafka_producer.send_and_wait(JOB_COMMANDS, orjson.dumps(follow), key=marker)
 
     bootstrap = env["DUETIME_KAFKA_BOOTSTRAP"]
     outcome = await find_messages(bootstrap, JOB_EVENTS,
