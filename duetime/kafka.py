@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -12,7 +13,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
 from pydantic import BaseModel
 
 from duetime.settings import KafkaSettings
@@ -26,18 +27,38 @@ def encode(message: BaseModel) -> bytes:
     return orjson.dumps(message.model_dump(mode="json", exclude_none=True))
 
 
+_START_ATTEMPTS = 60  # one a second: a service started before Kafka waits for it
+
+
+async def _started(make: Callable[[], Any], what: str) -> Any:
+    """Start a client, retrying while the broker is unreachable (e.g. Kafka still starting)."""
+    for attempt in range(1, _START_ATTEMPTS + 1):
+        client = make()
+        try:
+            await client.start()
+            return client
+        except KafkaConnectionError as exc:
+            with contextlib.suppress(Exception):
+                await client.stop()
+            if attempt == _START_ATTEMPTS:
+                raise
+            log.warning("kafka not reachable yet, retrying",
+                        extra={"client": what, "attempt": attempt, "error": repr(exc)})
+            await asyncio.sleep(1)
+    raise AssertionError("unreachable")
+
+
 @asynccontextmanager
 async def producer(settings: KafkaSettings, client_id: str) -> AsyncIterator[AIOKafkaProducer]:
     # aiokafka's defaults are not durable (acks=1, no idempotence): accepted must mean durable.
-    p = AIOKafkaProducer(
+    p: AIOKafkaProducer = await _started(lambda: AIOKafkaProducer(
         bootstrap_servers=settings.kafka_bootstrap,
         client_id=client_id,
         acks="all",
         enable_idempotence=True,
         linger_ms=0,
         request_timeout_ms=settings.kafka_request_timeout_ms,
-    )
-    await p.start()
+    ), client_id)
     try:
         yield p
     finally:
@@ -60,12 +81,16 @@ async def consumer(
     }
     listener = overrides.pop("listener", None)
     options.update(overrides)
-    c = AIOKafkaConsumer(**options)
-    if listener is not None:
-        c.subscribe(list(topics), listener=listener)
-    else:
-        c.subscribe(list(topics))
-    await c.start()
+
+    def make() -> AIOKafkaConsumer:
+        c = AIOKafkaConsumer(**options)
+        if listener is not None:
+            c.subscribe(list(topics), listener=listener)
+        else:
+            c.subscribe(list(topics))
+        return c
+
+    c: AIOKafkaConsumer = await _started(make, client_id)
     try:
         yield c
     finally:
