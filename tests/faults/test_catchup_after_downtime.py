@@ -12,7 +12,10 @@ from tests.support.sink import Sink
 from tests.support.stack import stack
 from tests.support.waiting import eventually
 
-SERVICES = ("watcher", "dispatcher", "executor", "writer")
+# Everything but the storage (Postgres and Redis keep their data, as they would in a restart of
+# the scheduler): the gateway, every service and Kafka go down and come back.
+SERVICES = ("gateway", "job_service", "search_service", "watcher", "dispatcher", "executor",
+            "writer", "kafka")
 
 
 async def test_catchup_policies_after_a_real_stop_and_start(
