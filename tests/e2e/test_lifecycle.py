@@ -7,6 +7,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import pytest
@@ -152,4 +153,31 @@ async def test_idempotency_key_on_jobs(api: httpx.AsyncClient) -> None:
     await eventually(lambda: get_job(api, job_id))
     await asyncio.sleep(0.5)
     assert len(await runs(api, job_id)) == 0
+    await api.delete(f"/jobs/{job_id}")
+
+
+async def test_writes_reject_malformed_and_hostile_input(api: httpx.AsyncClient) -> None:
+    job_id = await create(api, http_job("http://127.0.0.1:9/x", {"type": "once", "at": at(3600)}))
+    good = http_job("http://127.0.0.1:9/x", {"type": "once", "at": at(3600)})
+    broken = {"content": b"[1, 2", "headers": {"Content-Type": "application/json"}}
+    never = {"schedule": {"type": "cron", "expression": "0 0 30 2 *"}}
+    cases: list[tuple[str, str, dict[str, Any], int]] = [
+        ("put", f"/jobs/{job_id}", {"json": {**good, "schedule": {"type": "once"}}}, 422),
+        ("put", f"/jobs/{job_id}", {"json": {**good, "evil": "'; DROP TABLE jobs; --"}}, 422),
+        ("put", f"/jobs/{job_id}", broken, 400),
+        ("patch", f"/jobs/{job_id}", {"json": never}, 422),
+        ("patch", f"/jobs/{job_id}", {"json": ["not", "an", "object"]}, 422),
+        ("post", "/jobs:preview?count=0", {"json": good}, 422),
+        ("post", "/jobs:preview?count=abc", {"json": good}, 422),
+        ("post", "/jobs:preview", broken, 400),
+        ("post", "/jobs", {"json": {**good, "name": "x" * 201}}, 422),
+        ("post", "/jobs", {"json": good, "headers": {"Idempotency-Key": "k" * 256}}, 422),
+        ("put", "/jobs/%27%20OR%201%3D1", {"json": good}, 404),
+    ]
+    for method, url, kwargs, status in cases:
+        resp = await api.request(method.upper(), url, **kwargs)
+        assert resp.status_code == status, (method, url, resp.text)
+        assert resp.headers["content-type"].startswith("application/problem+json")
+    job = await get_job(api, job_id)
+    assert job is not None and job["version"] == 1  # nothing was applied
     await api.delete(f"/jobs/{job_id}")
