@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import math
 import re
 import sys
@@ -100,9 +99,6 @@ def env() -> dict[str, str]:
 def stamp() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
-
-async def drain(seconds: float) -> None:
-    await asyncio.sleep(seconds)
 
 
 def markdown_table(result: dict[str, float]) -> str:

@@ -121,10 +121,6 @@ class DueSet:
                 )
             await pipe.execute()
 
-    async def add_entry(self, entry: Entry, due_ms: int) -> None:
-        await self.redis.zadd(self.key("due", self.shard_of(entry.job_id)),
-                              {entry.member(): due_ms}, nx=True)
-
     async def forget(self, job_id: str, version: int, state: str) -> None:
         """Mark a job finished: its remaining entries are dropped at pop time."""
         shard = self.shard_of(job_id)
@@ -169,10 +165,6 @@ class DueSet:
             keys=[self.key("inflight", shard), self.key("due", shard)],
             args=[older_than_ms, now_ms, 1000],
         ))
-
-    async def next_due_ms(self, shard: int) -> int | None:
-        head = await self.redis.zrange(self.key("due", shard), 0, 0, withscores=True)
-        return int(head[0][1]) if head else None
 
     # -- executing ------------------------------------------------------------------------
     async def claim(self, entry: Entry, member: str, executor_id: str, now_ms: int,
