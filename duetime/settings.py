@@ -38,6 +38,13 @@ class HttpSettings(_Fragment):
     http_port: int = 0
 
 
+class IdSettings(_Fragment):
+    # Job ids carry a MAC made with this key (duetime.job_ids, ADR 0009): the job service and the
+    # search service must share it. The default is for development only; the local stack and
+    # every deployment set their own.
+    id_secret: str = Field(default="duetime-development-id-secret", min_length=16, repr=False)
+
+
 class LogSettings(_Fragment):
     log_level: str = "INFO"
     log_format: str = "auto"  # "json", "console" or "auto" (json unless a terminal)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -12,13 +13,14 @@ from fastapi import APIRouter, Body, FastAPI, Header, Request, Response
 from pydantic import ValidationError
 
 from duetime import schedule
+from duetime.job_ids import JobIds
 from duetime.lifecycle import Lifecycle
 from duetime.merge_patch import merge_patch
 from duetime.ops import ops_router
 from duetime.problems import ProblemError, install, tenant_of, validation_errors
 from duetime.run_ids import run_id_for
 from duetime.timeutil import iso, to_ms, utcnow
-from job_service.idempotency import IdempotencyStore, body_hash, job_id_for_key
+from job_service.idempotency import IdempotencyStore, body_hash
 from job_service.publisher import CommandPublisher, Unavailable
 from schemas.api import (
     DelaySchedule,
@@ -36,6 +38,9 @@ from schemas.events import CommandType, JobCommand
 JobLookup = Callable[[str], Awaitable[tuple[str, dict[str, Any]] | None]]
 RETRY_AFTER = {"Retry-After": "2"}
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
+# How long a PATCH of a job not yet persisted waits for the writer before it is accepted on the
+# strength of its id alone (the writer then validates the merged spec; see ADR 0009).
+WRITER_WAIT_SECONDS = 1.0
 
 
 def _new_id() -> str:
@@ -72,8 +77,9 @@ def _run_options(raw: bytes) -> RunNowRequest:
 
 class JobRoutes:
     def __init__(self, publisher: CommandPublisher, idempotency: IdempotencyStore,
-                 lookup: JobLookup) -> None:
+                 lookup: JobLookup, ids: JobIds) -> None:
         self.publisher, self.idempotency, self.lookup = publisher, idempotency, lookup
+        self.ids = ids
 
     async def publish(self, command: JobCommand) -> None:
         try:
@@ -83,15 +89,34 @@ class JobRoutes:
                                "the command log is not accepting writes; retry later",
                                headers=RETRY_AFTER) from exc
 
-    async def existing(self, request: Request, job_id: str) -> dict[str, Any]:
-        found = await self.lookup(job_id)
-        if found is None or found[0] != tenant_of(request):
-            raise ProblemError(404, "Not found", f"no job {job_id}")
-        return found[1]
+    async def current_spec(self, request: Request, job_id: str) -> dict[str, Any] | None:
+        """The job's persisted spec; None for a job we issued that the writer has not persisted
+        yet (after waiting briefly for it). 404 for ids nobody issued to this tenant."""
+        tenant = tenant_of(request)
+        issued = self.ids.issued(tenant, job_id)
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + (WRITER_WAIT_SECONDS if issued else 0)
+        while True:
+            found = await self.lookup(job_id)
+            if found is not None:
+                if found[0] != tenant:
+                    break
+                return found[1]
+            if loop.time() >= give_up:
+                break
+            await asyncio.sleep(0.02)
+        if issued:
+            return None
+        raise ProblemError(404, "Not found", f"no job {job_id}")
+
+    async def ensure_known(self, request: Request, job_id: str) -> None:
+        # An id we issued to this tenant needs no lookup: read-your-writes for commands.
+        if not self.ids.issued(tenant_of(request), job_id):
+            await self.current_spec(request, job_id)
 
     async def command(self, request: Request, kind: CommandType, job_id: str,
                       **fields: Any) -> JobCommand:
-        await self.existing(request, job_id)
+        await self.ensure_known(request, job_id)
         cmd = JobCommand(command_id=_new_id(), type=kind, job_id=job_id,
                          tenant=tenant_of(request), issued_at=utcnow(), **fields)
         await self.publish(cmd)
@@ -101,11 +126,11 @@ class JobRoutes:
         tenant = tenant_of(request)
         now = utcnow()
         _check_schedule(spec, now)
-        job_id = _new_id()
+        job_id = self.ids.new(tenant)
         if key is not None:
             if not 1 <= len(key) <= 255:
                 raise _invalid("Idempotency-Key", "must be 1-255 characters")
-            job_id = job_id_for_key(tenant, key)
+            job_id = self.ids.for_idempotency_key(tenant, key)
             digest = body_hash(spec.model_dump(mode="json"))
             if not await self.idempotency.reserve(tenant, key, digest):
                 raise ProblemError(409, "Conflict",
@@ -144,13 +169,14 @@ class JobRoutes:
 
     async def patch_job(self, request: Request, job_id: str,
                         patch: Annotated[dict[str, Any], Body()]) -> JobAccepted:
-        current = await self.existing(request, job_id)
-        try:
-            merged = JobSpec.model_validate(merge_patch(current, patch))
-        except ValidationError as exc:
-            raise ProblemError(422, "Invalid request", "the patched job is invalid",
-                               validation_errors(exc.errors())) from exc
-        _check_schedule(merged, utcnow())
+        current = await self.current_spec(request, job_id)
+        if current is not None:
+            try:
+                merged = JobSpec.model_validate(merge_patch(current, patch))
+            except ValidationError as exc:
+                raise ProblemError(422, "Invalid request", "the patched job is invalid",
+                                   validation_errors(exc.errors())) from exc
+            _check_schedule(merged, utcnow())
         await self.command(request, "patch", job_id, patch=patch)
         return _accepted(job_id)
 
@@ -197,9 +223,9 @@ class JobRoutes:
 
 
 def build_app(lifecycle: Lifecycle, publisher: CommandPublisher, idempotency: IdempotencyStore,
-              lookup: JobLookup) -> FastAPI:
+              lookup: JobLookup, ids: JobIds) -> FastAPI:
     app = FastAPI(title="duetime job service", docs_url=None, redoc_url=None)
     install(app)
     app.include_router(ops_router(lifecycle))
-    app.include_router(JobRoutes(publisher, idempotency, lookup).router())
+    app.include_router(JobRoutes(publisher, idempotency, lookup, ids).router())
     return app

@@ -3,19 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-import uuid
 from typing import Any
 
 import orjson
 from redis.asyncio import Redis
 
-_NAMESPACE = uuid.UUID("0c6f0d4e-2f7b-4f0e-8d55-6f1c7e1f2a90")
 TTL_SECONDS = 24 * 3600
-
-
-def job_id_for_key(tenant: str, key: str) -> str:
-    # Deterministic, so two concurrent requests with one key name the same job.
-    return uuid.uuid5(_NAMESPACE, f"{tenant}\x00{key}").hex
 
 
 def body_hash(body: Any) -> str:

@@ -7,10 +7,17 @@ from typing import Any
 from pydantic import Field
 
 from duetime import kafka, postgres
+from duetime.job_ids import JobIds
 from duetime.lifecycle import Lifecycle
 from duetime.ops import serve
 from duetime.redis_client import redis_client
-from duetime.settings import HttpSettings, KafkaSettings, PostgresSettings, RedisSettings
+from duetime.settings import (
+    HttpSettings,
+    IdSettings,
+    KafkaSettings,
+    PostgresSettings,
+    RedisSettings,
+)
 from duetime.sql import load_queries
 from job_service.api import build_app
 from job_service.idempotency import IdempotencyStore
@@ -19,7 +26,7 @@ from job_service.publisher import CommandPublisher
 QUERIES = load_queries("job_service")
 
 
-class Settings(KafkaSettings, PostgresSettings, RedisSettings, HttpSettings):
+class Settings(KafkaSettings, PostgresSettings, RedisSettings, HttpSettings, IdSettings):
     http_port: int = 18101
     publish_timeout_seconds: float = Field(default=5.0, gt=0)
 
@@ -39,7 +46,8 @@ async def main(lifecycle: Lifecycle) -> None:
 
         lifecycle.checks["redis"] = redis_ok
         app = build_app(lifecycle, CommandPublisher(producer, settings.publish_timeout_seconds),
-                        IdempotencyStore(redis), lookup)
+                        IdempotencyStore(redis), lookup,
+                        JobIds(settings.id_secret))
         lifecycle.ready = True
         try:
             await lifecycle.supervise(

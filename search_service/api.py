@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 import asyncpg
 from fastapi import APIRouter, FastAPI, Query, Request
 
+from duetime.job_ids import JobIds
 from duetime.lifecycle import Lifecycle
 from duetime.ops import ops_router
 from duetime.problems import ProblemError, install, tenant_of
@@ -34,26 +35,57 @@ RunStatusFilter = Literal["queued", "running", "succeeded", "failed", "cancelled
                           "skipped"]
 
 
+# How long a read of a job we issued but the writer has not persisted yet waits for it
+# before answering `state: "pending"` (ADR 0009).
+WRITER_WAIT_SECONDS = 1.0
+
+
 def _not_found(kind: str, ident: str) -> ProblemError:
     return ProblemError(404, "Not found", f"no {kind} {ident}")
 
 
+def pending_view(job_id: str) -> dict[str, Any]:
+    return {"job_id": job_id, "state": "pending", "next_run_at": None}
+
+
 class SearchRoutes:
-    def __init__(self, pool: asyncpg.Pool[Any], queries: dict[str, str]) -> None:
-        self.pool, self.q = pool, queries
+    def __init__(self, pool: asyncpg.Pool[Any], queries: dict[str, str], ids: JobIds) -> None:
+        self.pool, self.q, self.ids = pool, queries, ids
+
+    async def find_job(self, request: Request, job_id: str,
+                       query: str = "get_job") -> asyncpg.Record | None:
+        """The job's row; None for a job issued to this tenant that the writer has not
+        persisted yet (after waiting briefly for it); 404 for any other unknown id."""
+        tenant = tenant_of(request)
+        issued = self.ids.issued(tenant, job_id)
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + (WRITER_WAIT_SECONDS if issued else 0)
+        while True:
+            row: asyncpg.Record | None = await self.pool.fetchrow(self.q[query], job_id, tenant)
+            if row is not None:
+                return row
+            if loop.time() >= give_up:
+                break
+            await asyncio.sleep(0.02)
+        if issued:
+            return None
+        raise _not_found("job", job_id)
 
     async def job_row(self, request: Request, job_id: str) -> asyncpg.Record:
-        row: asyncpg.Record | None = await self.pool.fetchrow(self.q["get_job"], job_id,
-                                                              tenant_of(request))
+        row = await self.find_job(request, job_id)
         if row is None:
-            raise _not_found("job", job_id)
+            raise ProblemError(404, "Not found", f"job {job_id} is accepted but not stored yet")
         return row
 
     async def get_job(self, request: Request, job_id: str) -> dict[str, Any]:
-        return job_view(await self.job_row(request, job_id))
+        row = await self.find_job(request, job_id)
+        return pending_view(job_id) if row is None else job_view(row)
 
     async def job_status(self, request: Request, job_id: str) -> dict[str, Any]:
-        view = job_view(await self.job_row(request, job_id))
+        row = await self.find_job(request, job_id)
+        if row is None:
+            return {**pending_view(job_id), "latest_run": None}
+        view = job_view(row)
         latest = await self.pool.fetchrow(self.q["latest_run"], job_id, tenant_of(request))
         return {"job_id": job_id, "state": view["state"], "next_run_at": view["next_run_at"],
                 "latest_run": None if latest is None else run_view(latest)}
@@ -64,8 +96,9 @@ class SearchRoutes:
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
         cursor: Annotated[str | None, Query(max_length=512)] = None,
     ) -> dict[str, Any]:
-        await self.job_row(request, job_id)
         at, key = decode_cursor(cursor)
+        if await self.find_job(request, job_id) is None:
+            return {"items": [], "next_cursor": None}
         rows = await self.pool.fetch(self.q["job_runs_page"], job_id, tenant_of(request), status,
                                      at, key, limit + 1)
         items = [run_view(r) for r in rows[:limit]]
@@ -104,9 +137,9 @@ class SearchRoutes:
         return stats_view(jobs, runs, metrics)
 
     async def get_timer(self, request: Request, timer_id: str) -> dict[str, Any]:
-        row = await self.pool.fetchrow(self.q["timer"], timer_id, tenant_of(request))
+        row = await self.find_job(request, timer_id, "timer")
         if row is None:
-            raise _not_found("timer", timer_id)
+            return {"id": timer_id, "time_left": None, "state": "pending"}
         due = row["next_run_at"]
         left = 0 if due is None else max(0, math.ceil((due - utcnow()).total_seconds()))
         return {"id": timer_id, "time_left": left, "state": row["state"]}
@@ -124,9 +157,10 @@ class SearchRoutes:
         return r
 
 
-def build_app(lifecycle: Lifecycle, pool: asyncpg.Pool[Any], q: dict[str, str]) -> FastAPI:
+def build_app(lifecycle: Lifecycle, pool: asyncpg.Pool[Any], q: dict[str, str],
+              ids: JobIds) -> FastAPI:
     app = FastAPI(title="duetime search service", docs_url=None, redoc_url=None)
     install(app)
     app.include_router(ops_router(lifecycle))
-    app.include_router(SearchRoutes(pool, q).router())
+    app.include_router(SearchRoutes(pool, q, ids).router())
     return app

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from duetime import postgres
+from duetime.job_ids import JobIds
 from duetime.lifecycle import Lifecycle
 from duetime.ops import serve
-from duetime.settings import HttpSettings, PostgresSettings
+from duetime.settings import HttpSettings, IdSettings, PostgresSettings
 from duetime.sql import load_queries
 from search_service.api import build_app
 
 QUERIES = load_queries("search_service")
 
 
-class Settings(PostgresSettings, HttpSettings):
+class Settings(PostgresSettings, HttpSettings, IdSettings):
     http_port: int = 18102
 
 
@@ -25,6 +26,6 @@ async def main(lifecycle: Lifecycle) -> None:
 
         lifecycle.checks["postgres"] = db_ok
         lifecycle.ready = True
+        app = build_app(lifecycle, pool, QUERIES, JobIds(settings.id_secret))
         await lifecycle.supervise(
-            {"http": serve(build_app(lifecycle, pool, QUERIES), settings.http_host,
-                           settings.http_port, lifecycle)})
+            {"http": serve(app, settings.http_host, settings.http_port, lifecycle)})

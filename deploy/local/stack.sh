@@ -31,6 +31,7 @@ KAFKA_LIBS="$KAFKA_DIR/libs"
 PG_DIR="$STACK/pg"
 REDIS_DIR="$STACK/redis"
 API_KEYS_FILE="$STACK/api_keys"
+ID_SECRET_FILE="$STACK/id_secret"
 ENV_FILE="$STACK/env"
 PY="${DUETIME_PYTHON:-$REPO/.venv/bin/python}"
 
@@ -589,6 +590,13 @@ ensure_api_keys() {
     fi
 }
 
+# The key job ids are signed with (ADR 0009): shared by job_service and search_service.
+ensure_id_secret() {
+    if [[ ! -s $ID_SECRET_FILE ]]; then
+        (umask 077; random_key >"$ID_SECRET_FILE")
+    fi
+}
+
 # Valid "<key> <tenant>" lines of the keys file, as "key tenant".
 api_key_lines() {
     local key tenant rest
@@ -608,6 +616,9 @@ api_key_for() {
 
 load_common_env() {
     ensure_api_keys
+    ensure_id_secret
+    DUETIME_ID_SECRET=$(<"$ID_SECRET_FILE")
+    export DUETIME_ID_SECRET
     export DUETIME_URL="http://127.0.0.1:$GATEWAY_PORT"
     DUETIME_API_KEY=$(api_key_for dev)
     DUETIME_API_KEY_B=$(api_key_for tenant-b)

@@ -23,8 +23,12 @@ async def create(api: httpx.AsyncClient, spec: dict[str, Any]) -> str:
 
 
 async def get_job(api: httpx.AsyncClient, job_id: str) -> dict[str, Any] | None:
+    """The persisted job; None while it is unknown or still `pending` (accepted, not stored)."""
     resp = await api.get(f"/jobs/{job_id}")
-    return resp.json() if resp.status_code == 200 else None
+    if resp.status_code != 200 or resp.json()["state"] == "pending":
+        return None
+    job: dict[str, Any] = resp.json()
+    return job
 
 
 async def runs(api: httpx.AsyncClient, job_id: str, **params: Any) -> list[dict[str, Any]]:
