@@ -1,7 +1,10 @@
 """Which offsets may be committed while many runs of one partition are in flight at once.
 
 A partition's committable offset is the lowest one still running: committing past work in
-flight would lose it on a crash (the faust-streaming #606 bug).
+flight would lose it on a crash (the faust-streaming #606 bug). Only partitions still tracked
+are ever committed: a revoked partition is forgotten, and its generation moves on so work
+fetched or finished under the old assignment can no longer touch it (aiokafka refuses a whole
+commit that names a partition this consumer does not own).
 """
 
 from __future__ import annotations
@@ -14,12 +17,20 @@ class OffsetTracker:
         self._running: dict[TopicPartition, set[int]] = {}
         self._next: dict[TopicPartition, int] = {}
         self._committed: dict[TopicPartition, int] = {}
+        self._generation: dict[TopicPartition, int] = {}
+
+    def generation(self, tp: TopicPartition) -> int:
+        """How many times `tp` was forgotten: compare before and after an await."""
+        return self._generation.get(tp, 0)
 
     def started(self, tp: TopicPartition, offset: int) -> None:
         self._running.setdefault(tp, set()).add(offset)
         self._next[tp] = max(self._next.get(tp, 0), offset + 1)
 
-    def finished(self, tp: TopicPartition, offset: int) -> None:
+    def finished(self, tp: TopicPartition, offset: int, generation: int | None = None) -> None:
+        """Mark `offset` done; ignored when `tp` was forgotten since `generation`."""
+        if generation is not None and generation != self.generation(tp):
+            return
         running = self._running.get(tp)
         if running is not None:
             running.discard(offset)
@@ -40,10 +51,13 @@ class OffsetTracker:
         return out
 
     def committed(self, offsets: dict[TopicPartition, int]) -> None:
-        self._committed.update(offsets)
+        for tp, offset in offsets.items():
+            if tp in self._next:  # not forgotten while the commit was under way
+                self._committed[tp] = max(offset, self._committed.get(tp, -1))
 
     def forget(self, partitions: set[TopicPartition]) -> None:
         for tp in partitions:
             self._running.pop(tp, None)
             self._next.pop(tp, None)
             self._committed.pop(tp, None)
+            self._generation[tp] = self.generation(tp) + 1

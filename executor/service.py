@@ -9,9 +9,12 @@ a run whose executor died is requeued once its lease expires.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -23,7 +26,7 @@ from aiokafka import (
     ConsumerRecord,
     TopicPartition,
 )
-from aiokafka.errors import CommitFailedError, KafkaError
+from aiokafka.errors import KafkaError
 from prometheus_client import Counter, Gauge, Histogram
 from pydantic import Field, ValidationError
 from redis.exceptions import RedisError
@@ -48,6 +51,14 @@ SKIPPED = Counter("duetime_executor_claims_refused_total", "Run requests not run
 LATENESS = Histogram("duetime_executor_lateness_seconds", "Start time minus due time",
                      buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1, 5, 30))
 IN_FLIGHT = Gauge("duetime_executor_in_flight", "Attempts running now")
+WRITE_RETRIES = Counter("duetime_executor_write_retries_total",
+                        "Writes recording a call that failed and were retried", ["write"])
+RUNNING_NOT_SENT = Counter("duetime_executor_running_status_not_sent_total",
+                           "Running statuses Kafka did not take (the final status follows)")
+COMMIT_FAILURES = Counter("duetime_executor_commit_failures_total",
+                          "Offset commits that failed (retried by the next commit)", ["error"])
+# Transient failures of Kafka or Redis: what records a call is retried on these.
+TRANSIENT = (KafkaError, RedisError, OSError, TimeoutError)
 
 
 class Settings(KafkaSettings, RedisSettings, HttpSettings):
@@ -61,24 +72,36 @@ class Settings(KafkaSettings, RedisSettings, HttpSettings):
     executor_id: str = ""
 
 
+@dataclass(frozen=True)
+class Topics:
+    """The topics the executor reads and writes (tests run it on topics of their own)."""
+
+    runs: str = RUNS
+    status: str = RUNS_STATUS
+    dlq: str = RUNS_DLQ
+
+
 class Executor:
     def __init__(self, due_set: DueSet, producer: AIOKafkaProducer,
-                 session: aiohttp.ClientSession, settings: Settings) -> None:
+                 session: aiohttp.ClientSession, settings: Settings,
+                 topics: Topics | None = None) -> None:
         self.due_set, self.producer, self.session = due_set, producer, session
         self.settings = settings
+        self.topics = topics or Topics()
         self.id = settings.executor_id or f"{socket.gethostname()}-{os.getpid()}"
         self.held: dict[str, Entry] = {}
         self.calls: dict[str, tuple[asyncio.Task[Outcome], RunRequested]] = {}
         self.aborted: dict[str, str] = {}
 
-    async def status(self, req: RunRequested, status: str, **fields: Any) -> asyncio.Future[Any]:
+    def status_event(self, req: RunRequested, status: str, **fields: Any) -> bytes:
         event = RunStatusChanged(run_id=req.run_id, job_id=req.job_id, tenant=req.tenant,
                                  scheduled_at=req.scheduled_at, attempt=req.attempt,
                                  status=status, at=utcnow(), executor_id=self.id,  # type: ignore[arg-type]
                                  **fields)
-        future: asyncio.Future[Any] = await self.producer.send(
-            RUNS_STATUS, kafka.encode(event), key=req.job_id.encode())
-        return future
+        return kafka.encode(event)
+
+    async def send_status(self, req: RunRequested, event: bytes) -> None:
+        await self.producer.send_and_wait(self.topics.status, event, key=req.job_id.encode())
 
     async def claim(self, msg: ConsumerRecord[bytes, bytes]) -> tuple[RunRequested, Entry] | None:
         """Parse and claim a run request; None when it is not ours to run. Safe to retry."""
@@ -91,7 +114,7 @@ class Executor:
                                 offset=msg.offset, key=(msg.key or b"").decode(errors="replace"),
                                 value=(msg.value or b"").decode(errors="replace"),
                                 reason=f"invalid run request: {exc}"[:2000], at=utcnow())
-            await self.producer.send_and_wait(RUNS_DLQ, kafka.encode(letter), key=msg.key)
+            await self.producer.send_and_wait(self.topics.dlq, kafka.encode(letter), key=msg.key)
             return None
         verdict = await self.due_set.claim(entry, req.member, self.id, now_ms(),
                                            self.settings.lease_ms)
@@ -103,8 +126,11 @@ class Executor:
         return req, entry
 
     async def execute(self, req: RunRequested, entry: Entry, raw: bytes) -> None:
-        """Run a claimed attempt. Never retried: if it fails midway, its lease lapses and the
-        attempt is requeued, so it runs again at most once more rather than being lost."""
+        """Run a claimed attempt; its lease is renewed until this returns.
+
+        A failure before the call lets the lease lapse: the attempt is requeued, nothing fired.
+        After the call only the writes that record it are retried (`until_done`), never the call.
+        """
         self.held[entry.runkey] = entry
         try:
             await self.run(req, entry, raw)
@@ -125,17 +151,66 @@ class Executor:
         started = utcnow()
         lateness = max(0, to_ms(started) - to_ms(req.due_at))
         LATENESS.observe(lateness / 1000)
-        running = await self.status(req, "running", started_at=started, lateness_ms=lateness)
-        outcome = await self.fire(req, entry)
-        await running
+        running = asyncio.create_task(self.report_running(req, started, lateness))
+        try:
+            outcome = await self.fire(req, entry)
+            await running  # "running" goes ahead of the final status on the job's partition
+        finally:
+            running.cancel()  # only if the attempt itself was cancelled (a drain's deadline)
         final = await self.finish(req, entry, outcome, started, lateness)
         if final and outcome.status in ("failed", "timed_out"):
-            letter = DeadLetter(source_topic=RUNS, partition=-1, offset=-1, key=req.job_id,
-                                value=raw.decode(errors="replace"),
+            letter = DeadLetter(source_topic=self.topics.runs, partition=-1, offset=-1,
+                                key=req.job_id, value=raw.decode(errors="replace"),
                                 reason=f"{outcome.status} after {req.attempt} attempt(s): "
                                        f"{outcome.error}"[:2000], at=utcnow())
-            await self.producer.send_and_wait(RUNS_DLQ, kafka.encode(letter),
-                                              key=req.job_id.encode())
+            await self.until_done("dead_letter", req, lambda: self.producer.send_and_wait(
+                self.topics.dlq, kafka.encode(letter), key=req.job_id.encode()))
+
+    async def report_running(self, req: RunRequested, started: datetime, lateness: int) -> None:
+        """Send the "running" status alongside the call: best effort, never retried.
+
+        It is sent before the call, so neither retrying nor failing could fire anything twice;
+        but retrying would hold the firing back past its due time, and failing would leave the
+        attempt to the lease sweep (at least `lease_ms` late) for a status that is only
+        informative: the final status carries `started_at` and `lateness_ms` itself and the
+        writer accepts it without a "running" before it. So a failure is counted and logged,
+        and the call goes ahead.
+        """
+        try:
+            await self.send_status(req, self.status_event(req, "running", started_at=started,
+                                                          lateness_ms=lateness))
+        except TRANSIENT as exc:
+            RUNNING_NOT_SENT.inc()
+            log.warning("running status not sent", extra={"run_id": req.run_id,
+                                                          "job_id": req.job_id,
+                                                          "attempt": req.attempt,
+                                                          "error": repr(exc)})
+
+    async def until_done(self, write: str, req: RunRequested,
+                         attempt: Callable[[], Awaitable[Any]]) -> None:
+        """Retry a write that records a call (status, completion) until it succeeds.
+
+        Once the call was made, letting the error through would let the lease lapse and the
+        attempt be requeued: the webhook would fire again. So the write is retried with backoff
+        instead, while `execute` keeps the lease renewed; only stopping the process (the drain's
+        deadline cancels this) hands the attempt back. Both writes are idempotent: a status
+        sent twice is applied once (statuses only move forward), and completing twice sets the
+        same done flag and re-adds the same retry member (a redelivered retry is refused by its
+        claim).
+        """
+        delay = 0.05
+        while True:
+            try:
+                await attempt()
+                return
+            except TRANSIENT as exc:
+                WRITE_RETRIES.labels(write).inc()
+                log.warning("write after the call failed, retrying",
+                            extra={"run_id": req.run_id, "job_id": req.job_id,
+                                   "attempt": req.attempt, "write": write,
+                                   "retry_in": delay, "error": repr(exc)})
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
     async def fire(self, req: RunRequested, entry: Entry) -> Outcome:
         """Run the call; a cancel of the job or a replacing run aborts it as `cancelled`."""
@@ -167,16 +242,17 @@ class Executor:
         finished = utcnow()
         retry = should_retry(outcome, req.attempt, req.retry)
         retry_at = finished + timedelta(seconds=backoff_seconds(req.retry, req.attempt))
-        status = await self.status(
+        event = self.status_event(
             req, outcome.status, started_at=started, finished_at=finished, lateness_ms=lateness,
             duration_ms=None if started is None else to_ms(finished) - to_ms(started),
             http_status=outcome.http_status, error=outcome.error,
             response_excerpt=outcome.excerpt, final=not retry,
             reason=f"retry at {retry_at.isoformat()}" if retry else outcome.reason,
         )
-        await status  # the status is durable before the attempt counts as done
-        await self.due_set.complete(entry, entry.next_attempt() if retry else None,
-                                    to_ms(retry_at))
+        # The status is durable before the attempt counts as done.
+        await self.until_done("status", req, lambda: self.send_status(req, event))
+        await self.until_done("complete", req, lambda: self.due_set.complete(
+            entry, entry.next_attempt() if retry else None, to_ms(retry_at)))
         FINISHED.labels(outcome.status).inc()
         log.info("attempt finished", extra=_log_fields(req, outcome, lateness))
         return not retry
@@ -226,34 +302,54 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         self.tracker, self.commit = tracker, commit
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        await self.commit(set(revoked))
-        self.tracker.forget(set(revoked))
+        try:
+            await self.commit(set(revoked))
+        finally:
+            # Even if that commit failed: a revoked partition must never be committed again,
+            # or aiokafka refuses every later commit (it names a partition we do not own).
+            self.tracker.forget(set(revoked))
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         return None
 
 
 class Consumer:
-    def __init__(self, lifecycle: Lifecycle, executor: Executor, settings: Settings) -> None:
+    def __init__(self, lifecycle: Lifecycle, executor: Executor, settings: Settings,
+                 group: str = "duetime-executor") -> None:
         self.lifecycle, self.executor, self.settings = lifecycle, executor, settings
+        self.group = group
         self.tracker = OffsetTracker()
         self.slots = asyncio.Semaphore(settings.max_in_flight)
         self.tasks: set[asyncio.Task[None]] = set()
         self.consumer: AIOKafkaConsumer | None = None
+        # Set once in-flight attempts are finished or handed back: leases and abort watching
+        # must outlive the stop event, which only ends the intake.
+        self.drained = asyncio.Event()
+
+    def owns(self, tp: TopicPartition, generation: int) -> bool:
+        """Whether `tp` is still assigned to us, without a revocation since `generation`."""
+        return (self.consumer is not None and self.tracker.generation(tp) == generation
+                and tp in self.consumer.assignment())
 
     async def commit(self, partitions: set[TopicPartition] | None = None) -> None:
-        if self.consumer is None:
+        """Commit what is done, for partitions we own; a failure is retried by the next one."""
+        consumer = self.consumer
+        if consumer is None:
             return
-        offsets = self.tracker.committable(partitions)
+        owned = consumer.assignment()
+        offsets = self.tracker.committable(owned if partitions is None else partitions & owned)
         if not offsets:
             return
         try:
-            await self.consumer.commit(offsets)
-            self.tracker.committed(offsets)
-        except (CommitFailedError, KafkaError) as exc:
-            log.warning("commit failed", extra={"error": repr(exc)})
+            await consumer.commit(offsets)
+        except (KafkaError, OSError, TimeoutError) as exc:  # CommitFailedError is a KafkaError
+            COMMIT_FAILURES.labels(type(exc).__name__).inc()
+            log.error("commit failed", extra={"offsets": {str(tp): o for tp, o in offsets.items()},
+                                              "error": repr(exc)})
+            return
+        self.tracker.committed(offsets)
 
-    async def _one(self, msg: ConsumerRecord[bytes, bytes]) -> None:
+    async def _one(self, msg: ConsumerRecord[bytes, bytes], generation: int) -> None:
         tp = TopicPartition(msg.topic, msg.partition)
         try:
             while True:
@@ -271,30 +367,51 @@ class Consumer:
                 try:
                     await self.executor.execute(req, entry, msg.value or b"")
                 except (RedisError, KafkaError, OSError) as exc:
-                    log.error("attempt not completed; its lease will lapse and requeue it",
+                    log.error("attempt not started; its lease will lapse and requeue it",
                               extra={"run_id": req.run_id, "attempt": req.attempt,
                                      "error": repr(exc)})
-            self.tracker.finished(tp, msg.offset)
+            self.tracker.finished(tp, msg.offset, generation)
         finally:
             self.slots.release()
 
+    async def start(self, tp: TopicPartition, generation: int,
+                    messages: list[ConsumerRecord[bytes, bytes]]) -> None:
+        """Start one task per message, waiting for a free slot before each."""
+        for i, msg in enumerate(messages):
+            await self.slots.acquire()
+            # The wait can span a rebalance: a partition revoked meanwhile belongs to another
+            # consumer (or to us again, from its committed offset); its fetched rest is theirs.
+            if not self.owns(tp, generation):
+                self.slots.release()
+                SKIPPED.labels("revoked").inc(len(messages) - i)
+                log.info("partition revoked while waiting for a slot",
+                         extra={"partition": str(tp), "offset": msg.offset,
+                                "skipped": len(messages) - i})
+                return
+            self.tracker.started(tp, msg.offset)
+            task = asyncio.create_task(self._one(msg, generation))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+
     async def consume(self) -> None:
-        async with kafka.consumer(self.settings, "duetime-executor", self.executor.id, RUNS,
-                                  listener=_Rebalance(self.tracker, self.commit)) as consumer:
-            self.consumer = consumer
-            self.lifecycle.ready = True
-            while not self.lifecycle.stop.is_set():
-                batches = await consumer.getmany(timeout_ms=100, max_records=500)
-                for tp, messages in batches.items():
-                    for msg in messages:
-                        await self.slots.acquire()
-                        self.tracker.started(tp, msg.offset)
-                        task = asyncio.create_task(self._one(msg))
-                        self.tasks.add(task)
-                        task.add_done_callback(self.tasks.discard)
-            await self.drain()
-            await self.commit()
-            self.consumer = None
+        try:
+            async with kafka.consumer(self.settings, self.group, self.executor.id,
+                                      self.executor.topics.runs,
+                                      listener=_Rebalance(self.tracker, self.commit)) as consumer:
+                self.consumer = consumer
+                self.lifecycle.ready = True
+                while not self.lifecycle.stop.is_set():
+                    batches = await consumer.getmany(timeout_ms=100, max_records=500)
+                    # Read before any await: a revocation from here on moves the generation.
+                    fetched = [(tp, self.tracker.generation(tp), msgs)
+                               for tp, msgs in batches.items()]
+                    for tp, generation, messages in fetched:
+                        await self.start(tp, generation, messages)
+                await self.drain()
+                await self.commit()
+                self.consumer = None
+        finally:
+            self.drained.set()
 
     async def drain(self) -> None:
         """Let running attempts finish within the grace period; the rest are handed back."""
@@ -311,9 +428,20 @@ class Consumer:
             await self.commit()
 
 
-async def maintain_leases(lifecycle: Lifecycle, executor: Executor, settings: Settings) -> None:
-    """Renew our leases and requeue runs whose executor stopped renewing theirs."""
-    while not await lifecycle.sleep(min(1.0, settings.lease_ms / 3000)):
+async def _sleep_until(event: asyncio.Event, seconds: float) -> bool:
+    """Sleep unless `event` is set; True once it is."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(event.wait(), timeout=seconds)
+    return event.is_set()
+
+
+async def maintain_leases(executor: Executor, settings: Settings, until: asyncio.Event) -> None:
+    """Renew our leases and requeue runs whose executor stopped renewing theirs.
+
+    Runs until `until` (the consumer drained), not until stop: an attempt still running
+    during the drain would otherwise lose its lease and be fired again by another executor.
+    """
+    while not await _sleep_until(until, min(1.0, settings.lease_ms / 3000)):
         try:
             now = now_ms()
             if executor.held:
@@ -327,12 +455,23 @@ async def maintain_leases(lifecycle: Lifecycle, executor: Executor, settings: Se
             log.warning("lease maintenance failed", extra={"error": repr(exc)})
 
 
-async def watch_aborts(lifecycle: Lifecycle, executor: Executor) -> None:
-    while not await lifecycle.sleep(0.2):
+async def watch_aborts(executor: Executor, until: asyncio.Event) -> None:
+    """Abort cancelled or replaced calls until `until`: cancels win during a drain too."""
+    while not await _sleep_until(until, 0.2):
         try:
             await executor.watch_aborts()
         except (RedisError, OSError) as exc:
             log.warning("abort check failed", extra={"error": repr(exc)})
+
+
+def workers(executor: Executor, consumer: Consumer) -> dict[str, Coroutine[Any, Any, None]]:
+    """The executor's supervised tasks, apart from its HTTP endpoint."""
+    return {
+        "consume": consumer.consume(),
+        "commit": consumer.commit_loop(),
+        "leases": maintain_leases(executor, executor.settings, consumer.drained),
+        "aborts": watch_aborts(executor, consumer.drained),
+    }
 
 
 async def main(lifecycle: Lifecycle) -> None:
@@ -346,10 +485,7 @@ async def main(lifecycle: Lifecycle) -> None:
         try:
             await lifecycle.supervise({
                 "http": serve(ops_app(lifecycle), settings.http_host, settings.http_port, lifecycle),
-                "consume": consumer.consume(),
-                "commit": consumer.commit_loop(),
-                "leases": maintain_leases(lifecycle, executor, settings),
-                "aborts": watch_aborts(lifecycle, executor),
+                **workers(executor, consumer),
             })
         finally:
             await redis.aclose()
