@@ -2,24 +2,96 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import math
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StrictBool,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
 MAX_DELAY_SECONDS = 10 * 366 * 24 * 3600  # ten years: anything longer is a typo
+# Every instant a client may give. Before 1970 nothing can be due that was not already
+# missed; the upper bound leaves centuries of room for the schedule arithmetic (start + n *
+# every, cron scans, delays of ten years) below Python's year 9999, and both lie well inside
+# Postgres timestamptz and the epoch-millisecond scores of the due-set.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+MAX_JSON_DEPTH = 64
+NUL = "\x00"
 
 
-class Strict(BaseModel):
+def storable_text(text: str) -> str:
+    """Text we did not choose (a webhook's answer, an error message), made storable."""
+    return text.replace(NUL, "\ufffd") if NUL in text else text
+
+
+# Free text the system writes (errors, excerpts, reasons): a NUL is replaced, never refused.
+StorableText = Annotated[str, BeforeValidator(lambda v: storable_text(v) if isinstance(v, str) else v)]
+
+
+def _check_text(text: str, where: str) -> None:
+    if NUL in text:
+        raise ValueError(f"{where} must not contain a NUL character (\\u0000)")
+    if not text.isascii():
+        try:
+            text.encode()
+        except UnicodeEncodeError:
+            raise ValueError(f"{where} must be valid Unicode (no lone surrogates)") from None
+
+
+def _check_scalar(value: object, where: str) -> None:
+    if isinstance(value, bool) or value is None:
+        return
+    if isinstance(value, int) and not INT64_MIN <= value <= INT64_MAX:
+        raise ValueError(f"{where} must be an integer that fits in 64 bits")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{where} must be a finite number")
+    if isinstance(value, datetime) and value.tzinfo is not None \
+            and not EARLIEST <= value < LATEST:
+        raise ValueError(f"{where} must be from 1970-01-01T00:00:00Z to before "
+                         "9000-01-01T00:00:00Z")
+
+
+def check_storable(value: object, where: str, depth: int = 0) -> None:
+    """Raise ValueError naming `where` if Postgres, Kafka or the schedule math cannot hold
+    `value`: a NUL or a lone surrogate in any string (keys too), an integer beyond 64 bits,
+    a non-finite number, an instant out of range, JSON nested deeper than MAX_JSON_DEPTH."""
+    if isinstance(value, str):
+        _check_text(value, where)
+    elif isinstance(value, dict | list | tuple):
+        if depth >= MAX_JSON_DEPTH:
+            raise ValueError(f"{where} is nested more than {MAX_JSON_DEPTH} levels deep")
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        for key, item in items:
+            if isinstance(key, str):
+                _check_text(key, f"{where} key {key[:50]!r}")
+            check_storable(item, f"{where}[{key!r}]", depth + 1)
+    elif not isinstance(value, BaseModel):  # nested models checked their own fields
+        _check_scalar(value, where)
+
+
+class Storable(BaseModel):
+    """Every field of every subclass holds only what can be stored and scheduled (rule 8)."""
+
+    @field_validator("*")
+    @classmethod
+    def _storable(cls, value: Any, info: ValidationInfo) -> Any:
+        check_storable(value, info.field_name or "value")
+        return value
+
+
+class Strict(Storable):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 

@@ -6,12 +6,13 @@ from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
-from schemas.api import HttpTarget, JobSpec, KafkaTarget, RetryPolicy
+from schemas.api import HttpTarget, JobSpec, KafkaTarget, RetryPolicy, Storable, StorableText
 
 CommandType = Literal["create", "update", "patch", "cancel", "pause", "resume", "run"]
 RunStatus = Literal["queued", "running", "succeeded", "failed", "cancelled", "timed_out", "skipped"]
 TERMINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled", "timed_out", "skipped"})
 ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+INT32_MAX = 2**31 - 1  # job_runs.attempt and http_status are Postgres integers
 
 
 class Message(BaseModel):
@@ -19,7 +20,7 @@ class Message(BaseModel):
     schema_version: Literal[1] = 1
 
 
-class JobCommand(Message):
+class JobCommand(Message, Storable):
     """A request to change a job, on `duetime.jobs.commands` (key = job_id)."""
 
     command_id: str = Field(pattern=ID_PATTERN)
@@ -47,7 +48,7 @@ class JobCommand(Message):
         return self
 
 
-class RunRequested(Message):
+class RunRequested(Message, Storable):
     """One firing (or retry) handed to executors, on `duetime.runs` (key = job_id)."""
 
     run_id: str
@@ -65,28 +66,29 @@ class RunRequested(Message):
     dispatched_at: AwareDatetime
 
 
-class RunStatusChanged(Message):
+class RunStatusChanged(Message, Storable):
     """Every run status change, on `duetime.runs.status` (key = job_id)."""
 
     run_id: str
     job_id: str
     tenant: str
     scheduled_at: AwareDatetime
-    attempt: int = Field(ge=1)
+    attempt: int = Field(ge=1, le=INT32_MAX)
     status: RunStatus
     at: AwareDatetime
     queued_at: AwareDatetime | None = None
     started_at: AwareDatetime | None = None
     finished_at: AwareDatetime | None = None
-    lateness_ms: int | None = None
+    lateness_ms: int | None = None  # any 64-bit value (bigint); a past once.at is years late
     duration_ms: int | None = None
-    http_status: int | None = None
-    error: str | None = Field(default=None, max_length=2000)
-    response_excerpt: str | None = Field(default=None, max_length=2000)
+    http_status: int | None = Field(default=None, ge=0, le=999)
+    # Free text (a NUL in it is replaced, so a webhook's binary answer cannot block the run).
+    error: StorableText | None = Field(default=None, max_length=2000)
+    response_excerpt: StorableText | None = Field(default=None, max_length=2000)
     executor_id: str | None = None
     # False when another attempt follows (the failure is not the run's last word).
     final: bool = True
-    reason: str | None = None
+    reason: StorableText | None = Field(default=None, max_length=2000)
 
 
 class JobEvent(Message):
@@ -99,7 +101,7 @@ class JobEvent(Message):
     command_type: str | None = None
     version: int | None = None
     at: AwareDatetime
-    reason: str | None = None
+    reason: StorableText | None = None
 
 
 class DeadLetter(Message):

@@ -31,7 +31,7 @@ INSERT INTO job_runs AS r (run_id, job_id, tenant, scheduled_at, attempt, status
                            duration_ms, http_status, error, reason, response_excerpt, final)
 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::int[],
                      $6::text[], $7::timestamptz[], $8::timestamptz[], $9::timestamptz[],
-                     $10::timestamptz[], $11::text[], $12::int[], $13::int[], $14::int[],
+                     $10::timestamptz[], $11::text[], $12::bigint[], $13::bigint[], $14::int[],
                      $15::text[], $16::text[], $17::text[], $18::bool[])
 ON CONFLICT (run_id, scheduled_at) DO UPDATE SET
     attempt = EXCLUDED.attempt,

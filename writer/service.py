@@ -4,16 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from datetime import timedelta
 from typing import Any
 
 import asyncpg
+import orjson
 from aiokafka import AIOKafkaProducer, ConsumerRecord
-from aiokafka.errors import CommitFailedError, KafkaError
+from aiokafka.errors import (
+    CommitFailedError,
+    KafkaConnectionError,
+    KafkaError,
+    KafkaTimeoutError,
+)
 from prometheus_client import Counter, Histogram
 from pydantic import Field, ValidationError
+from redis import exceptions as redis_errors
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from duetime import kafka, postgres
 from duetime.due_set import DueSet
@@ -23,7 +30,7 @@ from duetime.redis_client import redis_client
 from duetime.settings import HttpSettings, KafkaSettings, PostgresSettings, RedisSettings
 from duetime.sql import load_queries
 from duetime.timeutil import to_ms, utcnow
-from schemas.events import DeadLetter, JobCommand, JobEvent, RunStatusChanged
+from schemas.events import ID_PATTERN, DeadLetter, JobCommand, JobEvent, RunStatusChanged
 from schemas.topics import JOB_COMMANDS, JOB_COMMANDS_DLQ, JOB_EVENTS, RUNS_DLQ, RUNS_STATUS
 from writer import runs
 from writer.commands import CommandHandler, Rejected
@@ -34,8 +41,32 @@ APPLIED = Counter("duetime_writer_commands_total", "Commands processed", ["type"
 DEAD = Counter("duetime_writer_dead_letters_total", "Messages sent to a dead-letter topic", ["topic"])
 STATUSES = Counter("duetime_writer_run_statuses_total", "Run status events persisted")
 BATCH = Histogram("duetime_writer_batch_seconds", "Time to persist one consumed batch")
-TRANSIENT = (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError,
-             RedisError, KafkaError, asyncpg.exceptions.CannotConnectNowError)
+UNSENT = Counter("duetime_writer_unsendable_total", "Outgoing messages Kafka refused for good")
+Outbox = list[tuple[str, bytes | None, bytes]]
+# Postgres error classes that say nothing about the message being applied: the connection,
+# resources, an operator, a conflict to retry, or a deployment whose schema does not match
+# the code (a migration not applied yet). Class 22 (data) and 23 (integrity) are the
+# message's fault: those are dead-lettered.
+_PG_RETRY_CLASSES = frozenset({"08", "28", "3D", "3F", "40", "42", "53", "55", "57", "58"})
+_RETRY_TYPES = (asyncpg.InterfaceError, OSError, KafkaConnectionError, KafkaTimeoutError,
+                redis_errors.ConnectionError, redis_errors.TimeoutError,
+                redis_errors.ReadOnlyError, redis_errors.OutOfMemoryError,
+                redis_errors.TryAgainError, redis_errors.ClusterDownError)
+DLQ_VALUE_CHARS = 100_000  # a dead letter must itself fit in a Kafka message
+_ID = re.compile(ID_PATTERN)
+
+
+def transient(exc: BaseException) -> bool:
+    """An error of the infrastructure rather than of one message: retry, never dead-letter."""
+    if isinstance(exc, asyncpg.PostgresError):
+        return (exc.sqlstate or "")[:2] in _PG_RETRY_CLASSES
+    if isinstance(exc, KafkaError) and exc.retriable:
+        return True
+    return isinstance(exc, _RETRY_TYPES)
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
 
 
 class Settings(KafkaSettings, PostgresSettings, RedisSettings, HttpSettings):
@@ -47,10 +78,26 @@ class Settings(KafkaSettings, PostgresSettings, RedisSettings, HttpSettings):
 
 
 def dead_letter(msg: ConsumerRecord[bytes, bytes], reason: str) -> DeadLetter:
+    value = (msg.value or b"").decode(errors="replace")
+    if len(value) > DLQ_VALUE_CHARS:
+        reason = f"{reason[:1900]} (value cut to its first {DLQ_VALUE_CHARS} of {len(value)} characters)"
+        value = value[:DLQ_VALUE_CHARS]
     return DeadLetter(source_topic=msg.topic, partition=msg.partition, offset=msg.offset,
                       key=msg.key.decode(errors="replace") if msg.key else None,
-                      value=(msg.value or b"").decode(errors="replace"),
-                      reason=reason[:2000], at=utcnow())
+                      value=value, reason=reason[:2000], at=utcnow())
+
+
+def _names(raw: bytes | None) -> tuple[str | None, str | None, str | None]:
+    """Best effort (command_id, job_id, tenant) of a command that does not validate."""
+    try:
+        data = orjson.loads(raw or b"")
+    except orjson.JSONDecodeError:
+        return None, None, None
+    if not isinstance(data, dict):
+        return None, None, None
+    found = [data.get(k) for k in ("command_id", "job_id", "tenant")]
+    ok = [v if isinstance(v, str) and _ID.fullmatch(v) else None for v in found]
+    return ok[0], ok[1], ok[2]
 
 
 class Writer:
@@ -61,25 +108,52 @@ class Writer:
                                        timedelta(seconds=settings.load_ahead_seconds))
 
     async def handle_batch(self, messages: list[ConsumerRecord[bytes, bytes]]) -> None:
-        """Persist one batch; safe to repeat (every step is idempotent)."""
-        statuses: list[RunStatusChanged] = []
-        outbox: list[tuple[str, bytes | None, bytes]] = []
+        """Persist one batch; safe to repeat (every step is idempotent).
+
+        Only transient errors escape (the caller retries the batch). A message that cannot be
+        applied is poison: it is dead-lettered with the reason and the batch goes on.
+        """
+        statuses: list[tuple[ConsumerRecord[bytes, bytes], RunStatusChanged]] = []
+        outbox: Outbox = []
         for msg in messages:
             if msg.topic == RUNS_STATUS:
                 try:
-                    statuses.append(RunStatusChanged.model_validate_json(msg.value or b""))
+                    statuses.append((msg, RunStatusChanged.model_validate_json(msg.value or b"")))
                 except ValidationError as exc:
                     outbox.append(self._dlq(msg, RUNS_DLQ, f"invalid run status: {exc}"))
             else:
                 outbox.extend(await self._command(msg))
-        if statuses:
-            async with self.pool.acquire() as conn, conn.transaction():
-                finished = await runs.persist(conn, QUERIES, statuses)
-            STATUSES.inc(len(statuses))
-            for job_id, state, version in finished:
-                if state == "completed":
-                    await self.due_set.forget(job_id, version, state)
+        await self._statuses(statuses, outbox)
         await self._send(outbox)
+
+    async def _statuses(self, statuses: list[tuple[ConsumerRecord[bytes, bytes], RunStatusChanged]],
+                        outbox: Outbox) -> None:
+        """The batch in one transaction; if it fails for good, each status in its own."""
+        if not statuses:
+            return
+        try:
+            await self._persist([status for _, status in statuses])
+            return
+        except Exception as exc:
+            if transient(exc):
+                raise
+            log.warning("run status batch failed, applying one by one",
+                        extra={"count": len(statuses), "error": _describe(exc)[:300]})
+        for msg, status in statuses:
+            try:
+                await self._persist([status])
+            except Exception as exc:
+                if transient(exc):
+                    raise
+                outbox.append(self._dlq(msg, RUNS_DLQ, f"cannot apply run status: {_describe(exc)}"))
+
+    async def _persist(self, statuses: list[RunStatusChanged]) -> None:
+        async with self.pool.acquire() as conn, conn.transaction():
+            finished = await runs.persist(conn, QUERIES, statuses)
+        STATUSES.inc(len(statuses))
+        for job_id, state, version in finished:
+            if state == "completed":
+                await self.due_set.forget(job_id, version, state)
 
     def _dlq(self, msg: ConsumerRecord[bytes, bytes], topic: str,
              reason: str) -> tuple[str, bytes | None, bytes]:
@@ -88,12 +162,36 @@ class Writer:
                                           "reason": reason[:300]})
         return topic, msg.key, kafka.encode(dead_letter(msg, reason))
 
-    async def _command(self, msg: ConsumerRecord[bytes, bytes]) -> list[tuple[str, bytes | None, bytes]]:
+    async def _command(self, msg: ConsumerRecord[bytes, bytes]) -> Outbox:
+        """Apply one command in its own transaction; poison is dead-lettered and rejected."""
         try:
             cmd = JobCommand.model_validate_json(msg.value or b"")
         except ValidationError as exc:
             APPLIED.labels("unknown", "invalid").inc()
-            return [self._dlq(msg, JOB_COMMANDS_DLQ, f"invalid command: {exc}")]
+            return self._poison_command(msg, f"invalid command: {exc}", *_names(msg.value))
+        try:
+            return await self._apply(msg, cmd)
+        except Exception as exc:
+            if transient(exc):
+                raise
+            APPLIED.labels(cmd.type, "poison").inc()
+            return self._poison_command(msg, f"cannot apply command: {_describe(exc)}",
+                                        cmd.command_id, cmd.job_id or cmd.command_id,
+                                        cmd.tenant, cmd.type)
+
+    def _poison_command(self, msg: ConsumerRecord[bytes, bytes], reason: str,
+                        command_id: str | None, job_id: str | None, tenant: str | None,
+                        command_type: str | None = None) -> Outbox:
+        """Dead-letter the command and, when it names itself, tell its submitter."""
+        outbox = [self._dlq(msg, JOB_COMMANDS_DLQ, reason)]
+        if command_id is not None:
+            event = JobEvent(type="job.rejected", job_id=job_id, tenant=tenant,
+                             command_id=command_id, command_type=command_type, at=utcnow(),
+                             reason=reason[:2000])
+            outbox.append((JOB_EVENTS, (job_id or "").encode(), kafka.encode(event)))
+        return outbox
+
+    async def _apply(self, msg: ConsumerRecord[bytes, bytes], cmd: JobCommand) -> Outbox:
         if (cmd.accept_by is not None and msg.timestamp_type == kafka.LOG_APPEND_TIME
                 and msg.timestamp > to_ms(cmd.accept_by)):
             # The submitter already answered "not accepted" (503) for this command.
@@ -127,10 +225,24 @@ class Writer:
                              reason=str(exc))
         return [(JOB_EVENTS, (cmd.job_id or "").encode(), kafka.encode(event))]
 
-    async def _send(self, outbox: list[tuple[str, bytes | None, bytes]]) -> None:
-        futures = [await self.producer.send(topic, value, key=key) for topic, key, value in outbox]
-        if futures:
-            await asyncio.gather(*futures)
+    async def _send(self, outbox: Outbox) -> None:
+        """Send every outcome; one Kafka refuses for good (e.g. too large) is logged, not retried."""
+        futures: list[asyncio.Future[Any]] = []
+        for topic, key, value in outbox:
+            try:
+                futures.append(await self.producer.send(topic, value, key=key))
+            except KafkaError as exc:
+                self._unsent(exc, topic)
+        for result in await asyncio.gather(*futures, return_exceptions=True):
+            if isinstance(result, BaseException):
+                self._unsent(result, "")
+
+    @staticmethod
+    def _unsent(exc: BaseException, topic: str) -> None:
+        if transient(exc) or not isinstance(exc, Exception):
+            raise exc
+        UNSENT.inc()
+        log.error("message not sent", extra={"topic": topic, "error": _describe(exc)[:300]})
 
 
 async def consume(lifecycle: Lifecycle, writer: Writer, settings: Settings) -> None:
@@ -147,7 +259,9 @@ async def consume(lifecycle: Lifecycle, writer: Writer, settings: Settings) -> N
                     try:
                         await writer.handle_batch(messages)
                         break
-                    except TRANSIENT as exc:
+                    except Exception as exc:
+                        if not transient(exc):
+                            raise  # a bug: handle_batch lets only transient errors out
                         # Nothing is committed: retry the same batch once the dependency is back.
                         log.warning("batch failed, retrying", extra={"error": repr(exc)})
                         if await lifecycle.sleep(1.0):
@@ -164,7 +278,9 @@ async def maintain_partitions(lifecycle: Lifecycle, pool: asyncpg.Pool[Any]) -> 
     while not lifecycle.stop.is_set():
         try:
             await pool.execute(QUERIES["ensure_partitions"])
-        except TRANSIENT as exc:
+        except Exception as exc:
+            if not transient(exc):
+                raise
             log.warning("partition maintenance failed", extra={"error": repr(exc)})
         if await lifecycle.sleep(3600):
             return
