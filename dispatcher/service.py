@@ -93,7 +93,12 @@ class Dispatcher:
             await self._skipped(popped, "paused")
 
     async def _skipped(self, popped: Popped, reason: str) -> None:
-        event = skipped_status(popped, reason, utcnow())
+        try:
+            event = skipped_status(popped, reason, utcnow())
+        except (ValidationError, LookupError, TypeError, ValueError) as exc:
+            log.error("unusable entry not recorded", extra={"member": popped.member,
+                                                             "error": repr(exc)})
+            return
         if event is not None:
             await self.producer.send(RUNS_STATUS, kafka.encode(event), key=event.job_id.encode())
 
@@ -106,8 +111,9 @@ class Dispatcher:
             try:
                 # Stamped per request, so queued_at shows the dispatch order.
                 req = run_request(p, utcnow())
-            except ValidationError as exc:
-                log.error("unusable entry dropped", extra={"member": p.member, "error": str(exc)})
+            except (ValidationError, LookupError, TypeError, ValueError) as exc:
+                # One entry no run request can be made from must not stop all dispatching.
+                log.error("unusable entry dropped", extra={"member": p.member, "error": repr(exc)})
                 DROPPED.labels("invalid").inc()
                 continue
             key = req.job_id.encode()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from schemas.api import RetryPolicy
+from schemas.api import RetryPolicy, storable_text
 
 
 @dataclass(frozen=True)
@@ -15,6 +15,14 @@ class Outcome:
     error: str | None = None
     excerpt: str | None = None
     reason: str | None = None
+
+    def __post_init__(self) -> None:
+        # Whatever a target answered or an error said, the status must be storable: a NUL
+        # (binary answers, protobuf, images) becomes U+FFFD instead of blocking the run.
+        for name in ("error", "excerpt", "reason"):
+            text = getattr(self, name)
+            if text is not None:
+                object.__setattr__(self, name, storable_text(text))
 
 
 def is_success(status: int, success_codes: list[int] | None) -> bool:

@@ -125,6 +125,19 @@ class Executor:
             return None
         return req, entry
 
+    async def poison(self, msg: ConsumerRecord[bytes, bytes], entry: Entry | None,
+                     reason: str) -> None:
+        """A request that breaks the executor: dead-letter it and end its attempt, so neither
+        the partition's offsets nor the lease sweep keep tripping over it (ADR 0007)."""
+        log.exception("poison run request", extra={"offset": msg.offset, "reason": reason[:300]})
+        if entry is not None:
+            await self.due_set.complete(entry, None, 0)
+        letter = DeadLetter(source_topic=msg.topic, partition=msg.partition, offset=msg.offset,
+                            key=(msg.key or b"").decode(errors="replace"),
+                            value=(msg.value or b"").decode(errors="replace"),
+                            reason=reason[:2000], at=utcnow())
+        await self.producer.send_and_wait(self.topics.dlq, kafka.encode(letter), key=msg.key)
+
     async def execute(self, req: RunRequested, entry: Entry, raw: bytes) -> None:
         """Run a claimed attempt; its lease is renewed until this returns.
 
@@ -362,6 +375,10 @@ class Consumer:
                               extra={"offset": msg.offset, "error": repr(exc)})
                     if await self.lifecycle.sleep(1.0):
                         return
+                except Exception as exc:  # poison: it must not hold back the partition's offsets
+                    await self.executor.poison(msg, None, f"cannot claim: {exc!r}")
+                    claimed = None
+                    break
             if claimed is not None:
                 req, entry = claimed
                 try:
@@ -370,6 +387,8 @@ class Consumer:
                     log.error("attempt not started; its lease will lapse and requeue it",
                               extra={"run_id": req.run_id, "attempt": req.attempt,
                                      "error": repr(exc)})
+                except Exception as exc:  # poison: see Executor.poison
+                    await self.executor.poison(msg, entry, f"attempt failed: {exc!r}")
             self.tracker.finished(tp, msg.offset, generation)
         finally:
             self.slots.release()

@@ -11,7 +11,7 @@ from aiokafka.errors import KafkaError
 
 from duetime.timeutil import iso
 from executor.outcome import Outcome, is_success
-from schemas.api import HttpTarget, KafkaTarget
+from schemas.api import HttpTarget, KafkaTarget, storable_text
 from schemas.events import RunRequested
 
 EXCERPT_BYTES = 1024
@@ -47,13 +47,16 @@ async def fire_http(session: aiohttp.ClientSession, req: RunRequested,
     try:
         async with session.request(target.method, target.url, headers=headers, data=data,
                                    timeout=timeout, allow_redirects=False) as resp:
-            excerpt = (await resp.content.read(EXCERPT_BYTES)).decode(errors="replace")
+            # The answer is any bytes: keep what is valid text, replace what cannot be stored.
+            excerpt = storable_text((await resp.content.read(EXCERPT_BYTES)).decode(errors="replace"))
             if is_success(resp.status, target.success_codes):
                 return Outcome("succeeded", resp.status, None, excerpt)
             return Outcome("failed", resp.status, f"HTTP {resp.status}", excerpt)
     except TimeoutError:
         return Outcome("timed_out", None, f"no response within {target.timeout_seconds:g}s")
-    except (aiohttp.ClientError, OSError, ValueError) as exc:
+    except Exception as exc:
+        # Whatever one call raises (aiohttp, the network, an odd answer) ends this attempt as
+        # failed; it must never escape and hold up the executor's offsets.
         return Outcome("failed", None, f"{type(exc).__name__}: {exc}"[:2000])
 
 
