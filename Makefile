@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STACK := deploy/local/stack.sh
 
-.PHONY: setup up down status test lint unit test-stack bench schemas clean
+.PHONY: setup up down status test lint unit test-stack model bench schemas clean
 
 setup: $(VENV)/.installed
 
@@ -34,7 +34,13 @@ unit: setup
 
 # Runs the stack tests against a running stack; starts one (and stops it after) if none is up.
 test-stack: setup
-	deploy/local/with-stack.sh $(VENV)/bin/pytest tests/integration tests/e2e tests/faults -q
+	deploy/local/with-stack.sh $(VENV)/bin/pytest tests/integration tests/e2e tests/faults tests/model -q
+
+# The model checker: `make model SEED=7` replays one history; `make model MINUTES=30` soaks.
+SEED ?= 1
+MINUTES ?= 0
+model: setup
+	deploy/local/with-stack.sh $(PY) -m tests.model --seed $(SEED) --minutes $(MINUTES)
 
 test: lint unit test-stack
 

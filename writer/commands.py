@@ -106,8 +106,10 @@ class CommandHandler:
             schedule.validate(spec, cmd.issued_at)
         except (ValidationError, schedule.ScheduleError) as exc:
             raise Rejected(f"the updated job is invalid: {exc}") from exc
-        # A one-shot delay counts from the edit; recurring schedules continue from now.
-        first, window = self._schedule_from(spec, cmd.issued_at, cmd.issued_at)
+        # Schedules are anchored at the job's creation, whatever the edit (docs/guarantees.md):
+        # an interval keeps its phase, a delay counts from the create; the watcher and the run
+        # recorder plan from the same anchor, so every component agrees on the instants.
+        first, window = self._schedule_from(spec, row["created_at"], cmd.issued_at)
         state = row["state"] if first is not None else "completed"
         if state == "completed" and row["state"] == "paused":
             state = "paused"

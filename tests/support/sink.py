@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -24,6 +25,8 @@ class Sink:
     port: int = 0
     delay_seconds: float = 0.0
     status: int = 200
+    # Per-request answers (e.g. fail only the first attempt); `status` when None.
+    status_for: Callable[[Hit], int] | None = None
     hits: list[Hit] = field(default_factory=list)
     _runner: web.AppRunner | None = None
     _arrived: asyncio.Condition | None = None
@@ -57,7 +60,8 @@ class Sink:
             self._arrived.notify_all()
         if self.delay_seconds:
             await asyncio.sleep(self.delay_seconds)
-        return web.Response(status=self.status, text="ok")
+        status = self.status if self.status_for is None else self.status_for(hit)
+        return web.Response(status=status, text="ok")
 
     def hits_for(self, path: str) -> list[Hit]:
         return [h for h in self.hits if h.path == path]

@@ -1,0 +1,274 @@
+"""A pure reference model of duetime's firing contract (README "Guarantees", API.md, rules 4-6).
+
+Given one job's history — its spec, when it was created, and every accepted command with the
+instants it was sent, acknowledged (202) and applied (the writer's `job.*` event) — and the
+windows in which the nemesis had a firing-path service down, the model says which firings
+**must** happen (each as a slot: a scheduled instant or a run id, and the paths it may reach),
+which **may** happen (the documented tolerances below), and by omission which **must not**.
+The checker then matches what the sink received against it.
+
+Tolerances, each one written in docs/guarantees.md:
+- A command takes effect when the writer applies it. A firing scheduled between the moment the
+  command was sent and `EDIT_SLACK_MS` after it was applied may follow either the old or the new
+  job (the dispatcher hands runs over ~100 ms before they are due).
+- A recurring firing scheduled while a firing-path service was down (or within
+  `RECOVERY_MS` after it came back) may be skipped by the catch-up policy; one-shot jobs and
+  run-now requests fire regardless.
+- Duplicates are counted, not failed: at-least-once allows a repeat when an executor dies
+  mid-call; every repeat must carry the same Idempotency-Key.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+EDIT_SLACK_MS = 200
+RECOVERY_MS = 3000
+RETRY_SPAN_MS = 2000  # the harness's retry policy retries within this long after a failure
+CLOCK_SLACK_MS = 1  # ms rounding between datetimes, floats and headers
+
+CommandKind = Literal["create", "cancel", "pause", "resume", "patch", "run"]
+ONE_SHOT = frozenset({"once", "delay", "now"})
+
+
+@dataclass
+class Command:
+    kind: CommandKind
+    sent_ms: int
+    acked_ms: int
+    applied_ms: int | None = None  # None until the writer's event was seen
+    path: str | None = None  # patch: the sink path the job moves to
+    run_id: str | None = None  # run: the run id the 202 named
+
+
+@dataclass
+class JobHistory:
+    key: str
+    job_id: str
+    schedule: dict[str, Any]
+    path: str
+    created_ms: int
+    commands: list[Command] = field(default_factory=list)  # after the create, in order
+    applied_ms: int | None = None  # when the writer applied the create
+    fail_first: bool = False  # the sink answers 500 to attempt 1: every run needs a retry
+
+    @property
+    def one_shot(self) -> bool:
+        return self.schedule["type"] in ONE_SHOT
+
+    def paths(self) -> frozenset[str]:
+        return frozenset([self.path, *(c.path for c in self.commands if c.path)])
+
+
+@dataclass(frozen=True)
+class Slot:
+    """A firing the sink may see: by run id, or by scheduled instant within [lo, hi]."""
+
+    lo_ms: int
+    hi_ms: int
+    paths: frozenset[str]
+    required: bool
+    run_id: str | None = None
+
+    def matches(self, hit: Hit) -> bool:
+        if hit.path not in self.paths:
+            return False
+        if self.run_id is not None:
+            return hit.run_id == self.run_id
+        return self.lo_ms - CLOCK_SLACK_MS <= hit.scheduled_ms <= self.hi_ms + CLOCK_SLACK_MS
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One request the sink received, as the executor labelled it."""
+
+    path: str
+    job_id: str
+    run_id: str
+    idempotency_key: str
+    scheduled_ms: int
+    attempt: int
+    received_ms: int
+
+    @classmethod
+    def from_headers(cls, path: str, headers: dict[str, str], received_s: float) -> Hit:
+        h = {k.lower(): v for k, v in headers.items()}
+        scheduled = datetime.fromisoformat(h["x-duetime-scheduled-at"].replace("Z", "+00:00"))
+        return cls(path=path, job_id=h["x-duetime-job-id"], run_id=h["x-duetime-run-id"],
+                   idempotency_key=h.get("idempotency-key", ""),
+                   scheduled_ms=round(scheduled.timestamp() * 1000),
+                   attempt=int(h["x-duetime-attempt"]), received_ms=round(received_s * 1000))
+
+
+@dataclass
+class Expectation:
+    slots: list[Slot]
+    final_states: frozenset[str]
+    # Required slots whose retry must also be seen: no command and no outage could stop it.
+    retried: set[Slot] = field(default_factory=set)
+
+
+def _zone(cmd: Command) -> tuple[int, int]:
+    end = cmd.applied_ms + EDIT_SLACK_MS if cmd.applied_ms is not None else 2**62
+    return cmd.sent_ms, end
+
+
+def _in_any(t: int, windows: list[tuple[int, int]]) -> bool:
+    return any(lo <= t <= hi for lo, hi in windows)
+
+
+def _state_at(job: JobHistory, t: int) -> tuple[str, str]:
+    """The job's state and path for a firing at `t`, from the commands applied before it."""
+    state, path = "active", job.path
+    for cmd in job.commands:
+        if cmd.applied_ms is None or cmd.applied_ms > t:
+            break
+        if cmd.kind == "cancel":
+            state = "cancelled"
+        elif cmd.kind == "pause" and state == "active":
+            state = "paused"
+        elif cmd.kind == "resume" and state == "paused":
+            state = "active"
+        elif cmd.kind == "patch" and cmd.path:
+            path = cmd.path
+    return state, path
+
+
+def one_shot_instant(job: JobHistory) -> int:
+    sched = job.schedule
+    if sched["type"] == "once":
+        at = datetime.fromisoformat(sched["at"].replace("Z", "+00:00"))
+        return round(at.timestamp() * 1000)
+    if sched["type"] == "delay":
+        return job.created_ms + round(float(sched["seconds"]) * 1000)
+    return job.created_ms
+
+
+def recurring_instants(job: JobHistory, until_ms: int) -> list[int]:
+    """The schedule's instants from creation to `until_ms`, computed independently of
+    duetime.schedule: interval = created + k·N (k ≥ 1); `*/k * * * * *` in UTC = every
+    whole second divisible by k."""
+    sched = job.schedule
+    out: list[int] = []
+    if sched["type"] == "interval":
+        step = int(sched["every_seconds"]) * 1000
+        t = job.created_ms + step
+        while t <= until_ms:
+            out.append(t)
+            t += step
+        return out
+    every = int(sched["expression"].split()[0].removeprefix("*/") or 1) * 1000
+    t = (job.created_ms // every + 1) * every
+    while t <= until_ms:
+        out.append(t)
+        t += every
+    return out
+
+
+def _overlaps(span: tuple[int, int], windows: list[tuple[int, int]]) -> bool:
+    return any(lo <= span[1] and span[0] <= hi for lo, hi in windows)
+
+
+@dataclass
+class _Windows:
+    """The instants around which the model cannot say what happens."""
+
+    zones: list[tuple[int, int]]  # a command in flight: sent .. applied + slack
+    stoppers: list[tuple[int, int]]  # the zones of commands that stop an owed firing
+    outage: list[tuple[int, int]]  # a firing-path service down, plus its recovery
+
+    @classmethod
+    def of(cls, job: JobHistory, faults: list[tuple[int, int]]) -> _Windows:
+        # Pause and resume do not stop an owed firing (a one-shot or a run-now fires
+        # regardless); a cancel does, and so does an edit that supersedes it.
+        return cls([_zone(c) for c in job.commands if c.kind != "run"],
+                   [_zone(c) for c in job.commands if c.kind in ("cancel", "patch")],
+                   [(lo - EDIT_SLACK_MS, hi + RECOVERY_MS) for lo, hi in faults])
+
+    def owed_until(self, t: int) -> int:
+        """When an owed firing due at `t` happens at the latest: at once, or when the outage
+        around it ends."""
+        return max([t, *(hi for lo, hi in self.outage if lo <= t <= hi)])
+
+
+def _scheduled(job: JobHistory, w: _Windows, t: int) -> Slot | None:
+    everywhere = job.paths()
+    # A one-shot job due before the writer stored it fires at once: judge it then.
+    at = max(t, job.applied_ms or job.created_ms) if job.one_shot else t
+    if _in_any(at, w.zones) or (job.one_shot and _overlaps((at, w.owed_until(at)), w.stoppers)):
+        return Slot(t, t, everywhere, required=False)
+    state, path = _state_at(job, at)
+    if state != "active":
+        return None
+    if job.one_shot:
+        # Fired late after an outage, a one-shot job runs the spec current at dispatch.
+        paths = everywhere if _in_any(at, w.outage) else frozenset([path])
+        return Slot(t, t, paths, required=True)
+    return Slot(t, t, frozenset([path]), required=not _in_any(t, w.outage))
+
+
+def expect(job: JobHistory, faults: list[tuple[int, int]], until_ms: int) -> Expectation:
+    """Every firing of `job` the contract requires or tolerates up to `until_ms`."""
+    w = _Windows.of(job, faults)
+    instants = [one_shot_instant(job)] if job.one_shot else recurring_instants(job, until_ms)
+    slots = [slot for t in instants if (slot := _scheduled(job, w, t)) is not None]
+    for cmd in job.commands:
+        if cmd.kind == "run" and cmd.run_id is not None:
+            # Run-now fires even while paused; a cancel or an edit before it ran may stop it.
+            span = (cmd.sent_ms, w.owed_until(cmd.acked_ms) + EDIT_SLACK_MS)
+            slots.append(Slot(cmd.acked_ms, cmd.acked_ms, job.paths(),
+                              required=not _overlaps(span, w.stoppers), run_id=cmd.run_id))
+    retried: set[Slot] = set()
+    if job.fail_first:
+        retried = {s for s in slots if s.required
+                   and not _overlaps((s.lo_ms, s.hi_ms + RETRY_SPAN_MS), [*w.zones, *w.outage])}
+    return Expectation(slots, frozenset([_final_state(job)]), retried)
+
+
+def _final_state(job: JobHistory) -> str:
+    kinds = [c.kind for c in job.commands if c.kind in ("cancel", "pause", "resume")]
+    if "cancel" in kinds:
+        return "cancelled"
+    if job.one_shot:
+        return "completed"
+    return "paused" if kinds and kinds[-1] == "pause" else "active"
+
+
+@dataclass
+class Verdict:
+    lost: list[Slot] = field(default_factory=list)  # must-fire, never received
+    unexpected: list[Hit] = field(default_factory=list)  # must-not-fire, received
+    early: list[Hit] = field(default_factory=list)  # received before its scheduled instant
+    retry_missing: list[Slot] = field(default_factory=list)  # attempt 1 failed, no attempt 2
+    wrong_key: list[Hit] = field(default_factory=list)  # Idempotency-Key is not the run id
+    duplicates: int = 0  # the same attempt of a run received more than once
+
+    @property
+    def ok(self) -> bool:
+        return not (self.lost or self.unexpected or self.early or self.retry_missing
+                    or self.wrong_key)
+
+
+def check(job: JobHistory, expectation: Expectation, hits: list[Hit]) -> Verdict:
+    v = Verdict()
+    for hit in hits:
+        if hit.received_ms < hit.scheduled_ms - CLOCK_SLACK_MS:
+            v.early.append(hit)
+        if hit.idempotency_key != hit.run_id:
+            v.wrong_key.append(hit)
+        if not any(s.matches(hit) for s in expectation.slots):
+            v.unexpected.append(hit)
+    counts = Counter((h.run_id, h.attempt) for h in hits)
+    v.duplicates = sum(n - 1 for n in counts.values())
+    for slot in expectation.slots:
+        if not slot.required:
+            continue
+        matched = [h for h in hits if slot.matches(h)]
+        if not matched:
+            v.lost.append(slot)
+        elif slot in expectation.retried and not any(h.attempt >= 2 for h in matched):
+            v.retry_missing.append(slot)
+    return v

@@ -1,0 +1,92 @@
+"""The reference model and its checker on hand-written histories: each promise it enforces
+is shown failing on a history that breaks it."""
+
+from __future__ import annotations
+
+from tests.model.model import Command, Hit, JobHistory, check, expect
+
+T0 = 1_800_000_000_000
+
+
+def interval(every: int = 2, **extra: object) -> JobHistory:
+    return JobHistory("j", "job", {"type": "interval", "every_seconds": every}, "/p/v0", T0,
+                      **extra)  # type: ignore[arg-type]
+
+
+def hit(at: int, path: str = "/p/v0", received: int | None = None, attempt: int = 1,
+        run_id: str | None = None) -> Hit:
+    rid = run_id or f"r{at}"
+    return Hit(path, "job", rid, rid, at, attempt, at if received is None else received)
+
+
+def test_an_undisturbed_interval_must_fire_at_every_instant_and_nowhere_else() -> None:
+    job = interval()
+    exp = expect(job, [], T0 + 6000)
+    assert [(s.lo_ms, s.required) for s in exp.slots] == [(T0 + 2000, True), (T0 + 4000, True),
+                                                           (T0 + 6000, True)]
+    good = [hit(T0 + 2000), hit(T0 + 4000), hit(T0 + 6000)]
+    assert check(job, exp, good).ok
+    lost = check(job, exp, good[:2])
+    assert [s.lo_ms for s in lost.lost] == [T0 + 6000]
+    extra = check(job, exp, [*good, hit(T0 + 5000)])
+    assert [h.scheduled_ms for h in extra.unexpected] == [T0 + 5000]
+    early = check(job, exp, [hit(T0 + 2000, received=T0 + 1990), *good[1:]])
+    assert len(early.early) == 1 and not early.ok
+
+
+def test_nothing_may_fire_after_a_cancel_took_effect_and_the_edge_is_tolerated() -> None:
+    job = interval(commands=[Command("cancel", T0 + 3900, T0 + 3905, applied_ms=T0 + 3910)])
+    exp = expect(job, [], T0 + 10_000)
+    assert [(s.lo_ms, s.required) for s in exp.slots] == [(T0 + 2000, True), (T0 + 4000, False)]
+    assert check(job, exp, [hit(T0 + 2000), hit(T0 + 4000)]).ok  # inside the edit slack
+    late = check(job, exp, [hit(T0 + 2000), hit(T0 + 6000)])
+    assert [h.scheduled_ms for h in late.unexpected] == [T0 + 6000]
+    assert exp.final_states == {"cancelled"}
+
+
+def test_an_edit_moves_later_firings_to_the_new_target() -> None:
+    job = interval(commands=[Command("patch", T0 + 2500, T0 + 2510, applied_ms=T0 + 2520,
+                                     path="/p/v1")])
+    exp = expect(job, [], T0 + 4000)
+    assert check(job, exp, [hit(T0 + 2000), hit(T0 + 4000, "/p/v1")]).ok
+    stale = check(job, exp, [hit(T0 + 2000), hit(T0 + 4000, "/p/v0")])
+    assert stale.lost and stale.unexpected
+
+
+def test_paused_firings_must_not_happen_and_run_now_must() -> None:
+    job = interval(commands=[
+        Command("pause", T0 + 1000, T0 + 1005, applied_ms=T0 + 1010),
+        Command("run", T0 + 3000, T0 + 3004, applied_ms=T0 + 3006, run_id="manual"),
+    ])
+    exp = expect(job, [], T0 + 6000)
+    assert check(job, exp, [hit(T0 + 3004, run_id="manual")]).ok
+    assert check(job, exp, []).lost  # the run-now is owed
+    assert check(job, exp, [hit(T0 + 3004, run_id="manual"), hit(T0 + 4000)]).unexpected
+    assert exp.final_states == {"paused"}
+
+
+def test_outages_excuse_recurring_firings_but_never_one_shot_ones() -> None:
+    job = interval()
+    exp = expect(job, [(T0 + 3000, T0 + 4500)], T0 + 10_000)
+    assert {s.lo_ms: s.required for s in exp.slots}[T0 + 4000] is False
+    once = JobHistory("o", "job", {"type": "delay", "seconds": 4}, "/p/v0", T0)
+    exp = expect(once, [(T0 + 3000, T0 + 4500)], T0 + 10_000)
+    assert [(s.lo_ms, s.required) for s in exp.slots] == [(T0 + 4000, True)]
+    assert exp.final_states == {"completed"}
+
+
+def test_a_one_shot_due_before_it_was_stored_is_judged_when_it_was_stored() -> None:
+    job = JobHistory("o", "job", {"type": "once", "at": "2026-01-01T00:00:00Z"}, "/p/v0", T0,
+                     commands=[Command("cancel", T0 + 5, T0 + 8, applied_ms=T0 + 12)],
+                     applied_ms=T0 + 10)
+    exp = expect(job, [], T0 + 10_000)
+    assert [s.required for s in exp.slots] == [False]  # cancelled right after: it may have fired
+
+
+def test_a_failed_first_attempt_must_be_retried_and_repeats_are_counted() -> None:
+    job = interval(fail_first=True)
+    exp = expect(job, [], T0 + 2000)
+    assert check(job, exp, [hit(T0 + 2000), hit(T0 + 2000, attempt=2)]).ok
+    assert check(job, exp, [hit(T0 + 2000)]).retry_missing
+    twice = check(job, exp, [hit(T0 + 2000), hit(T0 + 2000), hit(T0 + 2000, attempt=2)])
+    assert twice.ok and twice.duplicates == 1
