@@ -18,6 +18,9 @@ while persisting a ``take()`` batch, (2) an agent with ``concurrency=2`` and one
 After each, the group's committed offset is read from Kafka.
 
     .venv/bin/python bench/faust_vs_aiokafka.py --bootstrap 127.0.0.1:19092 --messages 50000
+
+faust-streaming is not a runtime dependency of duetime (ADR 0006), so `make setup` does not
+install it. Install the bench's extra first: `.venv/bin/pip install -e '.[dev,faust-bench]'`.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib.util
 import logging
 import math
 import os
@@ -536,6 +540,9 @@ def main() -> None:
     parser.add_argument("--live", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--spawn", type=float, default=0.0, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if importlib.util.find_spec("faust") is None:
+        sys.exit("faust-streaming is not installed (not a runtime dependency, ADR 0006): "
+                 ".venv/bin/pip install -e '.[dev,faust-bench]'")
     if args.role:
         child_main(args)
     else:
