@@ -32,12 +32,13 @@ from pydantic import Field, ValidationError
 from redis.exceptions import RedisError
 
 from duetime import kafka
+from duetime.clock import ReferenceClock, redis_time
 from duetime.due_set import DueSet, Entry
 from duetime.lifecycle import Lifecycle
 from duetime.ops import ops_app, serve
 from duetime.redis_client import redis_client
 from duetime.settings import HttpSettings, KafkaSettings, RedisSettings
-from duetime.timeutil import now_ms, to_ms, utcnow
+from duetime.timeutil import from_ms, to_ms, utcnow
 from executor.offsets import OffsetTracker
 from executor.outcome import Outcome, backoff_seconds, should_retry
 from executor.targets import fire_http, fire_kafka
@@ -84,8 +85,10 @@ class Topics:
 class Executor:
     def __init__(self, due_set: DueSet, producer: AIOKafkaProducer,
                  session: aiohttp.ClientSession, settings: Settings,
-                 topics: Topics | None = None) -> None:
+                 topics: Topics | None = None, clock: ReferenceClock | None = None) -> None:
         self.due_set, self.producer, self.session = due_set, producer, session
+        # "Due" and leases are judged by the due-set's Redis clock, not this machine's (ADR 0012).
+        self.clock = clock or ReferenceClock(redis_time(due_set.redis))
         self.settings = settings
         self.topics = topics or Topics()
         self.id = settings.executor_id or f"{socket.gethostname()}-{os.getpid()}"
@@ -116,7 +119,7 @@ class Executor:
                                 reason=f"invalid run request: {exc}"[:2000], at=utcnow())
             await self.producer.send_and_wait(self.topics.dlq, kafka.encode(letter), key=msg.key)
             return None
-        verdict = await self.due_set.claim(entry, req.member, self.id, now_ms(),
+        verdict = await self.due_set.claim(entry, req.member, self.id, await self.clock.now_ms(),
                                            self.settings.lease_ms)
         if verdict != "ok":
             SKIPPED.labels(verdict).inc()
@@ -151,17 +154,17 @@ class Executor:
             self.held.pop(entry.runkey, None)
 
     async def run(self, req: RunRequested, entry: Entry, raw: bytes) -> None:
-        wait = (to_ms(req.due_at) - now_ms()) / 1000
-        if wait > 0:
-            await asyncio.sleep(wait)  # dispatched a little early on purpose: never fire early
-        verdict = await self.due_set.start(entry, req.overlap, now_ms())
+        # Dispatched a little early on purpose: wait until the reference clock has certainly
+        # reached the due instant, however far this machine's clock is off (ADR 0012).
+        await self.clock.wait_until(to_ms(req.due_at))
+        verdict = await self.due_set.start(entry, req.overlap, await self.clock.now_ms())
         if verdict in NOT_STARTED:
             await self.finish(req, entry, Outcome(*NOT_STARTED[verdict]), None, None)
             return
         if verdict.startswith("replace:"):
             await self.due_set.redis.set(self.due_set.abort_key(verdict.split(":", 1)[1]),
                                          "replaced by a newer run", ex=3600)
-        started = utcnow()
+        started = from_ms(await self.clock.now_ms())
         lateness = max(0, to_ms(started) - to_ms(req.due_at))
         LATENESS.observe(lateness / 1000)
         running = asyncio.create_task(self.report_running(req, started, lateness))
@@ -252,7 +255,7 @@ class Executor:
 
         Returns whether this was the run's final attempt.
         """
-        finished = utcnow()
+        finished = from_ms(await self.clock.now_ms())  # same clock as `started` and retries' due
         retry = should_retry(outcome, req.attempt, req.retry)
         retry_at = finished + timedelta(seconds=backoff_seconds(req.retry, req.attempt))
         event = self.status_event(
@@ -462,7 +465,7 @@ async def maintain_leases(executor: Executor, settings: Settings, until: asyncio
     """
     while not await _sleep_until(until, min(1.0, settings.lease_ms / 3000)):
         try:
-            now = now_ms()
+            now = await executor.clock.now_ms()
             if executor.held:
                 await executor.due_set.renew(executor.id, list(executor.held.values()),
                                              now + settings.lease_ms)
@@ -490,6 +493,7 @@ def workers(executor: Executor, consumer: Consumer) -> dict[str, Coroutine[Any, 
         "commit": consumer.commit_loop(),
         "leases": maintain_leases(executor, executor.settings, consumer.drained),
         "aborts": watch_aborts(executor, consumer.drained),
+        "clock": executor.clock.keep_synced(consumer.drained),
     }
 
 

@@ -15,6 +15,7 @@ import pytest
 from aiokafka.errors import KafkaTimeoutError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from duetime.clock import ReferenceClock, wall_ms
 from duetime.due_set import DueSet, Entry
 from duetime.timeutil import to_ms
 from executor.service import Executor, Settings
@@ -79,9 +80,13 @@ def _request(entry: Entry, max_attempts: int = 1) -> RunRequested:
                         member=entry.member(), dispatched_at=at)
 
 
+async def _this_machine() -> float:
+    return wall_ms()  # no Redis here: this machine's clock is the reference
+
+
 def _executor(producer: FlakyProducer, fail_completes: int = 0) -> tuple[Executor, FlakyDueSet]:
     executor = Executor(cast(DueSet, None), cast(Any, producer), cast(Any, None),
-                        Settings(executor_id="x1"))
+                        Settings(executor_id="x1"), clock=ReferenceClock(_this_machine))
     due = FlakyDueSet(executor.held, fail_completes)
     executor.due_set = cast(DueSet, due)
     return executor, due
