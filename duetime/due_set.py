@@ -19,10 +19,15 @@ from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
 from duetime.run_ids import run_id_for
+from duetime.timeutil import now_ms
 
 SCHEDULED = "s"
 MANUAL = "m"  # a run-now entry: fires even while the job is paused
 MANUAL_OVERRIDE = "o"  # a run-now entry that also ignores the overlap policy
+FINISHED_STATES = ("cancelled", "completed")
+# How long a run request can still arrive after its attempt ran or its job ended
+# (RedeliverySettings.run_redelivery_seconds): the done flags' lifetime and the tombstones' grace.
+REDELIVERY_WINDOW_S = 6 * 3600
 
 
 @dataclass(frozen=True)
@@ -76,10 +81,12 @@ def _script(redis: Redis, name: str) -> AsyncScript:
 
 
 class DueSet:
-    def __init__(self, redis: Redis, shards: int, prefix: str = "dt") -> None:
+    def __init__(self, redis: Redis, shards: int, prefix: str = "dt", *,
+                 redelivery_window_s: int = REDELIVERY_WINDOW_S) -> None:
         self.redis = redis
         self.shards = shards
         self.prefix = prefix
+        self.redelivery_window_s = redelivery_window_s
         self._pop = _script(redis, "pop_due")
         self._requeue_inflight = _script(redis, "requeue_inflight")
         self._claim = _script(redis, "claim_run")
@@ -87,6 +94,7 @@ class DueSet:
         self._renew = _script(redis, "renew_leases")
         self._requeue_expired = _script(redis, "requeue_expired_leases")
         self._start = _script(redis, "start_run")
+        self._trim_finished = _script(redis, "trim_finished")
 
     # -- keys ---------------------------------------------------------------------------
     def shard_of(self, job_id: str) -> int:
@@ -107,12 +115,24 @@ class DueSet:
         template: dict[str, Any] | None,
         entries: Sequence[Entry],
     ) -> None:
-        """Publish a job's current version/state (and run template), and add its entries."""
+        """Publish a job's current version/state (and run template), and add its entries.
+
+        A cancelled job loses its run template at once (nothing of it runs again) and, like a
+        completed one, becomes a tombstone: `trim_finished` forgets it once no run request of
+        it can arrive any more (a completed job's run-now entry is due first).
+        """
         shard = self.shard_of(job_id)
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hset(self.key("jobs", shard), job_id, f"{version}|{state}")
-            if template is not None:
+            if state == "cancelled":
+                pipe.hdel(self.key("specs", shard), job_id)
+            elif template is not None:
                 pipe.hset(self.key("specs", shard), job_id, orjson.dumps(template))
+            if state in FINISHED_STATES:
+                ended = max([now_ms(), *(e.scheduled_ms for e in entries)])
+                pipe.zadd(self.key("finished", shard), {job_id: ended})
+            else:
+                pipe.zrem(self.key("finished", shard), job_id)
             if entries:
                 pipe.zadd(
                     self.key("due", shard),
@@ -122,12 +142,58 @@ class DueSet:
             await pipe.execute()
 
     async def forget(self, job_id: str, version: int, state: str) -> None:
-        """Mark a job finished: its remaining entries are dropped at pop time."""
+        """Mark a job finished: its remaining entries are dropped at pop time.
+
+        It stays a tombstone (so run requests already sent are refused at start) until
+        `trim_finished` forgets it.
+        """
         shard = self.shard_of(job_id)
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hset(self.key("jobs", shard), job_id, f"{version}|{state}")
             pipe.hdel(self.key("specs", shard), job_id)
+            pipe.zadd(self.key("finished", shard), {job_id: now_ms()})
             await pipe.execute()
+
+    async def trim_finished(self, at_ms: int, limit: int = 1000) -> int:
+        """Forget jobs that ended more than the redelivery window ago; returns how many."""
+        before = at_ms - self.redelivery_window_s * 1000
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for shard in range(self.shards):
+                await self._trim_finished(
+                    keys=[self.key("finished", shard), self.key("jobs", shard),
+                          self.key("specs", shard)],
+                    args=[before, limit], client=pipe)
+            return sum(int(n) for n in await pipe.execute())
+
+    async def adopt_finished(self, at_ms: int) -> int:
+        """Give every finished job without a tombstone time one (jobs that ended before
+        tombstones were trimmed); done once per Redis dataset. Returns how many."""
+        marker = f"{self.prefix}:finished-adopted"
+        if await self.redis.exists(marker):
+            return 0
+        adopted = 0
+        for shard in range(self.shards):
+            ended: dict[str, int] = {}
+            async for job_id, meta in self.redis.hscan_iter(self.key("jobs", shard), count=1000):
+                if _text(meta).rpartition("|")[2] in FINISHED_STATES:
+                    ended[_text(job_id)] = at_ms
+                if len(ended) >= 1000:
+                    adopted += await self._add_finished(shard, ended)
+                    ended = {}
+            adopted += await self._add_finished(shard, ended)
+        await self.redis.set(marker, at_ms)
+        return adopted
+
+    async def _add_finished(self, shard: int, ended: dict[str, int]) -> int:
+        if not ended:
+            return 0
+        return int(await self.redis.zadd(self.key("finished", shard), ended, nx=True) or 0)
+
+    async def memory(self) -> tuple[int, int]:
+        """Redis's used memory and its `maxmemory` (0: unlimited), in bytes."""
+        info = await self.redis.info("memory")
+        return int(info["used_memory"]), int(info.get("maxmemory", 0))
+
 
     # -- dispatching ----------------------------------------------------------------------
     def _pop_keys(self, shard: int) -> list[str]:
@@ -177,14 +243,19 @@ class DueSet:
         ))
 
     async def complete(self, entry: Entry, retry: Entry | None, retry_at_ms: int,
-                       done_ttl_s: int = 7 * 86400) -> None:
+                       done_ttl_s: int = 0) -> None:
+        """Finish an attempt (see complete_run.lua).
+
+        Its done flag refuses a redelivered request for `done_ttl_s` seconds; 0 (the default)
+        means this due-set's redelivery window, which bounds how many flags Redis holds.
+        """
         shard = self.shard_of(entry.job_id)
         await self._complete(
             keys=[self.key("leases", shard), self.key("owners", shard),
                   self.done_key(shard, entry.runkey), self.key("due", shard),
                   self.key("running", shard)],
-            args=[entry.runkey, done_ttl_s, retry.member() if retry else "", retry_at_ms,
-                  entry.job_id],
+            args=[entry.runkey, done_ttl_s or self.redelivery_window_s,
+                  retry.member() if retry else "", retry_at_ms, entry.job_id],
         )
 
     async def start(self, entry: Entry, overlap: str, now_ms: int) -> str:

@@ -33,6 +33,16 @@ class RedisSettings(_Fragment):
     due_shards: int = Field(default=4, ge=1, le=1024)
 
 
+class RedeliverySettings(_Fragment):
+    # How long a run request can still reach an executor after its attempt ran or its job
+    # ended: a request whose offset was not committed before every executor stopped comes back
+    # when they return. For this long a finished attempt refuses a redelivered request (its
+    # done flag) and a cancelled or completed job keeps its tombstone in the due-set; after it,
+    # both are forgotten, which bounds Redis (docs/operations.md, "Bounded growth"; ADR 0013).
+    # An executor outage longer than this may re-run such an attempt (at least once holds).
+    run_redelivery_seconds: int = Field(default=6 * 3600, ge=60)
+
+
 class HttpSettings(_Fragment):
     http_host: str = "127.0.0.1"
     http_port: int = 0

@@ -37,7 +37,7 @@ from duetime.due_set import DueSet, Entry
 from duetime.lifecycle import Lifecycle
 from duetime.ops import ops_app, serve
 from duetime.redis_client import redis_client
-from duetime.settings import HttpSettings, KafkaSettings, RedisSettings
+from duetime.settings import HttpSettings, KafkaSettings, RedeliverySettings, RedisSettings
 from duetime.timeutil import from_ms, to_ms, utcnow
 from executor.offsets import OffsetTracker
 from executor.outcome import Outcome, backoff_seconds, should_retry
@@ -62,7 +62,7 @@ COMMIT_FAILURES = Counter("duetime_executor_commit_failures_total",
 TRANSIENT = (KafkaError, RedisError, OSError, TimeoutError)
 
 
-class Settings(KafkaSettings, RedisSettings, HttpSettings):
+class Settings(KafkaSettings, RedisSettings, RedeliverySettings, HttpSettings):
     http_port: int = 18106
     # Run requests arrive ~100 ms before they are due (the dispatcher's lookahead), so a
     # longer fetch wait costs no lateness and spares the broker hundreds of empty fetches/s.
@@ -503,7 +503,10 @@ async def main(lifecycle: Lifecycle) -> None:
     connector = aiohttp.TCPConnector(limit=settings.http_connections, ttl_dns_cache=300)
     async with kafka.producer(settings, "executor") as producer, \
             aiohttp.ClientSession(connector=connector, auto_decompress=True) as session:
-        executor = Executor(DueSet(redis, settings.due_shards), producer, session, settings)
+        # A finished attempt's done flag lives as long as its request can be redelivered.
+        due_set = DueSet(redis, settings.due_shards,
+                         redelivery_window_s=settings.run_redelivery_seconds)
+        executor = Executor(due_set, producer, session, settings)
         consumer = Consumer(lifecycle, executor, settings)
         try:
             await lifecycle.supervise({

@@ -18,28 +18,36 @@ from duetime.loading import entries_for, plan, run_template
 from duetime.ops import ops_app, serve
 from duetime.redis_client import redis_client
 from duetime.run_ids import run_id_for
-from duetime.settings import HttpSettings, PostgresSettings, RedisSettings
+from duetime.settings import HttpSettings, PostgresSettings, RedeliverySettings, RedisSettings
 from duetime.sql import load_queries
-from duetime.timeutil import to_ms, utcnow
+from duetime.timeutil import now_ms, to_ms, utcnow
 from schemas.api import JobSpec
 
 log = logging.getLogger(__name__)
 QUERIES = load_queries("watcher")
 LOADED = Counter("duetime_watcher_firings_loaded_total", "Firings placed into the due-set")
 DUE_SIZE = Gauge("duetime_due_set_entries", "Entries waiting in the due-set")
+TRIMMED = Counter("duetime_due_set_finished_jobs_forgotten_total",
+                  "Cancelled or completed jobs forgotten by the due-set after the redelivery window")
+USED_MEMORY = Gauge("duetime_redis_used_memory_bytes", "Memory Redis uses (INFO used_memory)")
+MAX_MEMORY = Gauge("duetime_redis_maxmemory_bytes", "Redis's maxmemory (0: unlimited)")
 EPOCH_KEY = "dt:epoch"
 
 
-class Settings(PostgresSettings, RedisSettings, HttpSettings):
+class Settings(PostgresSettings, RedisSettings, RedeliverySettings, HttpSettings):
     http_port: int = 18104
     poll_seconds: float = Field(default=1.0, gt=0)
     window_seconds: float = Field(default=20.0, gt=0)
     batch_size: int = Field(default=500, ge=1)
+    # Above this share of Redis's maxmemory the watcher warns: Redis runs with noeviction, so
+    # once full it refuses writes (commands and firings stop) rather than lose due-set keys.
+    redis_memory_warn_ratio: float = Field(default=0.8, gt=0, le=1)
 
 
 class Watcher:
     def __init__(self, pool: asyncpg.Pool[Any], due_set: DueSet, settings: Settings) -> None:
         self.pool, self.due_set, self.settings = pool, due_set, settings
+        self.memory_warned_ms = 0
 
     async def ensure_redis_intact(self) -> None:
         """If Redis came back empty, reload every pending firing from Postgres."""
@@ -84,6 +92,28 @@ class Watcher:
         return total
 
 
+    async def maintain_redis(self) -> int:
+        """Forget finished jobs past the redelivery window and report Redis's memory.
+
+        Returns how many finished jobs were forgotten.
+        """
+        now = now_ms()
+        adopted = await self.due_set.adopt_finished(now)
+        if adopted:
+            log.info("finished jobs given a tombstone time", extra={"count": adopted})
+        forgotten = await self.due_set.trim_finished(now)
+        TRIMMED.inc(forgotten)
+        used, limit = await self.due_set.memory()
+        USED_MEMORY.set(used)
+        MAX_MEMORY.set(limit)
+        if limit and used >= limit * self.settings.redis_memory_warn_ratio \
+                and now - self.memory_warned_ms >= 60_000:
+            self.memory_warned_ms = now
+            log.warning("redis memory high: it refuses writes when full",
+                        extra={"used_memory": used, "maxmemory": limit})
+        return forgotten
+
+
 async def poll(lifecycle: Lifecycle, watcher: Watcher) -> None:
     lifecycle.ready = True
     while not lifecycle.stop.is_set():
@@ -93,6 +123,7 @@ async def poll(lifecycle: Lifecycle, watcher: Watcher) -> None:
             if loaded:
                 log.info("firings loaded", extra={"count": loaded})
             DUE_SIZE.set((await watcher.due_set.sizes())["due"])
+            await watcher.maintain_redis()
         except (OSError, RedisError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             log.warning("load failed, retrying", extra={"error": repr(exc)})
         if await lifecycle.sleep(watcher.settings.poll_seconds):
@@ -103,7 +134,9 @@ async def main(lifecycle: Lifecycle) -> None:
     settings = Settings()
     redis = redis_client(settings)
     async with postgres.pool(settings) as pool:
-        watcher = Watcher(pool, DueSet(redis, settings.due_shards), settings)
+        due_set = DueSet(redis, settings.due_shards,
+                         redelivery_window_s=settings.run_redelivery_seconds)
+        watcher = Watcher(pool, due_set, settings)
         try:
             await lifecycle.supervise({
                 "http": serve(ops_app(lifecycle), settings.http_host, settings.http_port, lifecycle),

@@ -94,3 +94,6 @@ WHERE j.job_id = c.job_id AND (j.next_run_at IS NULL OR j.next_run_at <= c.fired
 
 -- name: ensure_partitions
 SELECT ensure_job_runs_partitions((now() - interval '1 month')::date, 4)
+
+-- name: expire_runs
+SELECT partition_name, action, runs FROM expire_job_runs($1)

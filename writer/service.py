@@ -27,7 +27,13 @@ from duetime.due_set import DueSet
 from duetime.lifecycle import Lifecycle
 from duetime.ops import ops_app, serve
 from duetime.redis_client import redis_client
-from duetime.settings import HttpSettings, KafkaSettings, PostgresSettings, RedisSettings
+from duetime.settings import (
+    HttpSettings,
+    KafkaSettings,
+    PostgresSettings,
+    RedeliverySettings,
+    RedisSettings,
+)
 from duetime.sql import load_queries
 from duetime.timeutil import to_ms, utcnow
 from schemas.events import ID_PATTERN, DeadLetter, JobCommand, JobEvent, RunStatusChanged
@@ -42,6 +48,9 @@ DEAD = Counter("duetime_writer_dead_letters_total", "Messages sent to a dead-let
 STATUSES = Counter("duetime_writer_run_statuses_total", "Run status events persisted")
 BATCH = Histogram("duetime_writer_batch_seconds", "Time to persist one consumed batch")
 UNSENT = Counter("duetime_writer_unsendable_total", "Outgoing messages Kafka refused for good")
+EXPIRED = Counter("duetime_writer_runs_expired_total",
+                  "job_runs history past its retention: partitions dropped, default rows deleted",
+                  ["action"])
 Outbox = list[tuple[str, bytes | None, bytes]]
 # Postgres error classes that say nothing about the message being applied: the connection,
 # resources, an operator, a conflict to retry, or a deployment whose schema does not match
@@ -69,8 +78,12 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-class Settings(KafkaSettings, PostgresSettings, RedisSettings, HttpSettings):
+class Settings(KafkaSettings, PostgresSettings, RedisSettings, RedeliverySettings, HttpSettings):
     http_port: int = 18103
+    # Run history older than this is dropped a whole month at a time (expire_job_runs, ADR 0013).
+    # At least 31 days, so last month's partition, which maintenance keeps ready, is never
+    # dropped and created again.
+    runs_retention_days: int = Field(default=90, ge=31)
     # Persisting is not on the firing path: a 20 ms fetch wait keeps the read lag low while
     # sparing the broker hundreds of empty fetches per second.
     kafka_fetch_max_wait_ms: int = 20
@@ -211,7 +224,10 @@ class Writer:
                     await self.due_set.load(*applied.load)
                 if applied.cancel_flag is not None:
                     job_id, version = applied.cancel_flag
-                    await self.redis.set(self.due_set.cancel_key(job_id), version, ex=7 * 86400)
+                    # Aborts calls of the job still running (and checked at start with the
+                    # tombstone): needed no longer than a run request can still arrive.
+                    await self.redis.set(self.due_set.cancel_key(job_id), version,
+                                         ex=self.due_set.redelivery_window_s)
             event = applied.event
             APPLIED.labels(cmd.type, "applied").inc()
             log.info("command applied", extra={"job_id": cmd.job_id, "type": cmd.type,
@@ -274,10 +290,23 @@ async def consume(lifecycle: Lifecycle, writer: Writer, settings: Settings) -> N
                 log.warning("commit failed after rebalance", extra={"error": repr(exc)})
 
 
-async def maintain_partitions(lifecycle: Lifecycle, pool: asyncpg.Pool[Any]) -> None:
+async def expire_runs(pool: asyncpg.Pool[Any], retention_days: int) -> list[asyncpg.Record]:
+    """Drop job_runs history past its retention; returns what was done (expire_job_runs)."""
+    done = await pool.fetch(QUERIES["expire_runs"], utcnow() - timedelta(days=retention_days))
+    for row in done:
+        EXPIRED.labels(row["action"].split(":")[0]).inc()
+        level = logging.WARNING if row["action"].startswith("kept") else logging.INFO
+        log.log(level, "run history expired", extra={
+            "partition": row["partition_name"], "action": row["action"], "runs": row["runs"]})
+    return done
+
+
+async def maintain_partitions(lifecycle: Lifecycle, pool: asyncpg.Pool[Any],
+                              settings: Settings) -> None:
     while not lifecycle.stop.is_set():
         try:
             await pool.execute(QUERIES["ensure_partitions"])
+            await expire_runs(pool, settings.runs_retention_days)
         except Exception as exc:
             if not transient(exc):
                 raise
@@ -289,14 +318,14 @@ async def maintain_partitions(lifecycle: Lifecycle, pool: asyncpg.Pool[Any]) -> 
 async def main(lifecycle: Lifecycle) -> None:
     settings = Settings()
     redis = redis_client(settings)
-    due_set = DueSet(redis, settings.due_shards)
+    due_set = DueSet(redis, settings.due_shards, redelivery_window_s=settings.run_redelivery_seconds)
     async with postgres.pool(settings) as pool, kafka.producer(settings, "writer") as producer:
         writer = Writer(pool, producer, due_set, redis, settings)
         try:
             await lifecycle.supervise({
                 "http": serve(ops_app(lifecycle), settings.http_host, settings.http_port, lifecycle),
                 "consume": consume(lifecycle, writer, settings),
-                "partitions": maintain_partitions(lifecycle, pool),
+                "partitions": maintain_partitions(lifecycle, pool, settings),
             })
         finally:
             await redis.aclose()

@@ -18,6 +18,7 @@
 # DUETIME_STACK_INFRA_ONLY=1 makes `up` start only kafka, postgres, redis and the gateway.
 # Ports: DUETIME_{KAFKA,KAFKA_CONTROLLER,POSTGRES,REDIS,GATEWAY}_PORT and
 # DUETIME_{JOB_SERVICE,SEARCH_SERVICE,WRITER,WATCHER,DISPATCHER,EXECUTOR}_PORT.
+# DUETIME_REDIS_MAXMEMORY (default 1gb): Redis refuses writes beyond it (noeviction; ADR 0013).
 set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -39,6 +40,8 @@ KAFKA_PORT="${DUETIME_KAFKA_PORT:-19092}"
 KAFKA_CONTROLLER_PORT="${DUETIME_KAFKA_CONTROLLER_PORT:-19093}"
 POSTGRES_PORT="${DUETIME_POSTGRES_PORT:-15432}"
 REDIS_PORT="${DUETIME_REDIS_PORT:-16379}"
+# A full Redis must refuse writes loudly, never evict: an evicted due-set key is a lost firing.
+REDIS_MAXMEMORY="${DUETIME_REDIS_MAXMEMORY:-1gb}"
 GATEWAY_PORT="${DUETIME_GATEWAY_PORT:-18080}"
 
 INFRA=(kafka postgres redis)
@@ -564,6 +567,7 @@ start_redis() {
     log "redis: starting on 127.0.0.1:$REDIS_PORT"
     setsid nohup redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --protected-mode yes \
         --dir "$REDIS_DIR" --appendonly yes --appendfsync everysec --save '' --daemonize no \
+        --maxmemory "$REDIS_MAXMEMORY" --maxmemory-policy noeviction \
         >>"$logf" 2>&1 </dev/null 9>&- &
     echo $! >"$(pid_file redis)"
     wait_ready redis "$REDIS_READY_TIMEOUT" redis_ready "$logf"

@@ -455,3 +455,33 @@ def test_compose_api_keys_are_marked_development_only() -> None:
     if not re.search(r"(?i)development", text) or not re.search(r"(?i)replace", text):
         problems.append("the file must say that its key is for development only and must be replaced")
     assert not problems, _report(_rel(COMPOSE_KEYS), problems)
+
+
+# ---- redis ----------------------------------------------------------------------------------
+
+# Persistence and memory flags; with noeviction a full Redis refuses writes instead of evicting a
+# due-set key, which would lose a firing (ADR 0013).
+REDIS_FLAGS = ("appendonly", "appendfsync", "save", "maxmemory", "maxmemory-policy")
+
+
+def _redis_flags(words: list[str], defaults: dict[str, str]) -> dict[str, str]:
+    flags = {}
+    for i, word in enumerate(words[:-1]):
+        if word.startswith("--") and word[2:] in REDIS_FLAGS:
+            value = words[i + 1]
+            flags[word[2:]] = defaults.get(value, value)
+    return flags
+
+
+def test_redis_persistence_and_memory_limit_match_the_local_stack() -> None:
+    text = STACK_SH.read_text()
+    started = re.search(r"nohup redis-server (.*?)>>", text, re.S)
+    default = re.search(r'REDIS_MAXMEMORY="\$\{DUETIME_REDIS_MAXMEMORY:-([^}]+)\}"', text)
+    assert started and default, f"{_rel(STACK_SH)}: cannot find how redis-server is started"
+    local = _redis_flags(shlex.split(started.group(1).replace("\\\n", " ")),
+                         {"$REDIS_MAXMEMORY": default.group(1)})
+    command = _service("redis").get("command") or []
+    compose = _redis_flags([str(word) for word in command],
+                           {f"${{DUETIME_REDIS_MAXMEMORY:-{default.group(1)}}}": default.group(1)})
+    assert local == compose, f"redis flags differ: {_rel(STACK_SH)} {local}, {_rel(COMPOSE)} {compose}"
+    assert local.get("maxmemory-policy") == "noeviction" and local.get("maxmemory"), local
