@@ -38,6 +38,12 @@ from schemas.events import CommandType, JobCommand
 JobLookup = Callable[[str], Awaitable[tuple[str, dict[str, Any]] | None]]
 RETRY_AFTER = {"Retry-After": "2"}
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
+# The two 503s (ADR 0012): the first never takes effect; the second may, if Kafka appended the
+# command in time but its answer was lost or late. A create retried with the same
+# Idempotency-Key yields one job either way.
+NOT_ACCEPTED = "the command log is not accepting writes; the command was not accepted; retry later"
+UNKNOWN_OUTCOME = ("the command log did not confirm the write in time; the command may still "
+                   "take effect; retry (with the same Idempotency-Key for a create)")
 # How long a PATCH of a job not yet persisted waits for the writer before it is accepted on the
 # strength of its id alone (the writer then validates the merged spec; see ADR 0009).
 WRITER_WAIT_SECONDS = 1.0
@@ -86,7 +92,7 @@ class JobRoutes:
             await self.publisher.publish(command)
         except Unavailable as exc:
             raise ProblemError(503, "Service unavailable",
-                               "the command log is not accepting writes; retry later",
+                               UNKNOWN_OUTCOME if exc.unknown else NOT_ACCEPTED,
                                headers=RETRY_AFTER) from exc
 
     async def current_spec(self, request: Request, job_id: str) -> dict[str, Any] | None:
