@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from duetime.catchup import Outage, Verdict, decide, outage_of
 from duetime.due_set import SCHEDULED, Popped
 from duetime.timeutil import from_ms
 from schemas.events import RunRequested, RunStatusChanged
@@ -48,38 +49,27 @@ def skipped_status(popped: Popped, reason: str, now: datetime) -> RunStatusChang
     )
 
 
-def _missed(p: Popped, now_ms: int, grace_ms: int) -> bool:
+def _verdict(p: Popped, outages: list[Outage]) -> Verdict:
     e, spec = p.entry, p.spec or {}
-    return (e is not None and e.flag == SCHEDULED and e.attempt == 1
-            and not spec.get("one_shot", False) and now_ms - p.due_ms > grace_ms)
+    if e is None or e.flag != SCHEDULED or e.attempt != 1 or spec.get("one_shot", False):
+        return "fire"  # run-now entries, retries and one-shot jobs always fire
+    outage = outage_of(e.scheduled_ms, outages)
+    if outage is None:
+        return "fire"  # on time, or late because the system was busy: never missed
+    return decide(str(spec.get("catchup", "latest")), int(spec.get("catchup_window_seconds", 3600)),
+                  e.scheduled_ms, p.next_ms, outage)
 
 
-def apply_catchup(popped: list[Popped], now_ms: int,
-                  grace_ms: int) -> tuple[list[Popped], list[Popped]]:
+def apply_catchup(popped: list[Popped], outages: list[Outage]) -> tuple[list[Popped], list[Popped]]:
     """Split runnable entries into (to fire, to skip) by each job's catch-up policy.
 
-    An entry popped more than `grace_ms` after it was due was missed while dispatching was down.
-    Recurring jobs then follow their policy: `latest` fires only the newest missed firing (of
-    this pop), `none` fires none, `all` fires those inside the catch-up window. Run-now entries,
-    retries and one-shot jobs always fire.
+    An entry was missed only if its instant fell inside an outage of its shard (a gap in the
+    dispatching path's heartbeat), however late it is popped (ADR 0011). Recurring jobs then
+    follow their policy (duetime/catchup.py): `latest` fires only the job's newest firing of
+    that outage, `none` none, `all` those inside the catch-up window before the outage ended.
     """
     fire: list[Popped] = []
     skip: list[Popped] = []
-    latest: dict[str, Popped] = {}
     for p in popped:
-        if not _missed(p, now_ms, grace_ms):
-            fire.append(p)
-            continue
-        spec = p.spec or {}
-        policy = spec.get("catchup", "latest")
-        window_ms = 1000 * int(spec.get("catchup_window_seconds", 3600))
-        if policy == "all" and now_ms - p.due_ms <= window_ms:
-            fire.append(p)
-        elif policy == "latest" and p.entry is not None:
-            older = latest.get(p.entry.job_id)
-            if older is not None:
-                skip.append(older)
-            latest[p.entry.job_id] = p
-        else:
-            skip.append(p)
-    return fire + list(latest.values()), skip
+        (fire if _verdict(p, outages) == "fire" else skip).append(p)
+    return fire, skip

@@ -19,12 +19,13 @@ from redis.exceptions import RedisError
 
 from dispatcher.requests import apply_catchup, queued_status, run_request, skipped_status
 from duetime import kafka
-from duetime.due_set import DueSet, Popped
+from duetime.due_set import OUTAGE_GAP_MS, DueSet, Popped
 from duetime.lifecycle import Lifecycle
 from duetime.ops import ops_app, serve
 from duetime.redis_client import redis_client
 from duetime.settings import HttpSettings, KafkaSettings, RedisSettings
 from duetime.timeutil import now_ms, utcnow
+from schemas.events import RunStatusChanged
 from schemas.topics import RUNS, RUNS_STATUS
 
 log = logging.getLogger(__name__)
@@ -44,9 +45,11 @@ class Settings(KafkaSettings, RedisSettings, HttpSettings):
     max_idle_ms: int = Field(default=25, ge=1, le=1000)
     batch_size: int = Field(default=500, ge=1)
     inflight_timeout_ms: int = Field(default=5000, ge=100)
-    # An entry popped this long after its due time was missed (dispatching was down): the
-    # job's catch-up policy decides whether it still fires.
-    catchup_grace_ms: int = Field(default=2000, ge=100)
+    # The dispatching path's heartbeat (ADR 0011): each round proves it alive up to the oldest
+    # run request Kafka has not acknowledged yet. A silence longer than this is an outage, and
+    # only firings due inside one were missed (their job's catch-up policy decides); an entry
+    # popped late because the system was busy always fires.
+    outage_gap_ms: int = Field(default=OUTAGE_GAP_MS, ge=1000)
 
 
 class Dispatcher:
@@ -56,33 +59,44 @@ class Dispatcher:
         # pop; the number of batches waiting for one is bounded.
         self.unacked = asyncio.Semaphore(settings.max_unacked_batches)
         self.ack_tasks: set[asyncio.Task[None]] = set()
+        # When each batch still waiting for Kafka was sent, and since when Kafka has been
+        # failing (None: it is not): together they say up to when the path is proven alive.
+        self.sent_at: dict[asyncio.Task[None], int] = {}
+        self.failing_since: int | None = None
+
+    def proven_ms(self, now: int) -> int:
+        """Up to when the dispatching path is proven alive: everything sent before this was
+        acknowledged by Kafka (a slow or failing Kafka holds the heartbeat back)."""
+        return min([now, *self.sent_at.values(),
+                    *([] if self.failing_since is None else [self.failing_since])])
 
     async def dispatch(self) -> tuple[int, int | None]:
-        """Pop and publish everything due (plus lookahead) in every shard.
+        """Beat the heartbeat, then pop and publish everything due (plus lookahead) in every
+        shard; entries missed in an outage follow their job's catch-up policy.
 
         Returns how many entries were popped and when the earliest remaining one is due.
         """
         now = now_ms()
-        by_shard, head = await self.due_set.pop_due_all(now, now + self.settings.lookahead_ms,
-                                                        self.settings.batch_size)
+        done = await self.due_set.dispatch_round(now, now + self.settings.lookahead_ms,
+                                                 self.settings.batch_size, self.proven_ms(now),
+                                                 self.settings.outage_gap_ms)
         count = 0
         ready: list[tuple[int, Popped]] = []
-        for shard, popped in by_shard.items():
+        missed: list[tuple[int, Popped]] = []
+        for shard, popped in done.popped.items():
             count += len(popped)
-            runnable, missed = apply_catchup([p for p in popped if p.verdict == "run"], now,
-                                             self.settings.catchup_grace_ms)
             for p in popped:
                 if p.verdict != "run":
                     await self._dropped(p)
-            for p in missed:
-                await self._skipped(p, "catchup")
-            await self.due_set.ack_inflight(shard, [p.member for p in missed])
-            ready += [(shard, p) for p in runnable]
-        if ready:
+            fire, skip = apply_catchup([p for p in popped if p.verdict == "run"],
+                                       done.outages.get(shard, []))
+            ready += [(shard, p) for p in fire]
+            missed += [(shard, p) for p in skip]
+        if ready or missed:
             # Across shards too: earliest due first, then higher priority first.
             ready.sort(key=lambda sp: (sp[1].due_ms, -(sp[1].entry.priority if sp[1].entry else 0)))
-            await self._publish(ready, now)
-        return count, head
+            await self._publish(ready, missed, now)
+        return count, done.head
 
     async def _dropped(self, popped: Popped) -> None:
         DROPPED.labels(popped.verdict).inc()
@@ -93,18 +107,30 @@ class Dispatcher:
             await self._skipped(popped, "paused")
 
     async def _skipped(self, popped: Popped, reason: str) -> None:
-        try:
-            event = skipped_status(popped, reason, utcnow())
-        except (ValidationError, LookupError, TypeError, ValueError) as exc:
-            log.error("unusable entry not recorded", extra={"member": popped.member,
-                                                             "error": repr(exc)})
-            return
+        event = self._skip_event(popped, reason)
         if event is not None:
             await self.producer.send(RUNS_STATUS, kafka.encode(event), key=event.job_id.encode())
 
-    async def _publish(self, ready: list[tuple[int, Popped]], now: int) -> None:
+    def _skip_event(self, popped: Popped, reason: str) -> RunStatusChanged | None:
+        try:
+            return skipped_status(popped, reason, utcnow())
+        except (ValidationError, LookupError, TypeError, ValueError) as exc:
+            log.error("unusable entry not recorded", extra={"member": popped.member,
+                                                             "error": repr(exc)})
+            return None
+
+    async def _publish(self, ready: list[tuple[int, Popped]], missed: list[tuple[int, Popped]],
+                       now: int) -> None:
         futures: list[asyncio.Future[Any]] = []
         acked: dict[int, list[str]] = {}
+        # A firing skipped by catch-up leaves the in-flight set once its record is in Kafka.
+        for shard, p in missed:
+            acked.setdefault(shard, []).append(p.member)
+            event = self._skip_event(p, "catchup")
+            if event is not None:
+                futures.append(await self.producer.send(RUNS_STATUS, kafka.encode(event),
+                                                        key=event.job_id.encode()))
+        runs = 0
         for shard, p in ready:
             POP_LAG.observe(max(0, now - p.due_ms) / 1000)
             acked.setdefault(shard, []).append(p.member)
@@ -120,23 +146,33 @@ class Dispatcher:
             futures.append(await self.producer.send(RUNS, kafka.encode(req), key=key))
             futures.append(await self.producer.send(RUNS_STATUS, kafka.encode(queued_status(req)),
                                                     key=key))
+            runs += 1
         await self.unacked.acquire()
-        task = asyncio.create_task(self._acknowledge(futures, acked))
+        task = asyncio.create_task(self._acknowledge(futures, acked, runs, now))
+        self.sent_at[task] = now
         self.ack_tasks.add(task)
-        task.add_done_callback(self.ack_tasks.discard)
+        task.add_done_callback(self._forget)
+
+    def _forget(self, task: asyncio.Task[None]) -> None:
+        self.ack_tasks.discard(task)
+        self.sent_at.pop(task, None)
 
     async def _acknowledge(self, futures: list[asyncio.Future[Any]],
-                           acked: dict[int, list[str]]) -> None:
+                           acked: dict[int, list[str]], runs: int, sent: int) -> None:
         # Entries leave the in-flight set only once Kafka holds their run requests; if this
         # fails, they stay in-flight and are requeued after inflight_timeout_ms.
         try:
             await asyncio.gather(*futures)
+            if self.failing_since is not None and sent >= self.failing_since:
+                self.failing_since = None
             for shard, members in acked.items():
                 await self.due_set.ack_inflight(shard, members)
-            DISPATCHED.inc(len(futures) // 2)
+            DISPATCHED.inc(runs)
         except (KafkaError, RedisError, OSError) as exc:
+            if isinstance(exc, KafkaError) and self.failing_since is None:
+                self.failing_since = sent
             log.warning("run requests not acknowledged; left in flight",
-                        extra={"count": len(futures) // 2, "error": repr(exc)})
+                        extra={"count": runs, "error": repr(exc)})
         finally:
             self.unacked.release()
 

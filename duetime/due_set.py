@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
@@ -18,12 +18,17 @@ import orjson
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
+from duetime.catchup import Outage
 from duetime.run_ids import run_id_for
 from duetime.timeutil import now_ms
 
 SCHEDULED = "s"
 MANUAL = "m"  # a run-now entry: fires even while the job is paused
 MANUAL_OVERRIDE = "o"  # a run-now entry that also ignores the overlap policy
+# A heartbeat silent this long means the path was down (an outage), not busy (ADR 0011);
+# the most recent outages are kept per shard.
+OUTAGE_GAP_MS = 5000
+KEEP_OUTAGES = 100
 FINISHED_STATES = ("cancelled", "completed")
 # How long a run request can still arrive after its attempt ran or its job ended
 # (RedeliverySettings.run_redelivery_seconds): the done flags' lifetime and the tombstones' grace.
@@ -40,6 +45,9 @@ class Entry:
     attempt: int
     priority: int
     flag: str = SCHEDULED
+    # The job's next instant after this firing (ms), stored beside the entry so catch-up can
+    # tell the newest firing of an outage (duetime/catchup.py); not part of the member.
+    next_ms: int | None = field(default=None, compare=False)
 
     def member(self) -> str:
         # Equal scores sort by member, so the inverted priority first puts 9 before 0.
@@ -73,6 +81,17 @@ class Popped:
     member: str
     due_ms: int
     spec: dict[str, Any] | None
+    next_ms: int | None = None  # the job's next instant after this firing, when known
+
+
+@dataclass(frozen=True)
+class Round:
+    """One dispatch round over every shard: what was popped, when the next entry is due, and
+    each shard's outages (an ongoing one last, ending at the round's `now_ms`)."""
+
+    popped: dict[int, list[Popped]]
+    head: int | None
+    outages: dict[int, list[Outage]]
 
 
 def _script(redis: Redis, name: str) -> AsyncScript:
@@ -88,6 +107,7 @@ class DueSet:
         self.prefix = prefix
         self.redelivery_window_s = redelivery_window_s
         self._pop = _script(redis, "pop_due")
+        self._heartbeat = _script(redis, "heartbeat")
         self._requeue_inflight = _script(redis, "requeue_inflight")
         self._claim = _script(redis, "claim_run")
         self._complete = _script(redis, "complete_run")
@@ -139,6 +159,9 @@ class DueSet:
                     {e.member(): e.scheduled_ms for e in entries},
                     nx=True,
                 )
+                nexts = {e.member(): e.next_ms for e in entries if e.next_ms is not None}
+                if nexts:
+                    pipe.hset(self.key("nexts", shard), mapping=nexts)  # type: ignore[arg-type]
             await pipe.execute()
 
     async def forget(self, job_id: str, version: int, state: str) -> None:
@@ -194,11 +217,10 @@ class DueSet:
         info = await self.redis.info("memory")
         return int(info["used_memory"]), int(info.get("maxmemory", 0))
 
-
     # -- dispatching ----------------------------------------------------------------------
     def _pop_keys(self, shard: int) -> list[str]:
         return [self.key("due", shard), self.key("inflight", shard), self.key("jobs", shard),
-                self.key("specs", shard)]
+                self.key("specs", shard), self.key("nexts", shard)]
 
     async def pop_due(self, shard: int, now_ms: int, until_ms: int, limit: int) -> list[Popped]:
         raw = await self._pop(keys=self._pop_keys(shard), args=[now_ms, until_ms, limit])
@@ -207,26 +229,69 @@ class DueSet:
     async def pop_due_all(self, now_ms: int, until_ms: int,
                           limit: int) -> tuple[dict[int, list[Popped]], int | None]:
         """Pop every shard in one round trip; also returns when the next entry is due."""
+        done = await self.dispatch_round(now_ms, until_ms, limit, None)
+        return done.popped, done.head
+
+    async def dispatch_round(self, now_ms: int, until_ms: int, limit: int, alive_ms: int | None,
+                             gap_ms: int = OUTAGE_GAP_MS) -> Round:
+        """Beat the dispatching path's heartbeat (if `alive_ms`: everything it sent before then
+        was acknowledged), then pop every shard, in one round trip (heartbeat.lua, pop_due.lua).
+
+        A silence of the heartbeat longer than `gap_ms` is an outage; one still going on (no
+        proof of life for `gap_ms` by `now_ms`) is returned last, ending at `now_ms`.
+        """
         async with self.redis.pipeline(transaction=False) as pipe:
             for shard in range(self.shards):
+                await self._heartbeat(keys=self._beat_keys("alive", shard),
+                                      args=["" if alive_ms is None else alive_ms, gap_ms, 0,
+                                            KEEP_OUTAGES], client=pipe)
                 await self._pop(keys=self._pop_keys(shard), args=[now_ms, until_ms, limit],
                                 client=pipe)
             results = await pipe.execute()
         popped: dict[int, list[Popped]] = {}
+        outages: dict[int, list[Outage]] = {}
         heads: list[int] = []
-        for shard, raw in enumerate(results):
-            entries, head = _parse_popped(raw)
+        for shard in range(self.shards):
+            outages[shard] = _parse_outages(results[2 * shard], now_ms, gap_ms)
+            entries, head = _parse_popped(results[2 * shard + 1])
             if entries:
                 popped[shard] = entries
             if head is not None:
                 heads.append(head)
-        return popped, min(heads) if heads else None
+        return Round(popped, min(heads) if heads else None, outages)
+
+    async def loaded(self, alive_ms: int, ahead_ms: int,
+                     gap_ms: int = OUTAGE_GAP_MS) -> dict[int, list[Outage]]:
+        """The watcher's heartbeat: it loaded everything due before `alive_ms + ahead_ms`. After
+        a silence, firings it could not load in time (due after the last load's horizon) fell
+        into an outage. Returns every shard's recorded outages."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for shard in range(self.shards):
+                await self._heartbeat(keys=self._beat_keys("loaded", shard),
+                                      args=[alive_ms, gap_ms, ahead_ms, KEEP_OUTAGES],
+                                      client=pipe)
+            results = await pipe.execute()
+        return {shard: _parse_outages(raw, None, gap_ms) for shard, raw in enumerate(results)}
+
+    async def outages(self, shard: int) -> list[Outage]:
+        """The outages recorded for a shard (closed ones only)."""
+        raw = await self._heartbeat(keys=self._beat_keys("alive", shard),
+                                    args=["", OUTAGE_GAP_MS, 0, KEEP_OUTAGES])
+        return _parse_outages(raw, None, OUTAGE_GAP_MS)
+
+    def _beat_keys(self, path: str, shard: int) -> list[str]:
+        return [self.key(path, shard), self.key("outages", shard)]
 
     async def ack_inflight(self, shard: int, members: Sequence[str]) -> None:
         if members:
-            await self.redis.zrem(self.key("inflight", shard), *members)
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.zrem(self.key("inflight", shard), *members)
+                pipe.hdel(self.key("nexts", shard), *members)
+                await pipe.execute()
 
     async def requeue_inflight(self, shard: int, older_than_ms: int, now_ms: int) -> int:
+        """Entries a dead dispatcher popped go back with their original due score
+        (requeue_inflight.lua), so catch-up still judges them by their instant."""
         return int(await self._requeue_inflight(
             keys=[self.key("inflight", shard), self.key("due", shard)],
             args=[older_than_ms, now_ms, 1000],
@@ -297,8 +362,8 @@ class DueSet:
 def _parse_popped(raw: list[Any]) -> tuple[list[Popped], int | None]:
     out: list[Popped] = []
     head: int | None = None
-    for i in range(0, len(raw), 4):
-        verdict, member, score, spec = (_text(x) for x in raw[i:i + 4])
+    for i in range(0, len(raw), 5):
+        verdict, member, score, spec, nxt = (_text(x) for x in raw[i:i + 5])
         if verdict == "next":
             head = int(float(score)) if score else None
             continue
@@ -307,8 +372,18 @@ def _parse_popped(raw: list[Any]) -> tuple[list[Popped], int | None]:
         except ValueError:
             entry = None
         out.append(Popped(verdict, entry, member, int(float(score)),
-                          orjson.loads(spec) if spec else None))
+                          orjson.loads(spec) if spec else None, int(nxt) if nxt else None))
     return out, head
+
+
+def _parse_outages(raw: list[Any], now_ms: int | None, gap_ms: int) -> list[Outage]:
+    """heartbeat.lua's answer; with `now_ms`, a silence since the last beat longer than
+    `gap_ms` is an outage still going on (until `now_ms`, for now)."""
+    *closed, last = (_text(x) for x in raw)
+    out = [Outage(int(s), int(e)) for s, e in (o.split("|") for o in closed)]
+    if now_ms is not None and last and now_ms - int(last) > gap_ms:
+        out.append(Outage(int(last), now_ms))
+    return out
 
 
 def _text(value: Any) -> str:

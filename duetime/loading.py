@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from duetime import schedule
+from duetime import catchup, schedule
 from duetime.due_set import Entry
 from duetime.timeutil import to_ms
 from schemas.api import JobSpec
@@ -27,20 +29,56 @@ def run_template(job_id: str, tenant: str, version: int, spec: JobSpec) -> dict[
     }
 
 
-def entries_for(job_id: str, version: int, spec: JobSpec, instants: list[datetime]) -> list[Entry]:
-    return [Entry(job_id, version, to_ms(t), 1, spec.priority) for t in instants]
+def entries_for(job_id: str, version: int, spec: JobSpec, instants: list[datetime],
+                nexts: Mapping[int, int] | None = None) -> list[Entry]:
+    """Due-set entries for `instants`; `nexts` (a Plan's next_ms) lets catch-up tell the
+    newest firing of an outage."""
+    nexts = nexts or {}
+    return [Entry(job_id, version, to_ms(t), 1, spec.priority, next_ms=nexts.get(to_ms(t)))
+            for t in instants]
+
+
+@dataclass(frozen=True)
+class Plan(schedule.Window):
+    """A window with catch-up applied by outage, and each fired instant's next instant (ms)."""
+
+    next_ms: dict[int, int] = field(default_factory=dict)
 
 
 def plan(spec: JobSpec, created_at: datetime, first: datetime | None, now: datetime,
-         horizon: datetime, planned: int = 0) -> schedule.Window:
-    """Firings from `first` up to `horizon`, never more than max_runs over the job's life."""
+         horizon: datetime, planned: int = 0, outages: Iterable[catchup.Outage] = ()) -> Plan:
+    """Firings from `first` up to `horizon`, never more than max_runs over the job's life.
+
+    A recurring firing is missed only if it fell inside one of `outages` (the system was down);
+    then the job's catch-up policy decides (duetime/catchup.py) and the rest is `skipped`. One
+    that is merely in the past (`now`: the loader was busy or the command late) still fires.
+    """
     if first is None:
-        return schedule.Window(fire=[], skipped=[], cursor=None)
+        return Plan(fire=[], skipped=[], cursor=None)
     remaining = None if spec.max_runs is None else spec.max_runs - planned
     if remaining is not None and remaining <= 0:
-        return schedule.Window(fire=[], skipped=[], cursor=None)
+        return Plan(fire=[], skipped=[], cursor=None)
     limit = 1000 if remaining is None else min(1000, remaining)
-    window = schedule.plan_window(spec, created_at, first, horizon, now, limit)
+    # Judged as of `first`, plan_window finds nothing missed: catch-up is applied below.
+    window = _by_outage(spec, schedule.plan_window(spec, created_at, first, horizon, first, limit),
+                        list(outages))
     if remaining is not None and len(window.fire) >= remaining:
-        return schedule.Window(fire=window.fire, skipped=window.skipped, cursor=None)
+        return Plan(fire=window.fire, skipped=window.skipped, cursor=None, next_ms=window.next_ms)
     return window
+
+
+def _by_outage(spec: JobSpec, window: schedule.Window, outages: list[catchup.Outage]) -> Plan:
+    fire: list[datetime] = []
+    skipped: list[datetime] = []
+    nexts: dict[int, int] = {}
+    for t, after in zip(window.fire, [*window.fire[1:], window.cursor], strict=True):
+        t_ms, next_ms = to_ms(t), None if after is None else to_ms(after)
+        outage = None if spec.one_shot else catchup.outage_of(t_ms, outages)
+        if outage is None or catchup.decide(spec.catchup, spec.catchup_window_seconds, t_ms,
+                                            next_ms, outage) == "fire":
+            fire.append(t)
+            if next_ms is not None:
+                nexts[t_ms] = next_ms
+        else:
+            skipped.append(t)
+    return Plan(fire=fire, skipped=skipped + window.skipped, cursor=window.cursor, next_ms=nexts)

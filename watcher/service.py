@@ -61,6 +61,9 @@ class Watcher:
         """Load every firing due before now + window; returns how many were loaded."""
         now = utcnow()
         horizon = now + timedelta(seconds=self.settings.window_seconds)
+        # The loading path's heartbeat: after a silence, firings due past the last load's
+        # horizon were never loaded in time: an outage, judged like the dispatcher's (ADR 0011).
+        outages = await self.due_set.loaded(to_ms(now), to_ms(horizon) - to_ms(now))
         total = 0
         while True:
             async with self.pool.acquire() as conn, conn.transaction():
@@ -71,11 +74,13 @@ class Watcher:
                 for row in rows:
                     spec = JobSpec.model_validate(row["spec"])
                     window = plan(spec, row["created_at"], row["enqueue_at"], now, horizon,
-                                  row["planned_count"])
+                                  row["planned_count"],
+                                  outages[self.due_set.shard_of(row["job_id"])])
                     await self.due_set.load(
                         row["job_id"], row["version"], "active",
                         run_template(row["job_id"], row["tenant"], row["version"], spec),
-                        entries_for(row["job_id"], row["version"], spec, window.fire))
+                        entries_for(row["job_id"], row["version"], spec, window.fire,
+                                    window.next_ms))
                     ids.append(row["job_id"])
                     cursors.append(window.cursor)
                     planned.append(len(window.fire))

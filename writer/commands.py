@@ -11,10 +11,12 @@ import asyncpg
 from pydantic import ValidationError
 
 from duetime import schedule
+from duetime.catchup import Outage
 from duetime.due_set import MANUAL, MANUAL_OVERRIDE, DueSet, Entry
-from duetime.loading import entries_for, plan, run_template
+from duetime.loading import Plan, entries_for, plan, run_template
 from duetime.merge_patch import merge_patch
 from duetime.postgres import Conn
+from duetime.run_ids import run_id_for
 from duetime.timeutil import to_ms, utcnow
 from schemas.api import JobSpec
 from schemas.events import JobCommand, JobEvent
@@ -65,12 +67,27 @@ class CommandHandler:
         }[cmd.type]
         return await handler(conn, cmd, row)
 
-    def _schedule_from(self, spec: JobSpec, created_at: datetime,
-                       after: datetime) -> tuple[datetime | None, schedule.Window]:
+    async def _schedule_from(self, conn: Conn, cmd: JobCommand, spec: JobSpec,
+                             created_at: datetime, after: datetime) -> tuple[datetime | None, Plan]:
         now = utcnow()
         first = schedule.first_fire(spec, created_at) if spec.one_shot else \
             schedule.next_fire(spec, created_at, after)
-        return first, plan(spec, created_at, first, now, now + self.ahead)
+        window = plan(spec, created_at, first, now, now + self.ahead, 0,
+                      await self._outages(cmd))
+        await self._record_skipped(conn, cmd, window)
+        return first, window
+
+    async def _outages(self, cmd: JobCommand) -> list[Outage]:
+        assert cmd.job_id is not None
+        return await self.due_set.outages(self.due_set.shard_of(cmd.job_id))
+
+    async def _record_skipped(self, conn: Conn, cmd: JobCommand, window: Plan) -> None:
+        """Firings missed in an outage and not made by the catch-up policy, as the watcher
+        records them (ADR 0011)."""
+        if window.skipped and cmd.job_id is not None:
+            await conn.execute(self.q["record_skipped"],
+                               [run_id_for(cmd.job_id, to_ms(t)) for t in window.skipped],
+                               cmd.job_id, cmd.tenant, window.skipped)
 
     async def _create(self, conn: Conn, cmd: JobCommand,
                       row: asyncpg.Record | None) -> Applied:
@@ -84,8 +101,8 @@ class CommandHandler:
             schedule.validate(spec, cmd.issued_at)
         except schedule.ScheduleError as exc:
             raise Rejected(f"{exc.field}: {exc}") from exc
-        first, window = self._schedule_from(spec, cmd.issued_at,
-                                            cmd.issued_at - timedelta(microseconds=1))
+        first, window = await self._schedule_from(conn, cmd, spec, cmd.issued_at,
+                                                  cmd.issued_at - timedelta(microseconds=1))
         state = "active" if first is not None else "completed"
         await conn.execute(
             self.q["insert_job"], cmd.job_id, cmd.tenant, spec.name, spec.model_dump(mode="json"),
@@ -94,7 +111,7 @@ class CommandHandler:
         )
         return Applied(_event(cmd, 1), load=(
             cmd.job_id, 1, state, run_template(cmd.job_id, cmd.tenant, 1, spec),
-            entries_for(cmd.job_id, 1, spec, window.fire)))
+            entries_for(cmd.job_id, 1, spec, window.fire, window.next_ms)))
 
     async def _update(self, conn: Conn, cmd: JobCommand,
                       row: asyncpg.Record) -> Applied:
@@ -109,7 +126,8 @@ class CommandHandler:
         # Schedules are anchored at the job's creation, whatever the edit (docs/guarantees.md):
         # an interval keeps its phase, a delay counts from the create; the watcher and the run
         # recorder plan from the same anchor, so every component agrees on the instants.
-        first, window = self._schedule_from(spec, row["created_at"], cmd.issued_at)
+        first, window = await self._schedule_from(conn, cmd, spec, row["created_at"],
+                                                  cmd.issued_at)
         state = row["state"] if first is not None else "completed"
         if state == "completed" and row["state"] == "paused":
             state = "paused"
@@ -122,7 +140,7 @@ class CommandHandler:
         fire = window.fire if state == "active" else []
         return Applied(_event(cmd, version), load=(
             cmd.job_id, version, state, run_template(cmd.job_id, cmd.tenant, version, spec),
-            entries_for(cmd.job_id, version, spec, fire)))
+            entries_for(cmd.job_id, version, spec, fire, window.next_ms)))
 
     async def _cancel(self, conn: Conn, cmd: JobCommand,
                       row: asyncpg.Record) -> Applied:
@@ -156,7 +174,9 @@ class CommandHandler:
             first = schedule.first_fire(spec, row["created_at"])
         else:
             first = schedule.next_fire(spec, row["created_at"], now)
-        window = plan(spec, row["created_at"], first, now, now + self.ahead, row["planned_count"])
+        window = plan(spec, row["created_at"], first, now, now + self.ahead, row["planned_count"],
+                      await self._outages(cmd))
+        await self._record_skipped(conn, cmd, window)
         state = "active" if first is not None else "completed"
         await conn.execute(self.q["set_state"], cmd.job_id, state, 0, first, window.cursor,
                            cmd.issued_at)
@@ -164,7 +184,7 @@ class CommandHandler:
         return Applied(_event(cmd, row["version"]), load=(
             cmd.job_id, row["version"], state,
             run_template(cmd.job_id, row["tenant"], row["version"], spec),
-            entries_for(cmd.job_id, row["version"], spec, window.fire)))
+            entries_for(cmd.job_id, row["version"], spec, window.fire, window.next_ms)))
 
     async def _run(self, conn: Conn, cmd: JobCommand,
                    row: asyncpg.Record) -> Applied:

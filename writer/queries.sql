@@ -97,3 +97,12 @@ SELECT ensure_job_runs_partitions((now() - interval '1 month')::date, 4)
 
 -- name: expire_runs
 SELECT partition_name, action, runs FROM expire_job_runs($1)
+
+-- name: record_skipped
+-- Firings of a created, edited or resumed job that fell inside an outage and are not made
+-- because of the catch-up policy (ADR 0011), recorded like the watcher's.
+INSERT INTO job_runs (run_id, job_id, tenant, scheduled_at, attempt, status, modified_at,
+                      reason, final)
+SELECT run_id, $2, $3, scheduled_at, 1, 'skipped', now(), 'catchup', true
+FROM unnest($1::text[], $4::timestamptz[]) AS s(run_id, scheduled_at)
+ON CONFLICT DO NOTHING

@@ -2,10 +2,12 @@
 -- Guarantees: an entry leaves the due-set only by moving into the in-flight set (scored with
 -- the pop time, so a dispatcher that dies before Kafka acknowledges can be recovered), or by
 -- being dropped because its job version is stale, or the job is cancelled, paused or unknown.
--- KEYS: due, inflight, jobs (job_id -> "version|state"), specs (job_id -> run template JSON)
+-- KEYS: due, inflight, jobs (job_id -> "version|state"), specs (job_id -> run template JSON),
+--       nexts (member -> the job's next instant after this firing, for catch-up; kept until the
+--       entry is acknowledged, dropped here with a dropped entry)
 -- ARGV: now_ms, until_ms, limit
--- Returns a flat list of {verdict, member, score, spec} where verdict is "run" or a drop reason,
--- ending with {"next", "", score of the earliest entry left (or ""), ""}.
+-- Returns a flat list of {verdict, member, score, spec, next} where verdict is "run" or a drop
+-- reason, ending with {"next", "", score of the earliest entry left (or ""), "", ""}.
 local entries = redis.call('ZRANGE', KEYS[1], '-inf', ARGV[2], 'BYSCORE', 'LIMIT', 0, tonumber(ARGV[3]), 'WITHSCORES')
 local out = {}
 for i = 1, #entries, 2 do
@@ -36,17 +38,22 @@ for i = 1, #entries, 2 do
       end
     end
   end
+  local nxt = redis.call('HGET', KEYS[5], member) or ''
   if verdict == 'run' then
     redis.call('ZADD', KEYS[2], ARGV[1], member)
+  elseif nxt ~= '' then
+    redis.call('HDEL', KEYS[5], member)
   end
   out[#out + 1] = verdict
   out[#out + 1] = member
   out[#out + 1] = score
   out[#out + 1] = spec
+  out[#out + 1] = nxt
 end
 local head = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
 out[#out + 1] = 'next'
 out[#out + 1] = ''
 out[#out + 1] = head[2] or ''
+out[#out + 1] = ''
 out[#out + 1] = ''
 return out

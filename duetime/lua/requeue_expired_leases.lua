@@ -1,6 +1,7 @@
 -- requeue_expired_leases: an attempt whose lease was not renewed lost its executor; put its
 -- due-set entry back so another executor runs it. Atomic per shard: the lease is released and
--- the entry re-added together, so it is neither lost nor requeued twice.
+-- the entry re-added together, so it is neither lost nor requeued twice. A first attempt keeps
+-- its original due score (its scheduled instant) so catch-up still applies to it.
 -- KEYS: leases, owners, due   ARGV: now_ms, limit
 local expired = redis.call('ZRANGE', KEYS[1], '-inf', ARGV[1], 'BYSCORE', 'LIMIT', 0, tonumber(ARGV[2]))
 for _, runkey in ipairs(expired) do
@@ -9,7 +10,10 @@ for _, runkey in ipairs(expired) do
   redis.call('HDEL', KEYS[2], runkey)
   if owner then
     local member = string.match(owner, '^[^|]*|(.*)$')
-    if member then redis.call('ZADD', KEYS[3], 'NX', ARGV[1], member) end
+    if member then
+      local sched, attempt = string.match(member, '^%d|[^|]+|%d+|(%d+)|(%d+)|%a$')
+      redis.call('ZADD', KEYS[3], 'NX', attempt == '1' and sched or ARGV[1], member)
+    end
   end
 end
 return #expired

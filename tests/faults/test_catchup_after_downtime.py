@@ -6,7 +6,11 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 
 import httpx
+from redis.asyncio import Redis
 
+from duetime.catchup import Outage, outage_of
+from duetime.due_set import DueSet
+from duetime.settings import RedisSettings
 from tests.support.jobs import create, http_job, runs
 from tests.support.sink import Sink
 from tests.support.stack import stack
@@ -19,7 +23,7 @@ SERVICES = ("gateway", "job_service", "search_service", "watcher", "dispatcher",
 
 
 async def test_catchup_policies_after_a_real_stop_and_start(
-    api: httpx.AsyncClient, sink: Sink, path: str
+    api: httpx.AsyncClient, sink: Sink, path: str, redis: Redis
 ) -> None:
     every = {"type": "interval", "every_seconds": 1}
     jobs = {policy: await create(api, http_job(sink.url(f"{path}/{policy}"), every,
@@ -48,17 +52,30 @@ async def test_catchup_policies_after_a_real_stop_and_start(
     for job_id in jobs.values():
         await api.delete(f"/jobs/{job_id}")
 
-    def missed(policy: str) -> int:
-        """Firings scheduled while stopped that still arrived. Entries less than the
-        dispatcher's catch-up grace (2 s) overdue when it resumes count as on time, so the
-        window ends well before that."""
-        return sum(1 for h in sink.hits_for(f"{path}/{policy}")[before[policy]:]
-                   if stopped + 0.5 <= datetime.fromisoformat(
-                       h.headers["X-Duetime-Scheduled-At"]).timestamp() < resumed - 2.5)
+    # The outage the system recorded (ADR 0011): from the dispatching path's last heartbeat
+    # before the stop to its first after the start. It must hold the whole stop.
+    due = DueSet(redis, RedisSettings().due_shards)
 
-    assert missed("all") >= 4, "catchup=all fires every missed firing"
-    assert missed("latest") <= 1, "catchup=latest fires only the most recent missed firing"
-    assert missed("none") == 0, "catchup=none fires no missed firing"
+    async def outage(policy: str) -> Outage:
+        found = outage_of(int((stopped + 0.5) * 1000),
+                          await due.outages(due.shard_of(jobs[policy])))
+        assert found is not None and found.end_ms >= resumed * 1000, found
+        return found
+
+    async def missed(policy: str) -> list[float]:
+        """Firings scheduled inside the outage that still arrived."""
+        o = await outage(policy)
+        return [t for h in sink.hits_for(f"{path}/{policy}")[before[policy]:]
+                if o.start_ms / 1000 < (t := datetime.fromisoformat(
+                    h.headers["X-Duetime-Scheduled-At"]).timestamp()) < o.end_ms / 1000]
+
+    down = await outage("all")
+    instants = int((down.end_ms - down.start_ms) / 1000)  # every second, give or take one
+    assert len(await missed("all")) >= instants - 1, "catchup=all fires every missed firing"
+    latest = await missed("latest")
+    assert len(latest) == 1, "catchup=latest fires exactly one missed firing"
+    assert latest[0] >= (await outage("latest")).end_ms / 1000 - 1, "the most recent one"
+    assert await missed("none") == [], "catchup=none fires no missed firing"
 
     async def skipped(policy: str) -> list[dict[str, object]] | None:
         found = [r for r in await runs(api, jobs[policy])
