@@ -14,6 +14,7 @@ from aiokafka import AIOKafkaProducer
 from redis.asyncio import Redis
 
 from tests.support.containers import compose_stack
+from tests.support.jobs import Cleanup
 from tests.support.sink import Sink
 from tests.support.stack import stack_env
 
@@ -61,6 +62,14 @@ async def api_b(env: dict[str, str]) -> AsyncIterator[httpx.AsyncClient]:
 async def anonymous(env: dict[str, str]) -> AsyncIterator[httpx.AsyncClient]:
     async with _client(env, None) as client:
         yield client
+
+
+@pytest.fixture
+async def jobs(api: httpx.AsyncClient, api_b: httpx.AsyncClient) -> AsyncIterator[Cleanup]:
+    """Creates jobs and cancels all of them after the test, whether it passed or not."""
+    cleanup = Cleanup()
+    yield cleanup
+    await cleanup.cancel_all()
 
 
 @pytest.fixture(scope="session")

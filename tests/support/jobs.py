@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import httpx
@@ -52,3 +53,25 @@ async def wait_runs(api: httpx.AsyncClient, job_id: str, status: str, count: int
         return found if len(found) >= count else None
 
     return await eventually(check, timeout=timeout, interval=0.2)
+
+
+class Cleanup:
+    """Jobs a test created; the `jobs` fixture cancels every one of them after the test, even
+    when it failed, so a broken test leaves nothing firing behind it."""
+
+    def __init__(self) -> None:
+        self._created: list[tuple[httpx.AsyncClient, str]] = []
+
+    def track(self, api: httpx.AsyncClient, job_id: str) -> str:
+        self._created.append((api, job_id))
+        return job_id
+
+    async def create(self, api: httpx.AsyncClient, spec: dict[str, Any]) -> str:
+        """`create`, and cancel the job after the test."""
+        return self.track(api, await create(api, spec))
+
+    async def cancel_all(self) -> None:
+        for api, job_id in reversed(self._created):
+            # Best effort: after a fault test the gateway may still be coming back.
+            with contextlib.suppress(httpx.HTTPError):
+                await api.delete(f"/jobs/{job_id}")
