@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -14,7 +13,7 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from schemas.topics import RUNS_DLQ
-from tests.support.jobs import create, http_job, runs, wait_runs
+from tests.support.jobs import Cleanup, create, http_job, runs, wait_runs
 from tests.support.kafka import find_messages
 from tests.support.sink import Sink
 from tests.support.waiting import eventually
@@ -31,12 +30,11 @@ async def failing_sink(make_sink: Callable[..., Awaitable[Sink]]) -> Sink:
 
 
 async def test_overlap_forbid_skips_while_running(api: httpx.AsyncClient, slow_sink: Sink,
-                                                  path: str) -> None:
-    job_id = await create(api, http_job(slow_sink.url(path),
+                                                  path: str, jobs: Cleanup) -> None:
+    job_id = await jobs.create(api, http_job(slow_sink.url(path),
                                         {"type": "interval", "every_seconds": 1},
                                         overlap="forbid", retry={"max_attempts": 1}))
     await wait_runs(api, job_id, "succeeded", 2, timeout=20)
-    await api.delete(f"/jobs/{job_id}")
     skipped = [r for r in await runs(api, job_id) if r["status"] == "skipped"]
     assert skipped and all(r["reason"] == "overlap" for r in skipped)
     starts = sorted(h.received_at for h in slow_sink.hits_for(path))
@@ -44,21 +42,20 @@ async def test_overlap_forbid_skips_while_running(api: httpx.AsyncClient, slow_s
 
 
 async def test_overlap_replace_cancels_the_running_one(
-    api: httpx.AsyncClient, path: str, make_sink: Callable[..., Awaitable[Sink]]
+    api: httpx.AsyncClient, path: str, make_sink: Callable[..., Awaitable[Sink]], jobs: Cleanup
 ) -> None:
     sink = await make_sink(delay_seconds=10)
-    job_id = await create(api, http_job(sink.url(path), {"type": "interval", "every_seconds": 2},
+    job_id = await jobs.create(api, http_job(sink.url(path), {"type": "interval", "every_seconds": 2},
                                         overlap="replace", retry={"max_attempts": 1}))
     replaced = await wait_runs(api, job_id, "cancelled", 2, timeout=20)
-    await api.delete(f"/jobs/{job_id}")
     assert all(r["error"] == "replaced by a newer run" for r in replaced)
 
 
 async def test_run_now_follows_overlap_unless_overridden(
-    api: httpx.AsyncClient, path: str, make_sink: Callable[..., Awaitable[Sink]]
+    api: httpx.AsyncClient, path: str, make_sink: Callable[..., Awaitable[Sink]], jobs: Cleanup
 ) -> None:
     sink = await make_sink(delay_seconds=4)
-    job_id = await create(api, http_job(sink.url(path), {"type": "once", "at": "2099-01-01T00:00:00Z"},
+    job_id = await jobs.create(api, http_job(sink.url(path), {"type": "once", "at": "2099-01-01T00:00:00Z"},
                                         overlap="forbid", retry={"max_attempts": 1}))
     first = (await api.post(f"/jobs/{job_id}/run")).json()["run_id"]
     await sink.wait_for(path, 1, timeout=10)
@@ -68,7 +65,6 @@ async def test_run_now_follows_overlap_unless_overridden(
     third = (await api.post(f"/jobs/{job_id}/run", json={"override_overlap": True})).json()
     hits = await sink.wait_for(path, 2, timeout=10)
     assert {h.headers["Idempotency-Key"] for h in hits} == {first, third["run_id"]}
-    await api.delete(f"/jobs/{job_id}")
 
 
 async def test_retries_exhausted_fail_visibly_and_reach_the_dlq(
@@ -131,7 +127,6 @@ async def test_kafka_target_produces_the_message(api: httpx.AsyncClient,
                                 lambda m: m.get("marker") == marker)
     assert found == [{"marker": marker}]
     await wait_runs(api, job_id, "succeeded")
-    await asyncio.sleep(0)
 
 
 async def test_higher_priority_is_dispatched_first_at_the_same_instant(

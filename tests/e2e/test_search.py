@@ -12,7 +12,7 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
-from typing import Any
+from typing import Any, get_args
 from urllib.parse import parse_qsl
 
 import asyncpg
@@ -21,9 +21,10 @@ import pytest
 
 from bench.seed_jobs import INSERT as SEED_INSERT
 from duetime.sql import load_queries
+from schemas.events import RunStatus
 from search_service.filters import JobsQuery, RunsQuery, parse_query
 from search_service.listing import jobs_statement, runs_statement
-from tests.support.jobs import create, get_job, wait_state
+from tests.support.jobs import Cleanup, create, get_job, wait_state
 from tests.support.sink import Sink
 from tests.support.waiting import eventually
 
@@ -227,11 +228,31 @@ async def test_pages_have_no_duplicates_or_gaps_while_jobs_are_inserted(
     assert again == full
 
 
-async def test_limit_defaults_to_50_and_caps_at_500(api: httpx.AsyncClient) -> None:
-    page = await listing(api)
-    assert len(page["items"]) <= 50
-    assert (await api.get("/jobs?limit=500")).status_code == 200
-    assert (await api.get("/jobs?limit=501")).status_code == 422
+async def test_limit_defaults_to_50_and_caps_at_500(api: httpx.AsyncClient, jobs: Cleanup,
+                                                    tag: str) -> None:
+    gate = asyncio.Semaphore(8)
+
+    async def one(i: int) -> None:
+        async with gate:
+            resp = await api.post("/jobs", json=spec(f"{tag}-{i}", tag))
+            assert resp.status_code == 202, resp.text
+            jobs.track(api, resp.json()["job_id"])
+
+    await asyncio.gather(*(one(i) for i in range(51)))
+    await eventually(lambda: _count_is(api, tag, 51), timeout=30)
+
+    page = await listing(api, label=f"t:{tag}")
+    assert len(page["items"]) == 50 and page["next_cursor"]  # 50 by default, and more to come
+    rest = await listing(api, label=f"t:{tag}", cursor=page["next_cursor"])
+    assert len(rest["items"]) == 1 and rest["next_cursor"] is None
+    everything = await listing(api, label=f"t:{tag}", limit=500)
+    assert len(everything["items"]) == 51 and everything["next_cursor"] is None
+    resp = await api.get("/jobs", params={"label": f"t:{tag}", "limit": 501})
+    assert resp.status_code == 422 and [e["field"] for e in resp.json()["errors"]] == ["limit"]
+
+
+async def _count_is(api: httpx.AsyncClient, tag: str, count: int) -> bool:
+    return len((await listing(api, label=f"t:{tag}", limit=500))["items"]) == count
 
 
 # ---- hostile and malformed input --------------------------------------------------------------
@@ -332,12 +353,12 @@ async def test_odd_query_strings_never_fail_the_server(api: httpx.AsyncClient) -
 
 async def test_another_tenant_sees_none_of_it(api: httpx.AsyncClient, api_b: httpx.AsyncClient,
                                               pg: asyncpg.Pool[Any], sink: Sink, path: str,
-                                              tag: str) -> None:
+                                              tag: str, jobs: Cleanup) -> None:
     job_id = await create(api, spec(f"{tag}-mine", tag, {"type": "now"},
                                     target={"type": "http", "url": sink.url(path)}))
     await sink.wait_for(path, 1, timeout=15)
     await eventually(lambda: _runs_of(api, job_id), timeout=20)
-    b_job = await create(api_b, spec(f"{tag}-theirs", tag))
+    b_job = await jobs.create(api_b, spec(f"{tag}-theirs", tag))
     mine, theirs = await tenant_of_job(pg, job_id), await tenant_of_job(pg, b_job)
     assert mine != theirs
 
@@ -360,7 +381,6 @@ async def test_another_tenant_sees_none_of_it(api: httpx.AsyncClient, api_b: htt
     # Stats count exactly the caller's own jobs (compared while nothing changed meanwhile).
     await eventually(lambda: _stats_match(api_b, pg, theirs), timeout=20)
     await eventually(lambda: _stats_match(api, pg, mine), timeout=20)
-    await api_b.delete(f"/jobs/{b_job}")
 
 
 async def _runs_of(api: httpx.AsyncClient, job_id: str) -> list[dict[str, Any]]:
@@ -407,27 +427,106 @@ async def test_runs_across_jobs(api: httpx.AsyncClient, sink: Sink, path: str, t
     assert all(a > b for a, b in pairwise(keys))
 
 
-async def test_stats(api: httpx.AsyncClient, sink: Sink, path: str, tag: str) -> None:
-    job_id = await create(api, spec(f"{tag}-stat", tag, {"type": "now"},
-                                    target={"type": "http", "url": sink.url(path)}))
-    await wait_state(api, job_id, "completed")
-    stats = (await listing(api, "/stats"))
-    assert set(stats) == {"jobs", "runs", "success_rate", "lateness_ms", "mean_duration_ms"}
-    assert set(stats["jobs"]) == {"active", "paused", "cancelled", "completed"}
-    assert stats["jobs"]["completed"] >= 1
-    assert set(stats["runs"]) == {"last_hour", "last_day"}
-    assert stats["runs"]["last_hour"]["succeeded"] >= 1
-    assert stats["runs"]["last_day"]["succeeded"] >= stats["runs"]["last_hour"]["succeeded"]
-    for window in ("last_hour", "last_day"):
-        assert 0 < stats["success_rate"][window] <= 1
-    assert 0 <= stats["lateness_ms"]["p50"] <= stats["lateness_ms"]["p99"]
-    assert stats["mean_duration_ms"] >= 0
+@pytest.fixture
+async def old_run(pg: asyncpg.Pool[Any], api_b: httpx.AsyncClient,
+                  tag: str) -> AsyncIterator[str]:
+    """A final run of tenant-b that changed two hours ago: in the last day, not the last hour.
+    (No API can backdate a run, so it is written straight into job_runs, and removed after.)"""
+    tenant = await _tenant_of_caller(api_b, pg, tag)
+    run_id = f"stats-{tag}"
+    await pg.execute(
+        "INSERT INTO job_runs (run_id, job_id, tenant, scheduled_at, attempt, status,"
+        " modified_at, final, lateness_ms, duration_ms) VALUES ($1, $2, $3,"
+        " now() - interval '2 hours', 1, 'failed', now() - interval '2 hours', true, 9000, 700)",
+        run_id, f"stats-job-{tag}", tenant)
+    yield tenant
+    await pg.execute("DELETE FROM job_runs WHERE run_id = $1", run_id)
+
+
+async def _tenant_of_caller(api: httpx.AsyncClient, pg: asyncpg.Pool[Any], tag: str) -> str:
+    job_id = await create(api, spec(f"{tag}-whoami", tag))
+    await api.delete(f"/jobs/{job_id}")
+    return await tenant_of_job(pg, job_id)
+
+
+async def test_stats(api_b: httpx.AsyncClient, sink: Sink, path: str, tag: str,
+                     jobs: Cleanup, pg: asyncpg.Pool[Any], old_run: str) -> None:
+    ok = await jobs.create(api_b, spec(f"{tag}-ok", tag, {"type": "now"},
+                                       target={"type": "http", "url": sink.url(path)}))
+    bad = await jobs.create(api_b, spec(f"{tag}-bad", tag, {"type": "now"},
+                                        target={"type": "http", "url": NOWHERE,
+                                                "timeout_seconds": 2},
+                                        retry={"max_attempts": 1}))
+    await jobs.create(api_b, spec(f"{tag}-waiting", tag))
+    await wait_state(api_b, ok, "completed")
+    await wait_state(api_b, bad, "completed")
+
+    # The figures are exactly what the tenant's own rows say (compared while nothing changed).
+    got, expected = await eventually(lambda: _stats_if_stable(api_b, pg, old_run), timeout=20)
+    assert got == expected
+    assert got["jobs"]["completed"] >= 2 and got["jobs"]["active"] >= 1
+    assert got["runs"]["last_hour"]["succeeded"] >= 1 and got["runs"]["last_hour"]["failed"] >= 1
+    assert got["runs"]["last_day"]["failed"] >= got["runs"]["last_hour"]["failed"] + 1
+    assert 0 < got["success_rate"]["last_day"] < 1
+
+
+STATS_JOBS = "SELECT state, count(*) FROM jobs WHERE tenant = $1 GROUP BY state"
+STATS_RUNS = """
+SELECT status, final, lateness_ms, duration_ms, modified_at >= now() - interval '1 hour' AS hour
+FROM job_runs WHERE tenant = $1 AND modified_at >= now() - interval '1 day'
+ORDER BY run_id, attempt
+"""
+
+
+async def _stats_if_stable(api: httpx.AsyncClient, pg: asyncpg.Pool[Any],
+                           tenant: str) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    before = (await pg.fetch(STATS_JOBS, tenant), await pg.fetch(STATS_RUNS, tenant))
+    got = await listing(api, "/stats")
+    after = (await pg.fetch(STATS_JOBS, tenant), await pg.fetch(STATS_RUNS, tenant))
+    if [list(map(tuple, rows)) for rows in before] != [list(map(tuple, rows)) for rows in after]:
+        return None
+    return got, _expected_stats(*after)
+
+
+def _expected_stats(job_rows: list[Any], run_rows: list[Any]) -> dict[str, Any]:
+    """GET /stats as API.md defines it, computed here from the rows."""
+    statuses = get_args(RunStatus)  # the contract's statuses (API.md says "scheduled", not "queued")
+    jobs = dict.fromkeys(("active", "paused", "cancelled", "completed"), 0)
+    jobs.update({state: n for state, n in job_rows})
+    hour = [r for r in run_rows if r["hour"]]
+    runs = {window: {s: sum(1 for r in rows if r["status"] == s) for s in statuses}
+            for window, rows in (("last_hour", hour), ("last_day", run_rows))}
+
+    def rate(rows: list[Any]) -> float | None:
+        done = [r for r in rows if r["final"] and r["status"] in ("succeeded", "failed",
+                                                                   "timed_out")]
+        ok = [r for r in done if r["status"] == "succeeded"]
+        return len(ok) / len(done) if done else None
+
+    late = sorted(r["lateness_ms"] for r in run_rows if r["lateness_ms"] is not None)
+    durations = [r["duration_ms"] for r in run_rows if r["duration_ms"] is not None]
+    return {
+        "jobs": jobs, "runs": runs,
+        "success_rate": {"last_hour": rate(hour), "last_day": rate(run_rows)},
+        "lateness_ms": {"p50": _percentile(late, 0.5), "p99": _percentile(late, 0.99)},
+        "mean_duration_ms": pytest.approx(sum(durations) / len(durations)) if durations else None,
+    }
+
+
+def _percentile(values: list[int], p: float) -> Any:
+    """Linear interpolation between closest ranks, as Postgres' percentile_cont."""
+    if not values:
+        return None
+    pos = p * (len(values) - 1)
+    lo = int(pos)
+    hi = min(lo + 1, len(values) - 1)
+    return pytest.approx(values[lo] + (values[hi] - values[lo]) * (pos - lo))
 
 
 # ---- preview ----------------------------------------------------------------------------------
 
-async def test_preview(api: httpx.AsyncClient, tag: str) -> None:
-    cron = await create(api, spec(f"{tag}-cron", tag,
+async def test_preview(api: httpx.AsyncClient, tag: str, jobs: Cleanup) -> None:
+    cron = await jobs.create(api, spec(f"{tag}-cron", tag,
                                   {"type": "cron", "expression": "0 30 2 * * *",
                                    "timezone": "Europe/Berlin"}))
     times = (await listing(api, f"/jobs/{cron}/preview", count=3))["next_run_times"]
@@ -450,7 +549,6 @@ async def test_preview(api: httpx.AsyncClient, tag: str) -> None:
     await api.delete(f"/jobs/{once}")
     await wait_state(api, once, "cancelled")
     assert (await listing(api, f"/jobs/{once}/preview"))["next_run_times"] == []
-    await api.delete(f"/jobs/{cron}")
 
 
 # ---- query plans ------------------------------------------------------------------------------
