@@ -11,7 +11,7 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from duetime.due_set import DueSet
+from duetime.due_set import DueSet, Popped
 from duetime.timeutil import now_ms
 from tests.support.jobs import runs
 from tests.support.sink import Sink
@@ -60,12 +60,15 @@ async def test_dispatcher_killed_between_pop_and_publish_loses_no_entry(
             return any(job_id in str(m) for m in members)
 
         await eventually(loaded, timeout=15)
-        await asyncio.sleep(1.2)
-        # Act as a dispatcher that pops the entry and dies before publishing it.
-        popped = [p for p in await due.pop_due(shard, now_ms(), now_ms(), 1000)
-                  if p.entry and p.entry.job_id == job_id]
+
+        # Act as a dispatcher that pops the entry once it is due and dies before publishing it.
+        async def pop_ours() -> list[Popped]:
+            return [p for p in await due.pop_due(shard, now_ms(), now_ms(), 1000)
+                    if p.entry and p.entry.job_id == job_id]
+
+        popped = await eventually(pop_ours, timeout=10)
         assert len(popped) == 1 and popped[0].verdict == "run"
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(0.5)  # the point: with no dispatcher, nothing fires
         assert sink.hits_for(path) == []
     finally:
         await asyncio.to_thread(stack, "start", "dispatcher")

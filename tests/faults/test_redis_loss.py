@@ -2,24 +2,23 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime, timedelta
 
 import httpx
 from redis.asyncio import Redis
 
-from tests.support.jobs import create, http_job, wait_runs
+from tests.support.jobs import Cleanup, create, http_job, wait_runs
 from tests.support.sink import Sink
 from tests.support.waiting import eventually
 
 
 async def test_due_set_is_rebuilt_after_redis_loses_everything(
-    api: httpx.AsyncClient, redis: Redis, sink: Sink, path: str
+    api: httpx.AsyncClient, redis: Redis, sink: Sink, path: str, jobs: Cleanup
 ) -> None:
     at = (datetime.now(UTC) + timedelta(seconds=4)).isoformat()
     once = await create(api, http_job(sink.url(path + "/once"), {"type": "once", "at": at}))
-    every = await create(api, http_job(sink.url(path + "/every"),
-                                       {"type": "interval", "every_seconds": 1}))
+    await jobs.create(api, http_job(sink.url(path + "/every"),
+                                    {"type": "interval", "every_seconds": 1}))
     await sink.wait_for(path + "/every", 1, timeout=10)
 
     await redis.flushdb()  # as if Redis came back empty, without its AOF
@@ -31,7 +30,6 @@ async def test_due_set_is_rebuilt_after_redis_loses_everything(
     assert len(await sink.wait_for(path + "/once", 1, timeout=15)) == 1
     count = len(sink.hits_for(path + "/every"))
     assert len(await sink.wait_for(path + "/every", count + 2, timeout=10)) >= count + 2
-    await api.delete(f"/jobs/{every}")
     await wait_runs(api, once, "succeeded")
-    await asyncio.sleep(1)
+    await sink.wait_for(path + "/once", 2, timeout=1)  # the point: no second firing follows
     assert len(sink.hits_for(path + "/once")) == 1
