@@ -88,6 +88,7 @@ class ReferenceClock:
                  monotonic: Callable[[], float] = time.monotonic) -> None:
         self.remote, self.local, self.monotonic = remote, local, monotonic
         self.sample: Sample | None = None
+        self._syncing = asyncio.Lock()  # hundreds of runs finding it stale share one sync
 
     async def measure(self) -> Sample:
         before = (self.local(), self.monotonic())
@@ -106,16 +107,21 @@ class ReferenceClock:
                                                             "offset_ms": best.offset_ms})
         return best
 
+    def _stale(self) -> bool:
+        return self.sample is None or self.monotonic() - self.sample.monotonic > MAX_AGE_SECONDS
+
     async def current(self) -> Sample:
-        sample = self.sample
-        if sample is None or self.monotonic() - sample.monotonic > MAX_AGE_SECONDS:
-            try:
-                sample = await self.sync()
-            except (RedisError, OSError):
-                if sample is None:
-                    raise
-                # An old estimate is still sound: its error has grown with its age.
-        return sample
+        if self._stale():
+            async with self._syncing:
+                if self._stale():
+                    try:
+                        await self.sync()
+                    except (RedisError, OSError):
+                        if self.sample is None:
+                            raise
+                        # An old estimate is still sound: its error has grown with its age.
+        assert self.sample is not None
+        return self.sample
 
     async def now_ms(self) -> int:
         """The best estimate of the reference time now (for leases and timestamps)."""

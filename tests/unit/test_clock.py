@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 
 import pytest
@@ -117,3 +118,19 @@ async def test_wait_until_is_never_early_on_a_clock_500_ms_ahead() -> None:
         assert await reference() >= target
     assert c.sample is not None
     assert c.sample.offset_ms == pytest.approx(-500, abs=5)
+
+
+async def test_callers_finding_it_stale_share_one_sync() -> None:
+    t = FakeTime(skew_ms=0)
+    calls = 0
+    real = t.remote
+
+    async def counted() -> float:
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(0)
+        return await real()
+
+    c = ReferenceClock(counted, local=t.local, monotonic=t.monotonic)
+    await asyncio.gather(*(c.now_ms() for _ in range(100)))
+    assert calls == clock.SAMPLES
