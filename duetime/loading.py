@@ -71,7 +71,9 @@ def _by_outage(spec: JobSpec, window: schedule.Window, outages: list[catchup.Out
     fire: list[datetime] = []
     skipped: list[datetime] = []
     nexts: dict[int, int] = {}
-    for t, after in zip(window.fire, [*window.fire[1:], window.cursor], strict=True):
+    # Each firing with the one after it (the cursor after the last); none when nothing fires.
+    following = [*window.fire[1:], window.cursor][:len(window.fire)]
+    for t, after in zip(window.fire, following, strict=True):
         t_ms, next_ms = to_ms(t), None if after is None else to_ms(after)
         outage = None if spec.one_shot else catchup.outage_of(t_ms, outages)
         if outage is None or catchup.decide(spec.catchup, spec.catchup_window_seconds, t_ms,

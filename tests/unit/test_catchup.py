@@ -84,3 +84,9 @@ def test_plan_judges_by_outage_across_chunks() -> None:
     assert fired == [] and len(skipped) == 3599
     fired, skipped = _plan_all("none", [])  # late (the loader was busy), not down
     assert len(fired) == 3599 and skipped == []
+
+
+def test_plan_with_nothing_before_the_horizon() -> None:
+    now = datetime(2030, 1, 1, tzinfo=UTC)
+    window = plan(_every_second("latest"), now, now + timedelta(seconds=30), now, now)
+    assert window.fire == [] and window.skipped == [] and window.cursor is not None
