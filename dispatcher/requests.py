@@ -37,15 +37,20 @@ def queued_status(req: RunRequested) -> RunStatusChanged:
     )
 
 
-def skipped_status(popped: Popped, reason: str, now: datetime) -> RunStatusChanged | None:
-    """A firing not made (e.g. the job was paused), recorded so nothing disappears silently."""
+def skipped_status(popped: Popped, reason: str, now: datetime,
+                   final: bool = True) -> RunStatusChanged | None:
+    """A firing not made (e.g. the job was paused), recorded so nothing disappears silently.
+
+    Not `final` when the run may still fire (a paused one-shot job fires on resume): a later
+    status of the same attempt then overtakes it.
+    """
     entry, spec = popped.entry, popped.spec
     if entry is None or spec is None:
         return None
     return RunStatusChanged(
         run_id=entry.run_id, job_id=entry.job_id, tenant=spec["tenant"],
         scheduled_at=from_ms(entry.scheduled_ms), attempt=entry.attempt, status="skipped",
-        at=now, finished_at=now, reason=reason,
+        at=now, finished_at=now, reason=reason, final=final,
     )
 
 

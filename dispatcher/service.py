@@ -102,18 +102,19 @@ class Dispatcher:
         DROPPED.labels(popped.verdict).inc()
         log.info("entry dropped", extra={"member": popped.member, "reason": popped.verdict})
         # Stale entries belong to an older version of the job (an edit won); a paused job's
-        # firing is recorded as skipped so the user sees it was not made.
+        # firing is recorded as skipped so the user sees it was not made. Not as final: it is
+        # not a firing made (max_runs), and a one-shot job still fires it on resume.
         if popped.verdict == "paused":
-            await self._skipped(popped, "paused")
+            await self._skipped(popped, "paused", final=False)
 
-    async def _skipped(self, popped: Popped, reason: str) -> None:
-        event = self._skip_event(popped, reason)
+    async def _skipped(self, popped: Popped, reason: str, final: bool = True) -> None:
+        event = self._skip_event(popped, reason, final)
         if event is not None:
             await self.producer.send(RUNS_STATUS, kafka.encode(event), key=event.job_id.encode())
 
-    def _skip_event(self, popped: Popped, reason: str) -> RunStatusChanged | None:
+    def _skip_event(self, popped: Popped, reason: str, final: bool = True) -> RunStatusChanged | None:
         try:
-            return skipped_status(popped, reason, utcnow())
+            return skipped_status(popped, reason, utcnow(), final)
         except (ValidationError, LookupError, TypeError, ValueError) as exc:
             log.error("unusable entry not recorded", extra={"member": popped.member,
                                                              "error": repr(exc)})

@@ -62,6 +62,9 @@ class Entry:
 
     @property
     def runkey(self) -> str:
+        # Not versioned on purpose: every version's firing at one instant is the same run (one
+        # Idempotency-Key), and one lease/done flag per attempt keeps two versions from both
+        # firing it. Which version may fire is decided in claim_run/start_run (ADR 0010).
         return f"{self.run_id}:{self.attempt}"
 
     @classmethod
@@ -299,12 +302,19 @@ class DueSet:
 
     # -- executing ------------------------------------------------------------------------
     async def claim(self, entry: Entry, member: str, executor_id: str, now_ms: int,
-                    ttl_ms: int) -> str:
+                    ttl_ms: int, later_ms: int = 250) -> str:
+        """Lease one attempt: "ok", or why not ("done", "held", "next", "later"; claim_run.lua).
+
+        Leases and done flags are per run and attempt, not per version, so two versions never
+        both fire one instant; a newer version's request takes over, continues or waits.
+        """
         shard = self.shard_of(entry.job_id)
         return _text(await self._claim(
             keys=[self.key("leases", shard), self.key("owners", shard),
-                  self.done_key(shard, entry.runkey)],
-            args=[entry.runkey, executor_id, now_ms, ttl_ms, member],
+                  self.done_key(shard, entry.runkey), self.key("due", shard),
+                  self.key("running", shard)],
+            args=[entry.runkey, executor_id, now_ms, ttl_ms, member, entry.version,
+                  entry.job_id, entry.next_attempt().member(), later_ms],
         ))
 
     async def complete(self, entry: Entry, retry: Entry | None, retry_at_ms: int,
@@ -320,15 +330,22 @@ class DueSet:
                   self.done_key(shard, entry.runkey), self.key("due", shard),
                   self.key("running", shard)],
             args=[entry.runkey, done_ttl_s or self.redelivery_window_s,
-                  retry.member() if retry else "", retry_at_ms, entry.job_id],
+                  retry.member() if retry else "", retry_at_ms, entry.job_id, entry.version],
         )
 
-    async def start(self, entry: Entry, overlap: str, now_ms: int) -> str:
-        """Check version/state and the overlap policy at the due instant (see start_run.lua)."""
+    async def start(self, entry: Entry, overlap: str, now_ms: int, executor_id: str = "",
+                    member: str = "") -> str:
+        """Check version/state and the overlap policy at the due instant (see start_run.lua).
+
+        A "stale" or "paused" verdict has released the lease of `executor_id` on `member`:
+        the attempt is not used up and must not be completed.
+        """
         shard = self.shard_of(entry.job_id)
         return _text(await self._start(
-            keys=[self.key("jobs", shard), self.key("running", shard), self.key("leases", shard)],
-            args=[entry.job_id, entry.version, entry.flag, entry.runkey, overlap, now_ms],
+            keys=[self.key("jobs", shard), self.key("running", shard), self.key("leases", shard),
+                  self.key("owners", shard)],
+            args=[entry.job_id, entry.version, entry.flag, entry.runkey, overlap, now_ms,
+                  f"{executor_id}|{member or entry.member()}"],
         ))
 
     def abort_key(self, runkey: str) -> str:

@@ -151,13 +151,20 @@ class Executor:
         try:
             await self.run(req, entry, raw)
         finally:
-            self.held.pop(entry.runkey, None)
+            # A newer version's request for the same attempt may have taken the lease over
+            # (claim_run): its entry is the one to keep renewing.
+            if self.held.get(entry.runkey) is entry:
+                del self.held[entry.runkey]
 
     async def run(self, req: RunRequested, entry: Entry, raw: bytes) -> None:
         # Dispatched a little early on purpose: wait until the reference clock has certainly
         # reached the due instant, however far this machine's clock is off (ADR 0012).
         await self.clock.wait_until(to_ms(req.due_at))
-        verdict = await self.due_set.start(entry, req.overlap, await self.clock.now_ms())
+        verdict = await self.due_set.start(entry, req.overlap, await self.clock.now_ms(),
+                                           self.id, req.member)
+        if verdict in NOT_FIRED:
+            await self.not_fired(req, verdict)
+            return
         if verdict in NOT_STARTED:
             await self.finish(req, entry, Outcome(*NOT_STARTED[verdict]), None, None)
             return
@@ -249,6 +256,22 @@ class Executor:
             if not call.done():
                 call.cancel()
 
+    async def not_fired(self, req: RunRequested, verdict: str) -> None:
+        """A stale or paused firing: its lease is released and the attempt stays open.
+
+        Recorded as a `skipped` status that is not final: the run's row shows why nothing
+        fired, and the current version's firing of this instant (or the resumed one-shot job's)
+        overtakes it with the same run id and attempt. Nothing is completed, so nothing is
+        used up (issue 6 defect 3).
+        """
+        SKIPPED.labels(verdict).inc()
+        now = from_ms(await self.clock.now_ms())
+        event = self.status_event(req, "skipped", finished_at=now, final=False,
+                                  reason=NOT_FIRED[verdict])
+        await self.until_done("status", req, lambda: self.send_status(req, event))
+        log.info("attempt not fired", extra={"run_id": req.run_id, "job_id": req.job_id,
+                                             "attempt": req.attempt, "reason": verdict})
+
     async def finish(self, req: RunRequested, entry: Entry, outcome: Outcome,
                      started: datetime | None, lateness: int | None) -> bool:
         """Report the attempt's status, then mark it done (and schedule a retry if due).
@@ -300,10 +323,14 @@ class Executor:
 
 # Verdicts of start_run.lua that end an attempt without firing it: (status, ..., reason).
 NOT_STARTED = {
-    "stale": ("skipped", None, None, None, "superseded by an edit of the job"),
     "cancelled": ("cancelled", None, "job cancelled", None, "cancelled"),
-    "paused": ("skipped", None, None, None, "paused"),
     "overlap": ("skipped", None, None, None, "overlap"),
+}
+# Verdicts that leave the attempt open (not done): another version's firing, or the resumed
+# job's, may still make it. The value is the reason recorded on the not-final `skipped` status.
+NOT_FIRED = {
+    "stale": "superseded by an edit of the job",
+    "paused": "paused",
 }
 
 

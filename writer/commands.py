@@ -53,8 +53,13 @@ class CommandHandler:
         self.ahead = load_ahead
 
     async def apply(self, conn: Conn, cmd: JobCommand) -> Applied:
+        """Apply `cmd` at most once: a replay of an applied command changes nothing."""
         assert cmd.job_id is not None
         row = await conn.fetchrow(self.q["lock_job"], cmd.job_id)
+        if await conn.fetchval(self.q["record_command"], cmd.command_id, cmd.job_id) is None:
+            # Applied before (the writer crashed before committing its offset): answer as
+            # then, without a second version bump, pause or resume.
+            return Applied(_event(cmd, row["version"] if row is not None else None))
         if cmd.type == "create":
             return await self._create(conn, cmd, row)
         if row is None or row["tenant"] != cmd.tenant:
@@ -164,27 +169,29 @@ class CommandHandler:
 
     async def _resume(self, conn: Conn, cmd: JobCommand,
                       row: asyncpg.Record) -> Applied:
+        """Resume as a new version: what was loaded before the pause is dropped, and the firings
+        planned now are counted once, on top of the firings made (issue 6 defect 8)."""
         assert cmd.job_id is not None
         if row["state"] != "paused":
             return Applied(_event(cmd, row["version"]))
         spec = JobSpec.model_validate(row["spec"])
         now = utcnow()
-        # Firings that fell due while paused are not caught up; one-shot jobs still fire once.
+        # Firings that fell due while paused are not caught up; a one-shot job that did not
+        # fire yet fires now (its run id, and so its Idempotency-Key, is unchanged).
         if spec.one_shot:
-            first = schedule.first_fire(spec, row["created_at"])
+            first = schedule.first_fire(spec, row["created_at"]) \
+                if row["next_run_at"] is not None else None
         else:
             first = schedule.next_fire(spec, row["created_at"], now)
-        window = plan(spec, row["created_at"], first, now, now + self.ahead, row["planned_count"],
+        window = plan(spec, row["created_at"], first, now, now + self.ahead, row["run_count"],
                       await self._outages(cmd))
         await self._record_skipped(conn, cmd, window)
         state = "active" if first is not None else "completed"
-        await conn.execute(self.q["set_state"], cmd.job_id, state, 0, first, window.cursor,
-                           cmd.issued_at)
-        await conn.execute(self.q["add_planned"], cmd.job_id, len(window.fire))
-        return Applied(_event(cmd, row["version"]), load=(
-            cmd.job_id, row["version"], state,
-            run_template(cmd.job_id, row["tenant"], row["version"], spec),
-            entries_for(cmd.job_id, row["version"], spec, window.fire, window.next_ms)))
+        version = await conn.fetchval(self.q["resume_job"], cmd.job_id, state, first,
+                                      window.cursor, cmd.issued_at, len(window.fire))
+        return Applied(_event(cmd, version), load=(
+            cmd.job_id, version, state, run_template(cmd.job_id, row["tenant"], version, spec),
+            entries_for(cmd.job_id, version, spec, window.fire, window.next_ms)))
 
     async def _run(self, conn: Conn, cmd: JobCommand,
                    row: asyncpg.Record) -> Applied:

@@ -49,24 +49,29 @@ ON CONFLICT (run_id, scheduled_at) DO UPDATE SET
     reason = EXCLUDED.reason,
     response_excerpt = EXCLUDED.response_excerpt,
     final = EXCLUDED.final
-WHERE (EXCLUDED.attempt, run_status_rank(EXCLUDED.status))
-      > (r.attempt, run_status_rank(r.status))
+WHERE (EXCLUDED.attempt, run_rank(EXCLUDED.status, EXCLUDED.final))
+      > (r.attempt, run_rank(r.status, r.final))
 RETURNING run_id, job_id, status, attempt, final, scheduled_at
 
 -- name: record_finished_runs
--- Counters and state for jobs whose runs reached their final status in this batch.
+-- Counters and state for jobs whose runs reached their final status in this batch. Only
+-- firings made count (run_count, max_runs, a one-shot job's completion); a final `skipped`
+-- (catch-up, overlap) was planned but will not fire, so it leaves planned_count.
 UPDATE jobs AS j
 SET run_count = j.run_count + f.finished,
     failure_count = j.failure_count + f.failed,
-    last_run_id = f.last_run_id,
-    last_run_status = f.last_status,
-    last_run_at = f.last_at,
-    -- Completed: a one-shot job ran, max_runs is reached, or the schedule has no firing left
-    -- (nothing more to load) and every loaded firing has finished.
+    planned_count = GREATEST(j.planned_count - f.skipped, 0),
+    last_run_id = COALESCE(f.last_run_id, j.last_run_id),
+    last_run_status = COALESCE(f.last_status, j.last_run_status),
+    last_run_at = COALESCE(f.last_at, j.last_run_at),
+    -- Completed: a one-shot job fired, max_runs firings were made, or the schedule has no
+    -- firing left (nothing more to load) and every loaded firing has finished. Never while
+    -- paused: a paused job completes only after it fired.
     state = CASE WHEN j.state = 'active' AND ((j.schedule_type IN ('once', 'delay', 'now')
                                                AND f.last_at >= j.next_run_at)
                       OR (j.spec ->> 'max_runs')::bigint <= j.run_count + f.finished
-                      OR (j.enqueue_at IS NULL AND j.planned_count <= j.run_count + f.finished))
+                      OR (j.enqueue_at IS NULL
+                          AND j.planned_count - f.skipped <= j.run_count + f.finished))
                  THEN 'completed' ELSE j.state END,
     -- A run-now of a one-shot job before its time does not use up the scheduled firing.
     next_run_at = CASE WHEN j.schedule_type IN ('once', 'delay', 'now')
@@ -74,13 +79,25 @@ SET run_count = j.run_count + f.finished,
                        ELSE j.next_run_at END,
     updated_at = now()
 FROM (SELECT * FROM unnest($1::text[], $2::int[], $3::int[], $4::text[], $5::text[],
-                           $6::timestamptz[])
-      AS t(job_id, finished, failed, last_run_id, last_status, last_at)) AS f
+                           $6::timestamptz[], $7::int[])
+      AS t(job_id, finished, failed, last_run_id, last_status, last_at, skipped)) AS f
 WHERE j.job_id = f.job_id
 RETURNING j.job_id, j.state, j.version
 
--- name: add_planned
-UPDATE jobs SET planned_count = planned_count + $2 WHERE job_id = $1
+-- name: resume_job
+-- A new version, so every entry loaded before the pause is dropped and the firings planned now
+-- are the only ones pending: planned_count counts them on top of the firings made.
+UPDATE jobs
+SET state = $2, version = version + 1, next_run_at = $3, enqueue_at = $4, updated_at = $5,
+    planned_count = run_count + $6
+WHERE job_id = $1
+RETURNING version
+
+-- name: record_command
+-- Remembers a command as applied; returns nothing when it was applied before (a replay).
+INSERT INTO applied_commands (command_id, job_id) VALUES ($1, $2)
+ON CONFLICT (command_id) DO NOTHING
+RETURNING command_id
 
 -- name: recurring_schedules
 SELECT job_id, spec, created_at, next_run_at FROM jobs

@@ -14,11 +14,18 @@ from duetime.timeutil import utcnow
 from schemas.api import JobSpec
 from schemas.events import TERMINAL_STATUSES, RunStatusChanged
 
-_RANK = {"queued": 1, "running": 2}
+_RANK = {"queued": 2, "running": 4}
 
 
-def rank(status: str) -> int:
-    return _RANK.get(status, 3)
+def rank(status: str, final: bool = True) -> int:
+    """The order statuses of one attempt move in; the same as run_rank() in SQL.
+
+    A `skipped` that is not final (a stale or paused firing: the run may still fire) ranks
+    between queued and running, so the run's next real status overtakes it.
+    """
+    if status == "skipped" and not final:
+        return 3
+    return _RANK.get(status, 6)
 
 
 def latest_per_run(events: Sequence[RunStatusChanged]) -> list[RunStatusChanged]:
@@ -26,7 +33,8 @@ def latest_per_run(events: Sequence[RunStatusChanged]) -> list[RunStatusChanged]
     best: dict[str, RunStatusChanged] = {}
     for ev in events:
         cur = best.get(ev.run_id)
-        if cur is None or (ev.attempt, rank(ev.status)) > (cur.attempt, rank(cur.status)):
+        if cur is None or (ev.attempt, rank(ev.status, ev.final)) > (cur.attempt,
+                                                                      rank(cur.status, cur.final)):
             best[ev.run_id] = ev
     return list(best.values())
 
@@ -54,24 +62,37 @@ async def persist(conn: Conn, queries: dict[str, str],
         return []
     changed = await conn.fetch(queries["upsert_runs"], *_columns(batch))
     await _advance_next_runs(conn, queries, changed)
-    finished: dict[str, list[Any]] = {}
-    for row in changed:
-        if row["status"] in TERMINAL_STATUSES and row["final"]:
-            agg = finished.setdefault(row["job_id"], [0, 0, None, None, None])
-            agg[0] += 1
-            agg[1] += row["status"] != "succeeded"
-            at: datetime = row["scheduled_at"]
-            if agg[4] is None or at >= agg[4]:
-                agg[2], agg[3], agg[4] = row["run_id"], row["status"], at
+    finished = _finished_per_job(changed)
     if not finished:
         return []
     ids = list(finished)
     rows = await conn.fetch(
-        queries["record_finished_runs"], ids, [finished[j][0] for j in ids],
-        [finished[j][1] for j in ids], [finished[j][2] for j in ids],
-        [finished[j][3] for j in ids], [finished[j][4] for j in ids],
+        queries["record_finished_runs"], ids, *([finished[j][k] for j in ids] for k in range(6)),
     )
     return [(r["job_id"], r["state"], r["version"]) for r in rows]
+
+
+def _finished_per_job(changed: Sequence[asyncpg.Record]) -> dict[str, list[Any]]:
+    """Per job: [made, failed, last run id, last status, last scheduled_at, skipped].
+
+    Only firings made count toward run_count and max_runs; a final `skipped` (catch-up,
+    overlap) only leaves the plan. A `skipped` that is not final counts nowhere: the run may
+    still fire (issue 6 defect 8).
+    """
+    finished: dict[str, list[Any]] = {}
+    for row in changed:
+        if row["status"] not in TERMINAL_STATUSES or not row["final"]:
+            continue
+        agg = finished.setdefault(row["job_id"], [0, 0, None, None, None, 0])
+        if row["status"] == "skipped":
+            agg[5] += 1
+            continue
+        agg[0] += 1
+        agg[1] += row["status"] != "succeeded"
+        at: datetime = row["scheduled_at"]
+        if agg[4] is None or at >= agg[4]:
+            agg[2], agg[3], agg[4] = row["run_id"], row["status"], at
+    return finished
 
 
 async def _advance_next_runs(conn: Conn, queries: dict[str, str],

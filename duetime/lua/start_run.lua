@@ -2,15 +2,25 @@
 -- Atomically: refuses a firing whose job was edited ("stale"), cancelled or paused since it was
 -- dispatched (edits and cancels win), applies the overlap policy against the job's run that is
 -- still running (its lease alive), and records this attempt as the job's running one.
--- KEYS: jobs (job_id -> "version|state"), running (job_id -> runkey), leases
--- ARGV: job_id, version, flag, runkey, overlap policy, now_ms
+-- A stale or paused firing does not use the attempt up: its lease is released here (if it is
+-- still ours; a newer version's request may have taken it over) and no done flag is set, so
+-- the current version's firing for the same instant (or the one a resume loads) still runs.
+-- KEYS: jobs (job_id -> "version|state"), running (job_id -> runkey), leases, owners
+-- ARGV: job_id, version, flag, runkey, overlap policy, now_ms, owner ("executor|member")
 -- Returns "ok", "stale", "cancelled", "paused", "overlap" or "replace:<runkey of the old run>".
+local function release(verdict)
+  if redis.call('HGET', KEYS[4], ARGV[4]) == ARGV[7] then
+    redis.call('ZREM', KEYS[3], ARGV[4])
+    redis.call('HDEL', KEYS[4], ARGV[4])
+  end
+  return verdict
+end
 local meta = redis.call('HGET', KEYS[1], ARGV[1])
 if meta then
   local version, state = string.match(meta, '^(%d+)|(%a+)$')
   if state == 'cancelled' then return 'cancelled' end
-  if version ~= ARGV[2] then return 'stale' end
-  if state == 'paused' and ARGV[3] == 's' then return 'paused' end
+  if version ~= ARGV[2] then return release('stale') end
+  if state == 'paused' and ARGV[3] == 's' then return release('paused') end
 end
 local verdict = 'ok'
 local current = redis.call('HGET', KEYS[2], ARGV[1])

@@ -59,7 +59,8 @@ class FlakyDueSet:
         self.held_while_completing: list[bool] = []
         self._held = executor_held
 
-    async def start(self, entry: Entry, overlap: str, now_ms: int) -> str:
+    async def start(self, entry: Entry, overlap: str, now_ms: int, executor_id: str = "",
+                    member: str = "") -> str:
         return "ok"
 
     async def complete(self, entry: Entry, retry: Entry | None, retry_at_ms: int) -> None:

@@ -1,0 +1,157 @@
+"""Run identity under edits, retries and pauses (issue 6 defect 3), in-process.
+
+The writer, a dispatcher's pop and an executor run against the real Postgres, Redis and an
+HTTP sink on a due-set prefix of their own (tests/support/pipeline.py). Each test drives the
+race by hand: the pop ~100 ms before the due instant, a command, the start check at the due
+instant. A firing refused as stale or paused must not use its run up; the run id (the
+webhook's Idempotency-Key) stays the same whichever version fires it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+
+from duetime.run_ids import run_id_for
+from duetime.timeutil import now_ms
+from tests.support.pipeline import Pipeline
+from tests.support.sink import Sink
+
+
+def _at(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat()
+
+
+async def _sleep_until(ms: int) -> None:
+    await asyncio.sleep(max(0.0, (ms - now_ms()) / 1000))
+
+
+async def test_an_edit_between_the_pop_and_the_due_instant_still_fires_the_new_version(
+    pipeline: Pipeline, sink: Sink, path: str,
+) -> None:
+    due = now_ms() + 1500
+    job_id = await pipeline.create({"type": "once", "at": _at(due)}, sink.url(path + "/old"))
+    await _sleep_until(due - 100)
+    assert await pipeline.dispatch() == ["ok"]  # v1 is with the executor, waiting for its instant
+    patch = pipeline.command(job_id, "patch", patch={"target": {"url": sink.url(path + "/new")}})
+    await pipeline.send(patch)  # lands inside the lookahead
+    assert now_ms() < due
+    # v2's entry for the same instant takes the lease over from v1, which has not started.
+    assert await pipeline.dispatch() == ["ok"]
+    await pipeline.settle()
+
+    assert sink.hits_for(path + "/old") == []
+    [hit] = sink.hits_for(path + "/new")
+    assert hit.headers["Idempotency-Key"] == run_id_for(job_id, due)
+    await pipeline.persist()
+    job = await pipeline.job(job_id)
+    assert (job["state"], job["version"], job["run_count"]) == ("completed", 2, 1)
+    [run] = await pipeline.runs(job_id)
+    assert (run["run_id"], run["status"], run["attempt"]) == (run_id_for(job_id, due),
+                                                              "succeeded", 1)
+
+
+async def test_an_edit_after_the_old_version_started_does_not_fire_the_instant_twice(
+    pipeline: Pipeline, make_sink: Callable[..., Awaitable[Sink]], path: str,
+) -> None:
+    slow = await make_sink(delay_seconds=1.5)
+    due = now_ms() + 1000
+    job_id = await pipeline.create({"type": "once", "at": _at(due)}, slow.url(path + "/old"))
+    await _sleep_until(due - 100)
+    assert await pipeline.dispatch() == ["ok"]
+    await slow.wait_for(path + "/old", 1, timeout=5)  # v1 is firing
+    await pipeline.send(pipeline.command(
+        job_id, "patch", patch={"target": {"url": slow.url(path + "/new")}}))
+    # v2's entry finds v1's attempt started: it waits for it instead of firing again...
+    assert await pipeline.dispatch() == ["later"]
+    await pipeline.settle()
+    await _sleep_until(now_ms() + 300)
+    # ...and, v1 having succeeded, it is done.
+    assert await pipeline.dispatch() == ["done"]
+    assert slow.hits_for(path + "/new") == [] and len(slow.hits_for(path + "/old")) == 1
+    await pipeline.persist()
+    assert (await pipeline.job(job_id))["state"] == "completed"
+
+
+async def test_patching_a_one_shot_job_during_its_retry_backoff_fires_the_fixed_target(
+    pipeline: Pipeline, make_sink: Callable[..., Awaitable[Sink]], sink: Sink, path: str,
+) -> None:
+    broken = await make_sink(status=500)
+    due = now_ms() + 300
+    retry = {"max_attempts": 3, "initial_delay_seconds": 60, "jitter": False}
+    job_id = await pipeline.create({"type": "once", "at": _at(due)}, broken.url(path),
+                                   retry=retry)
+    await _sleep_until(due - 100)
+    assert await pipeline.dispatch() == ["ok"]
+    await pipeline.settle()
+    await pipeline.persist()  # attempt 1 failed, attempt 2 is a minute away
+    assert len(broken.hits_for(path)) == 1
+
+    await pipeline.send(pipeline.command(job_id, "patch",
+                                         patch={"target": {"url": sink.url(path)}}))
+    # The new version's firing of the instant continues the run as its next attempt, now.
+    assert await pipeline.dispatch() == ["next"]
+    assert await pipeline.dispatch() == ["ok"]
+    await pipeline.settle()
+
+    [hit] = sink.hits_for(path)
+    assert hit.headers["X-Duetime-Attempt"] == "2"
+    assert hit.headers["Idempotency-Key"] == run_id_for(job_id, due)
+    await pipeline.persist()
+    job = await pipeline.job(job_id)
+    assert (job["state"], job["run_count"]) == ("completed", 1)
+    [run] = await pipeline.runs(job_id)
+    assert (run["status"], run["attempt"], run["final"]) == ("succeeded", 2, True)
+    # The old version's retry is dropped when it comes due.
+    stale = [p.verdict for p in await pipeline.pop(lookahead_ms=120_000)]
+    assert stale == ["stale"]
+
+
+async def test_a_one_shot_job_paused_at_its_start_check_fires_once_resumed(
+    pipeline: Pipeline, sink: Sink, path: str,
+) -> None:
+    due = now_ms() + 1000
+    job_id = await pipeline.create({"type": "once", "at": _at(due)}, sink.url(path))
+    await _sleep_until(due - 100)
+    assert await pipeline.dispatch() == ["ok"]
+    await pipeline.send(pipeline.command(job_id, "pause"))
+    await pipeline.settle()  # refused at its instant: paused
+    assert [s["status"] for s in pipeline.statuses()] == ["skipped"]
+    await pipeline.persist()
+    job = await pipeline.job(job_id)
+    assert (job["state"], job["run_count"]) == ("paused", 0)
+    assert job["next_run_at"] is not None  # not used up
+    assert sink.hits_for(path) == []
+
+    await pipeline.send(pipeline.command(job_id, "resume"))
+    assert await pipeline.dispatch() == ["ok"]
+    await pipeline.settle()
+    [hit] = sink.hits_for(path)
+    assert hit.headers["Idempotency-Key"] == run_id_for(job_id, due)
+    await pipeline.persist()
+    assert (await pipeline.job(job_id))["state"] == "completed"
+    [run] = await pipeline.runs(job_id)
+    assert (run["status"], run["attempt"]) == ("succeeded", 1)
+
+
+async def test_a_one_shot_job_paused_across_its_due_time_fires_and_completes_on_resume(
+    pipeline: Pipeline, sink: Sink, path: str,
+) -> None:
+    due = now_ms() + 500
+    job_id = await pipeline.create({"type": "once", "at": _at(due)}, sink.url(path))
+    await pipeline.send(pipeline.command(job_id, "pause"))
+    await _sleep_until(due + 200)
+    assert [p.verdict for p in await pipeline.pop()] == ["paused"]
+    await pipeline.persist()
+    assert (await pipeline.job(job_id))["state"] == "paused"
+
+    started = time.monotonic()
+    await pipeline.send(pipeline.command(job_id, "resume"))
+    assert await pipeline.dispatch() == ["ok"]
+    await pipeline.settle()
+    assert len(sink.hits_for(path)) == 1 and time.monotonic() - started < 5
+    await pipeline.persist()
+    job = await pipeline.job(job_id)
+    assert (job["state"], job["run_count"]) == ("completed", 1)
