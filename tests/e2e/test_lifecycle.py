@@ -42,20 +42,6 @@ async def test_edit_before_due_wins(api: httpx.AsyncClient, sink: Sink, path: st
     assert job["version"] == 2 and job["target"]["url"] == sink.url(new)
 
 
-async def test_edit_just_before_due_still_wins(api: httpx.AsyncClient, sink: Sink,
-                                               path: str) -> None:
-    old, new = path + "/old", path + "/new"
-    due = time.time() + 3
-    job_id = await create(api, http_job(sink.url(old), {
-        "type": "once", "at": datetime.fromtimestamp(due, UTC).isoformat()}))
-    await asyncio.sleep(max(0.0, due - time.time() - 0.35))  # inside the dispatch lookahead
-    resp = await api.patch(f"/jobs/{job_id}", json={"target": {"url": sink.url(new)}})
-    assert resp.status_code == 202
-    await wait_state(api, job_id, "completed", timeout=15)
-    assert sink.hits_for(old) == []
-    assert len(sink.hits_for(new)) == 1
-
-
 async def test_patch_is_a_json_merge_patch_and_validated(api: httpx.AsyncClient,
                                                         jobs: Cleanup) -> None:
     job_id = await jobs.create(api, http_job("http://127.0.0.1:9/x", {"type": "once", "at": at(3600)},
