@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-EDIT_SLACK_MS = 200
+EDIT_SLACK_MS = 50
 RECOVERY_MS = 3000
 RETRY_SPAN_MS = 2000  # the harness's retry policy retries within this long after a failure
 CLOCK_SLACK_MS = 1  # ms rounding between datetimes, floats and headers
@@ -179,6 +179,9 @@ class _Windows:
     zones: list[tuple[int, int]]  # a command in flight: sent .. applied + slack
     stoppers: list[tuple[int, int]]  # the zones of commands that stop an owed firing
     outage: list[tuple[int, int]]  # a firing-path service down, plus its recovery
+    # Pauses: a one-shot firing owed but not started yet when one takes effect (e.g. its
+    # executor is down) waits for the resume (ADR 0010).
+    pauses: list[tuple[int, int]] = field(default_factory=list)
 
     @classmethod
     def of(cls, job: JobHistory, faults: list[tuple[int, int]]) -> _Windows:
@@ -186,7 +189,8 @@ class _Windows:
         # regardless); a cancel does, and so does an edit that supersedes it.
         return cls([_zone(c) for c in job.commands if c.kind != "run"],
                    [_zone(c) for c in job.commands if c.kind in ("cancel", "patch")],
-                   [(lo - EDIT_SLACK_MS, hi + RECOVERY_MS) for lo, hi in faults])
+                   [(lo - EDIT_SLACK_MS, hi + RECOVERY_MS) for lo, hi in faults],
+                   [_zone(c) for c in job.commands if c.kind == "pause"])
 
     def owed_until(self, t: int) -> int:
         """When an owed firing due at `t` happens at the latest: at once, or when the outage
@@ -194,11 +198,38 @@ class _Windows:
         return max([t, *(hi for lo, hi in self.outage if lo <= t <= hi)])
 
 
+def _resumed_at(job: JobHistory, at: int) -> int | None:
+    """A one-shot job paused at its instant fires when a later resume is applied: when."""
+    for cmd in job.commands:
+        if cmd.applied_ms is None or cmd.applied_ms <= at:
+            continue
+        if cmd.kind == "cancel":
+            return None
+        if cmd.kind == "resume":
+            return cmd.applied_ms
+    return None
+
+
+def _one_shot_at(job: JobHistory, t: int) -> int | None:
+    """When a one-shot job due at `t` is owed: its instant (or its creation, if that was
+    later), or the resume after a pause that spanned it; None if it is never owed."""
+    at = max(t, job.applied_ms or job.created_ms)
+    if _state_at(job, at)[0] != "paused":
+        return at
+    return _resumed_at(job, at)
+
+
 def _scheduled(job: JobHistory, w: _Windows, t: int) -> Slot | None:
     everywhere = job.paths()
-    # A one-shot job due before the writer stored it fires at once: judge it then.
-    at = max(t, job.applied_ms or job.created_ms) if job.one_shot else t
-    if _in_any(at, w.zones) or (job.one_shot and _overlaps((at, w.owed_until(at)), w.stoppers)):
+    # A one-shot job due before the writer stored it fires at once: judge it then; one paused
+    # across its instant fires on resume (ADR 0010): judge it then.
+    found = _one_shot_at(job, t) if job.one_shot else t
+    if found is None:
+        at = max(t, job.applied_ms or job.created_ms)
+        return Slot(t, t, everywhere, required=False) if _in_any(at, w.zones) else None
+    at = found
+    if _in_any(at, w.zones) or (job.one_shot and _overlaps((at, w.owed_until(at)),
+                                                            [*w.stoppers, *w.pauses])):
         return Slot(t, t, everywhere, required=False)
     state, path = _state_at(job, at)
     if state != "active":
@@ -225,7 +256,7 @@ def expect(job: JobHistory, faults: list[tuple[int, int]], until_ms: int) -> Exp
     if job.fail_first:
         retried = {s for s in slots if s.required
                    and not _overlaps((s.lo_ms, s.hi_ms + RETRY_SPAN_MS), [*w.zones, *w.outage])}
-    return Expectation(slots, frozenset([_final_state(job)]), retried)
+    return Expectation(slots, _final_states(job, w), retried)
 
 
 def _final_state(job: JobHistory) -> str:
@@ -233,8 +264,19 @@ def _final_state(job: JobHistory) -> str:
     if "cancel" in kinds:
         return "cancelled"
     if job.one_shot:
-        return "completed"
+        # Paused across its instant and never resumed: it did not fire, so it is not completed.
+        return "completed" if _one_shot_at(job, one_shot_instant(job)) is not None else "paused"
     return "paused" if kinds and kinds[-1] == "pause" else "active"
+
+
+def _final_states(job: JobHistory, w: _Windows) -> frozenset[str]:
+    """The final state, or both when a pause raced the one-shot job's instant."""
+    final = _final_state(job)
+    if job.one_shot and final != "cancelled":
+        at = max(one_shot_instant(job), job.applied_ms or job.created_ms)
+        if _in_any(at, w.zones) or _overlaps((at, w.owed_until(at)), w.pauses):
+            return frozenset({"completed", "paused"})
+    return frozenset([final])
 
 
 @dataclass

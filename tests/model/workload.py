@@ -241,9 +241,11 @@ class Workload:
         if state == "cancelled":
             return []
         if job.one_shot:
-            # Pausing a one-shot job, or editing a delay job (which re-anchors it), are left out
-            # until issue 6's defects 3 and 4 are fixed; see docs/guarantees.md.
-            return ["cancel", "patch"] if job.schedule["type"] == "once" else ["cancel"]
+            # Editing a delay job (which re-anchors it) is still left out; see docs/guarantees.md.
+            edits = ["patch"] if job.schedule["type"] == "once" else []
+            if state == "paused":
+                return ["resume", "resume", "cancel", *edits]
+            return ["cancel", "pause", *edits]
         if state == "paused":
             return ["resume", "resume", "run", "patch", "cancel"]
         return ["pause", "patch", "patch", "run", "run", "cancel"]

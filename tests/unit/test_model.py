@@ -35,7 +35,7 @@ def test_an_undisturbed_interval_must_fire_at_every_instant_and_nowhere_else() -
 
 
 def test_nothing_may_fire_after_a_cancel_took_effect_and_the_edge_is_tolerated() -> None:
-    job = interval(commands=[Command("cancel", T0 + 3900, T0 + 3905, applied_ms=T0 + 3910)])
+    job = interval(commands=[Command("cancel", T0 + 3950, T0 + 3955, applied_ms=T0 + 3960)])
     exp = expect(job, [], T0 + 10_000)
     assert [(s.lo_ms, s.required) for s in exp.slots] == [(T0 + 2000, True), (T0 + 4000, False)]
     assert check(job, exp, [hit(T0 + 2000), hit(T0 + 4000)]).ok  # inside the edit slack
