@@ -167,6 +167,31 @@ class DueSet:
                     pipe.hset(self.key("nexts", shard), mapping=nexts)  # type: ignore[arg-type]
             await pipe.execute()
 
+    async def add_due(self, entries: Sequence[tuple[Entry, int]]) -> None:
+        """Add entries due at explicit instants (retries re-created from Postgres)."""
+        by_shard: dict[int, dict[str, int]] = {}
+        for entry, due_ms in entries:
+            by_shard.setdefault(self.shard_of(entry.job_id), {})[entry.member()] = due_ms
+        for shard, members in by_shard.items():
+            await self.redis.zadd(self.key("due", shard), members, nx=True)
+
+    # -- integrity (watcher) ----------------------------------------------------------------
+    def _epoch_key(self) -> str:
+        return f"{self.prefix}:epoch"
+
+    async def identity(self) -> tuple[str, bool]:
+        """(the Redis server's run id, whether this due-set's epoch marker is there).
+
+        The run id changes when Redis restarts or fails over (its AOF tail or unreplicated
+        writes may be gone); the marker is gone when the data was flushed (ADR 0014).
+        """
+        info = await self.redis.info("server")
+        present = bool(await self.redis.exists(self._epoch_key()))
+        return str(info.get("run_id", "")), present
+
+    async def mark_epoch(self, value: str) -> None:
+        await self.redis.set(self._epoch_key(), value)
+
     async def forget(self, job_id: str, version: int, state: str) -> None:
         """Mark a job finished: its remaining entries are dropped at pop time.
 

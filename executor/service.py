@@ -287,6 +287,7 @@ class Executor:
             http_status=outcome.http_status, error=outcome.error,
             response_excerpt=outcome.excerpt, final=not retry,
             reason=f"retry at {retry_at.isoformat()}" if retry else outcome.reason,
+            retry_at=retry_at if retry else None,
         )
         # The status is durable before the attempt counts as done.
         await self.until_done("status", req, lambda: self.send_status(req, event))

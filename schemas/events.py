@@ -89,6 +89,9 @@ class RunStatusChanged(Message, Storable):
     # False when another attempt follows (the failure is not the run's last word).
     final: bool = True
     reason: StorableText | None = Field(default=None, max_length=2000)
+    # When the next attempt is due (final=False failures): Postgres keeps it, so a due-set
+    # rebuilt after Redis lost data re-creates the retry (ADR 0014).
+    retry_at: AwareDatetime | None = None
 
 
 class JobEvent(Message):

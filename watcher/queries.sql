@@ -27,3 +27,18 @@ ON CONFLICT DO NOTHING
 UPDATE jobs SET enqueue_at = next_run_at
 WHERE state = 'active' AND next_run_at IS NOT NULL
   AND (enqueue_at IS NULL OR enqueue_at > next_run_at)
+
+-- name: pending_retries
+-- Failed attempts with another due (ADR 0014): re-created in the due-set by a rebuild. Uses the
+-- partial index job_runs_pending_retries: its size is the retries waiting right now.
+SELECT r.job_id, r.scheduled_at, r.attempt, r.retry_at, j.version, j.tenant, j.spec
+FROM job_runs AS r JOIN jobs AS j ON j.job_id = r.job_id
+WHERE NOT r.final AND r.retry_at IS NOT NULL AND r.status IN ('failed', 'timed_out')
+  AND j.state = 'active'
+
+-- name: due_set_state
+SELECT redis_run_id FROM due_set_state
+
+-- name: record_due_set_state
+INSERT INTO due_set_state (redis_run_id, rebuilt_at) VALUES ($1, now())
+ON CONFLICT (id) DO UPDATE SET redis_run_id = EXCLUDED.redis_run_id, rebuilt_at = now()

@@ -22,6 +22,7 @@ from duetime.settings import HttpSettings, PostgresSettings, RedeliverySettings,
 from duetime.sql import load_queries
 from duetime.timeutil import now_ms, to_ms, utcnow
 from schemas.api import JobSpec
+from watcher.integrity import Integrity
 
 log = logging.getLogger(__name__)
 QUERIES = load_queries("watcher")
@@ -31,7 +32,6 @@ TRIMMED = Counter("duetime_due_set_finished_jobs_forgotten_total",
                   "Cancelled or completed jobs forgotten by the due-set after the redelivery window")
 USED_MEMORY = Gauge("duetime_redis_used_memory_bytes", "Memory Redis uses (INFO used_memory)")
 MAX_MEMORY = Gauge("duetime_redis_maxmemory_bytes", "Redis's maxmemory (0: unlimited)")
-EPOCH_KEY = "dt:epoch"
 
 
 class Settings(PostgresSettings, RedisSettings, RedeliverySettings, HttpSettings):
@@ -48,14 +48,11 @@ class Watcher:
     def __init__(self, pool: asyncpg.Pool[Any], due_set: DueSet, settings: Settings) -> None:
         self.pool, self.due_set, self.settings = pool, due_set, settings
         self.memory_warned_ms = 0
+        self.integrity = Integrity(pool, due_set, QUERIES)
 
-    async def ensure_redis_intact(self) -> None:
-        """If Redis came back empty, reload every pending firing from Postgres."""
-        if await self.due_set.redis.exists(EPOCH_KEY):
-            return
-        result = await self.pool.execute(QUERIES["reload_everything"])
-        await self.due_set.redis.set(EPOCH_KEY, utcnow().isoformat(), nx=True)
-        log.warning("due-set rebuilt from Postgres", extra={"result": result})
+    async def ensure_redis_intact(self) -> str | None:
+        """If Redis lost data (flushed, restarted, failed over), rebuild the due-set."""
+        return await self.integrity.ensure()
 
     async def load_once(self) -> int:
         """Load every firing due before now + window; returns how many were loaded."""

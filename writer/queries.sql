@@ -28,11 +28,12 @@ RETURNING version
 -- One statement per batch; a run's status only moves forward (by attempt, then rank).
 INSERT INTO job_runs AS r (run_id, job_id, tenant, scheduled_at, attempt, status, queued_at,
                            started_at, finished_at, modified_at, executor_id, lateness_ms,
-                           duration_ms, http_status, error, reason, response_excerpt, final)
+                           duration_ms, http_status, error, reason, response_excerpt, final,
+                           retry_at)
 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::int[],
                      $6::text[], $7::timestamptz[], $8::timestamptz[], $9::timestamptz[],
                      $10::timestamptz[], $11::text[], $12::bigint[], $13::bigint[], $14::int[],
-                     $15::text[], $16::text[], $17::text[], $18::bool[])
+                     $15::text[], $16::text[], $17::text[], $18::bool[], $19::timestamptz[])
 ON CONFLICT (run_id, scheduled_at) DO UPDATE SET
     attempt = EXCLUDED.attempt,
     status = EXCLUDED.status,
@@ -48,7 +49,8 @@ ON CONFLICT (run_id, scheduled_at) DO UPDATE SET
     error = EXCLUDED.error,
     reason = EXCLUDED.reason,
     response_excerpt = EXCLUDED.response_excerpt,
-    final = EXCLUDED.final
+    final = EXCLUDED.final,
+    retry_at = EXCLUDED.retry_at
 WHERE (EXCLUDED.attempt, run_rank(EXCLUDED.status, EXCLUDED.final))
       > (r.attempt, run_rank(r.status, r.final))
 RETURNING run_id, job_id, status, attempt, final, scheduled_at

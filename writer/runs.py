@@ -50,7 +50,7 @@ def _columns(events: Sequence[RunStatusChanged]) -> list[list[Any]]:
         [e.lateness_ms for e in events], [e.duration_ms for e in events],
         [e.http_status for e in events], [e.error for e in events],
         [e.reason for e in events], [e.response_excerpt for e in events],
-        [e.final for e in events],
+        [e.final for e in events], [e.retry_at for e in events],
     ]
 
 

@@ -4,7 +4,7 @@ component — writer, watcher, run recorder — plans from the same instant."""
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 import httpx
 
@@ -13,7 +13,9 @@ from tests.support.sink import Sink
 
 
 def _ms(iso: str) -> int:
-    return round(datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp() * 1000)
+    """Milliseconds since the epoch, floored like duetime's fire times (no float rounding)."""
+    instant = datetime.fromisoformat(iso.replace("Z", "+00:00"))
+    return (instant - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(milliseconds=1)
 
 
 async def test_an_edit_keeps_the_interval_phase_and_the_delay_anchor(

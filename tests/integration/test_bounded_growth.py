@@ -17,7 +17,6 @@ import pytest
 from redis.asyncio import Redis
 
 from duetime.due_set import MANUAL, DueSet, Entry
-from duetime.postgres import migrate
 from duetime.timeutil import now_ms, utcnow
 from executor.service import Settings as ExecutorSettings
 from watcher.service import MAX_MEMORY, USED_MEMORY, Watcher
@@ -132,22 +131,6 @@ async def test_the_watcher_trims_tombstones_and_reports_redis_memory(
 # ---- job_runs retention -----------------------------------------------------------------------
 
 
-@pytest.fixture
-async def runs_db(env: dict[str, str], pg: asyncpg.Pool[Any]) -> AsyncIterator[asyncpg.Pool[Any]]:
-    """A database of its own, migrated, so partitions can be dropped without touching others."""
-    name = f"retention_{uuid.uuid4().hex[:10]}"
-    await pg.execute(f'CREATE DATABASE "{name}"')
-    dsn = f"{env['DUETIME_POSTGRES_DSN'].rsplit('/', 1)[0]}/{name}"
-    try:
-        await migrate(dsn)
-        pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
-        assert pool is not None
-        yield pool
-        await pool.close()
-    finally:
-        await pg.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-
-
 async def _add_run(pool: asyncpg.Pool[Any], scheduled: datetime, status: str,
                    modified: datetime) -> str:
     run_id = uuid.uuid4().hex
@@ -162,26 +145,26 @@ def _at(year: int, month: int, day: int) -> datetime:
 
 
 async def test_runs_past_retention_go_by_whole_month_never_unfinished_ones(
-        runs_db: asyncpg.Pool[Any]) -> None:
-    await runs_db.execute("SELECT ensure_job_runs_partitions('2001-01-01', 3)")
-    old_jan = await _add_run(runs_db, _at(2001, 1, 15), "succeeded", _at(2001, 1, 15))
-    stuck_feb = await _add_run(runs_db, _at(2001, 2, 15), "queued", _at(2001, 2, 15))
-    mar = await _add_run(runs_db, _at(2001, 3, 25), "failed", _at(2001, 3, 25))
+        fresh_db: asyncpg.Pool[Any]) -> None:
+    await fresh_db.execute("SELECT ensure_job_runs_partitions('2001-01-01', 3)")
+    old_jan = await _add_run(fresh_db, _at(2001, 1, 15), "succeeded", _at(2001, 1, 15))
+    stuck_feb = await _add_run(fresh_db, _at(2001, 2, 15), "queued", _at(2001, 2, 15))
+    mar = await _add_run(fresh_db, _at(2001, 3, 25), "failed", _at(2001, 3, 25))
     # Outside every monthly partition: judged by when they were last modified.
-    old_default = await _add_run(runs_db, _at(1990, 6, 1), "succeeded", _at(2001, 1, 20))
-    late_default = await _add_run(runs_db, _at(1990, 6, 2), "succeeded", utcnow())
-    stuck_default = await _add_run(runs_db, _at(1990, 6, 3), "running", _at(2001, 1, 20))
+    old_default = await _add_run(fresh_db, _at(1990, 6, 1), "succeeded", _at(2001, 1, 20))
+    late_default = await _add_run(fresh_db, _at(1990, 6, 2), "succeeded", utcnow())
+    stuck_default = await _add_run(fresh_db, _at(1990, 6, 3), "running", _at(2001, 1, 20))
     cutoff = _at(2001, 3, 20)
-    done = await expire_runs(runs_db, (utcnow() - cutoff).days)
+    done = await expire_runs(fresh_db, (utcnow() - cutoff).days)
     assert {(r["partition_name"], r["action"], r["runs"]) for r in done} == {
         ("job_runs_200101", "dropped", None),
         ("job_runs_200102", "kept: runs not finished", 1),
         ("job_runs_default", "deleted", 1),
     }
-    left = {r["run_id"] for r in await runs_db.fetch("SELECT run_id FROM job_runs")}
+    left = {r["run_id"] for r in await fresh_db.fetch("SELECT run_id FROM job_runs")}
     assert left == {stuck_feb, mar, late_default, stuck_default}
     assert old_jan not in left and old_default not in left
-    parts = {r["relname"] for r in await runs_db.fetch(
+    parts = {r["relname"] for r in await fresh_db.fetch(
         "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
         " WHERE i.inhparent = 'job_runs'::regclass")}
     current = f"job_runs_{utcnow():%Y%m}"

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator
-
 import pytest
 from redis.asyncio import Redis
 
@@ -14,12 +11,8 @@ TEMPLATE = {"tenant": "t", "target": {"type": "http", "url": "http://x/y"}, "ret
 
 
 @pytest.fixture
-async def due(redis: Redis) -> AsyncIterator[DueSet]:
-    prefix = f"test{uuid.uuid4().hex[:12]}"
-    yield DueSet(redis, shards=1, prefix=prefix)
-    keys = [k async for k in redis.scan_iter(match=f"{prefix}:*")]
-    if keys:
-        await redis.delete(*keys)
+def due(redis: Redis, due_prefix: str) -> DueSet:
+    return DueSet(redis, shards=1, prefix=due_prefix)
 
 
 async def test_pop_moves_due_entries_to_inflight_in_priority_order(due: DueSet) -> None:
