@@ -13,7 +13,16 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
+from aiokafka.errors import (
+    InvalidProducerEpoch,
+    InvalidProducerIdMapping,
+    KafkaConnectionError,
+    OutOfOrderSequenceNumber,
+    ProducerFenced,
+    TopicAlreadyExistsError,
+    UnknownProducerId,
+)
+from prometheus_client import Counter
 from pydantic import BaseModel
 
 from duetime.settings import KafkaSettings
@@ -21,6 +30,8 @@ from schemas.topics import CONFIGS, PARTITIONS
 
 log = logging.getLogger(__name__)
 LOG_APPEND_TIME = 1  # record timestamp type: set by the broker on append
+RENEWED = Counter("duetime_kafka_producers_renewed_total",
+                  "Producers replaced after an error they cannot recover from", ["client"])
 
 
 def encode(message: BaseModel) -> bytes:
@@ -48,10 +59,82 @@ async def _started(make: Callable[[], Any], what: str) -> Any:
     raise AssertionError("unreachable")
 
 
+# Errors after which an idempotent producer never recovers by itself: aiokafka keeps its producer
+# id and sequence numbers, so once the broker lost its state for them (a restart that truncated
+# unflushed data) every later send fails the same way. A new producer gets a new id.
+_PRODUCER_RESET = (OutOfOrderSequenceNumber, UnknownProducerId, InvalidProducerEpoch,
+                   InvalidProducerIdMapping, ProducerFenced)
+
+
+class RenewingProducer:
+    """An idempotent AIOKafkaProducer that replaces itself after an error it cannot recover from.
+
+    The send that failed still fails (its caller retries, as for any Kafka error); later sends go
+    through a fresh producer. Only `send` and `send_and_wait` are offered: all the services use.
+    """
+
+    def __init__(self, make: Callable[[], Any], client_id: str) -> None:
+        self._make, self._client_id = make, client_id
+        self._producer: Any = None
+        self._generation = 0
+        self._lock = asyncio.Lock()
+        self._resets: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        self._producer = await _started(self._make, self._client_id)
+
+    async def stop(self) -> None:
+        for task in list(self._resets):
+            await asyncio.gather(task, return_exceptions=True)
+        await self._producer.stop()
+
+    async def send(self, topic: str, value: bytes | None = None, key: bytes | None = None,
+                   **kwargs: Any) -> asyncio.Future[Any]:
+        generation = self._generation
+        inner: asyncio.Future[Any] = await self._producer.send(topic, value, key=key, **kwargs)
+        outer: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+        def relay(done: asyncio.Future[Any]) -> None:
+            if outer.done():
+                return
+            if done.cancelled():
+                outer.cancel()
+                return
+            exc = done.exception()
+            if exc is None:
+                outer.set_result(done.result())
+                return
+            if isinstance(exc, _PRODUCER_RESET):
+                task = asyncio.create_task(self._renew(generation, exc))
+                self._resets.add(task)
+                task.add_done_callback(self._resets.discard)
+            outer.set_exception(exc)
+
+        inner.add_done_callback(relay)
+        return outer
+
+    async def send_and_wait(self, topic: str, value: bytes | None = None,
+                            key: bytes | None = None, **kwargs: Any) -> Any:
+        return await (await self.send(topic, value, key=key, **kwargs))
+
+    async def _renew(self, generation: int, cause: BaseException) -> None:
+        async with self._lock:
+            if generation != self._generation:
+                return  # another failed send already renewed it
+            old = self._producer
+            self._producer = await _started(self._make, self._client_id)
+            self._generation += 1
+            RENEWED.labels(self._client_id).inc()
+            log.warning("kafka producer renewed", extra={"client": self._client_id,
+                                                         "error": repr(cause)})
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(old.stop(), timeout=5)
+
+
 @asynccontextmanager
-async def producer(settings: KafkaSettings, client_id: str) -> AsyncIterator[AIOKafkaProducer]:
+async def producer(settings: KafkaSettings, client_id: str) -> AsyncIterator[RenewingProducer]:
     # aiokafka's defaults are not durable (acks=1, no idempotence): accepted must mean durable.
-    p: AIOKafkaProducer = await _started(lambda: AIOKafkaProducer(
+    p = RenewingProducer(lambda: AIOKafkaProducer(
         bootstrap_servers=settings.kafka_bootstrap,
         client_id=client_id,
         acks="all",
@@ -59,6 +142,7 @@ async def producer(settings: KafkaSettings, client_id: str) -> AsyncIterator[AIO
         linger_ms=0,
         request_timeout_ms=settings.kafka_request_timeout_ms,
     ), client_id)
+    await p.start()
     try:
         yield p
     finally:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import asyncpg
 from pydantic import Field
 
 from duetime import kafka, postgres
 from duetime.job_ids import JobIds
 from duetime.lifecycle import Lifecycle
 from duetime.ops import serve
+from duetime.problems import ProblemError
 from duetime.redis_client import redis_client
 from duetime.settings import (
     HttpSettings,
@@ -24,6 +26,7 @@ from job_service.idempotency import IdempotencyStore
 from job_service.publisher import CommandPublisher
 
 QUERIES = load_queries("job_service")
+STORE_DOWN = "the job store is not answering; the command was not accepted; retry later"
 
 
 class Settings(KafkaSettings, PostgresSettings, RedisSettings, HttpSettings, IdSettings):
@@ -38,7 +41,12 @@ async def main(lifecycle: Lifecycle) -> None:
     async with postgres.pool(settings) as pool, kafka.producer(settings, "job_service") as producer:
 
         async def lookup(job_id: str) -> tuple[str, dict[str, Any]] | None:
-            row = await pool.fetchrow(QUERIES["job_owner_and_spec"], job_id)
+            try:
+                row = await pool.fetchrow(QUERIES["job_owner_and_spec"], job_id)
+            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+                # Nothing was published yet: a clear 503 the client can retry, not a 500.
+                raise ProblemError(503, "Service unavailable", STORE_DOWN,
+                                   headers={"Retry-After": "2"}) from exc
             return None if row is None else (row["tenant"], row["spec"])
 
         async def redis_ok() -> bool:

@@ -28,8 +28,7 @@ async def main(seed: int, minutes: float, seconds: float) -> int:
         async with httpx.AsyncClient(base_url=env["DUETIME_URL"], headers=headers,
                                      timeout=30) as api:
             while True:
-                report = await run(api, pool, env["DUETIME_KAFKA_BOOTSTRAP"], seed,
-                                   seconds=seconds)
+                report = await run(api, pool, env, seed, seconds=seconds)
                 totals.update(report.figures())
                 print(report.explain() if not report.ok else f"seed {seed}: {report.figures()}",
                       flush=True)

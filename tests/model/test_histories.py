@@ -23,7 +23,7 @@ SECONDS = float(os.environ.get("DUETIME_MODEL_SECONDS", "45"))
 async def test_random_history_under_faults_keeps_every_promise(
     api: httpx.AsyncClient, pg: asyncpg.Pool[Any], env: dict[str, str], seed: int,
 ) -> None:
-    report = await run(api, pg, env["DUETIME_KAFKA_BOOTSTRAP"], seed, seconds=SECONDS)
+    report = await run(api, pg, env, seed, seconds=SECONDS)
     print(report.explain())
     assert report.figures()["firings"] > 0 and report.faults, "the history exercised nothing"
     assert report.ok, report.explain()

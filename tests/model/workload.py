@@ -21,6 +21,7 @@ import asyncpg
 import httpx
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from redis.asyncio import Redis
 
 from schemas.topics import JOB_EVENTS, PARTITIONS
 from tests.model.model import Command, Hit, JobHistory, Slot, Verdict, check, expect
@@ -28,10 +29,15 @@ from tests.support.sink import Hit as SinkHit
 from tests.support.sink import Sink
 from tests.support.stack import ROOT, stack
 
-# Services on the firing path the nemesis may crash or freeze; the APIs and the gateway stay up
-# (a 503 there is the client's to retry, covered by tests/faults/test_kafka_down.py).
+# Services the nemesis may crash or freeze; the APIs and the gateway stay up (a 503 there is the
+# client's to retry, covered by tests/faults/test_kafka_down.py).
 VICTIMS = ("executor", "dispatcher", "watcher", "writer")
-FIRING_PATH = frozenset({"executor", "dispatcher", "watcher"})
+# What it does, by weight: crash or freeze a service, restart Redis or Postgres, flush Redis (the
+# watcher rebuilds the due-set from Postgres), make the sink slow or fail every call a while.
+ACTS = {"kill": 4, "stop": 3, "restart-redis": 1, "flush-redis": 1, "restart-postgres": 1,
+        "slow-sink": 1, "failing-sink": 1}
+# Faults that stop firing on time: recurring firings inside them may follow the catch-up policy.
+FIRING_PATH = frozenset({"executor", "dispatcher", "watcher", "redis", "postgres"})
 FAIL_RETRY = {"max_attempts": 3, "initial_delay_seconds": 0.3, "multiplier": 1.0, "jitter": False}
 
 
@@ -160,30 +166,59 @@ class Events:
 
 
 class Nemesis:
-    def __init__(self, rng: random.Random) -> None:
-        self.rng = rng
+    def __init__(self, rng: random.Random, sink: Sink, redis_url: str) -> None:
+        self.rng, self.sink, self.redis_url = rng, sink, redis_url
         self.faults: list[Fault] = []
+        self.failing_until = 0.0  # the sink answers 500 to everything until then (monotonic)
+        self.last_answer: dict[str, int] = {}  # run id -> the status the sink answered last
 
     async def _stack(self, *args: str) -> None:
         await asyncio.to_thread(stack, *args)
 
     async def strike(self) -> None:
-        service = self.rng.choice(VICTIMS)
-        kind = self.rng.choice(("kill", "stop"))
+        act = self.rng.choices(list(ACTS), weights=list(ACTS.values()))[0]
         down = self.rng.uniform(0.3, 2.0)
         start = now_ms()
-        if kind == "kill":
-            await self._stack("kill", service)
+        service = {"restart-redis": "redis", "flush-redis": "redis",
+                   "restart-postgres": "postgres"}.get(act, "sink")
+        if act in ("kill", "stop"):
+            service = self.rng.choice(VICTIMS)
+            await (self._kill(service, down) if act == "kill" else self._freeze(service, down))
+        elif act.startswith("restart-"):
+            await self._stack("stop", service)
             await asyncio.sleep(down)
             await self._stack("start", service)
+        elif act == "flush-redis":
+            async with Redis.from_url(self.redis_url) as redis:
+                await redis.flushall()
+            await asyncio.sleep(1.5)  # the watcher notices within a poll and rebuilds
+        elif act == "slow-sink":
+            self.sink.delay_seconds = self.rng.uniform(0.2, 1.5)
+            await asyncio.sleep(self.rng.uniform(2, 5))
+            self.sink.delay_seconds = 0
         else:
-            pid = int((ROOT / ".stack" / "run" / f"{service}.pid").read_text().split()[0])
-            os.kill(pid, signal.SIGSTOP)
-            try:
-                await asyncio.sleep(down)
-            finally:
-                os.kill(pid, signal.SIGCONT)
-        self.faults.append(Fault(service, kind, start, now_ms()))
+            self.failing_until = time.monotonic() + self.rng.uniform(1, 3)
+            await asyncio.sleep(self.failing_until - time.monotonic())
+        self.faults.append(Fault(service, act, start, now_ms()))
+
+    async def _kill(self, service: str, down: float) -> None:
+        await self._stack("kill", service)
+        await asyncio.sleep(down)
+        await self._stack("start", service)
+
+    async def _freeze(self, service: str, down: float) -> None:
+        pid = int((ROOT / ".stack" / "run" / f"{service}.pid").read_text().split()[0])
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            await asyncio.sleep(down)
+        finally:
+            os.kill(pid, signal.SIGCONT)
+
+    def status_for(self, hit: SinkHit) -> int:
+        failing = time.monotonic() < self.failing_until or _first_attempt_fails(hit)
+        status = 500 if failing else 200
+        self.last_answer[hit.headers.get("X-Duetime-Run-Id", "")] = status
+        return status
 
     def firing_windows(self) -> list[tuple[int, int]]:
         return [(f.start_ms, f.end_ms) for f in self.faults if f.service in FIRING_PATH]
@@ -202,10 +237,15 @@ class Workload:
 
     # -- commands ----------------------------------------------------------------------------
     async def _send(self, method: str, url: str, body: Any = None) -> tuple[httpx.Response, int]:
-        sent = now_ms()
-        resp = await self.api.request(method, url, json=body)
-        assert resp.status_code in (201, 202), (method, url, resp.status_code, resp.text)
-        return resp, sent
+        for _ in range(30):
+            sent = now_ms()
+            resp = await self.api.request(method, url, json=body)
+            if resp.status_code == 503 and "was not accepted" in resp.text:
+                await asyncio.sleep(0.5)  # e.g. Postgres restarting: never took effect, retry
+                continue
+            assert resp.status_code in (201, 202), (method, url, resp.status_code, resp.text)
+            return resp, sent
+        raise AssertionError(f"{method} {url} not accepted for 15 s")
 
     def _schedule(self) -> dict[str, Any]:
         kind = self.rng.choices(["once", "delay", "now", "interval", "cron"],
@@ -301,16 +341,16 @@ class Workload:
         self.state[job.job_id] = "cancelled"
 
 
-async def run(api: httpx.AsyncClient, pg: asyncpg.Pool[Any], bootstrap: str, seed: int,
+async def run(api: httpx.AsyncClient, pg: asyncpg.Pool[Any], env: dict[str, str], seed: int,
               seconds: float = 45.0, faults: bool = True, settle: float = 20.0) -> Report:
     """One history: `seconds` of random commands (and faults), then wait and check."""
     sink = Sink()
     workload = Workload(api, sink, seed, seconds, faults)
-    sink.status_for = lambda hit: 500 if _first_attempt_fails(hit) else 200
+    nemesis = Nemesis(random.Random(seed + 1), sink, env["DUETIME_REDIS_URL"])
+    sink.status_for = nemesis.status_for
     await sink.start()
-    events = Events(bootstrap)
+    events = Events(env["DUETIME_KAFKA_BOOTSTRAP"])
     await events.start()
-    nemesis = Nemesis(random.Random(seed + 1))
     try:
         deadline = time.monotonic() + seconds
         tasks = [workload.drive(deadline)]
@@ -338,7 +378,11 @@ async def _settle(workload: Workload, events: Events, nemesis: Nemesis, pg: asyn
     """Check repeatedly until everything the model requires has arrived, or `settle` passed."""
     deadline = time.monotonic() + settle
     while True:
-        report = await _check(workload, events, nemesis, pg)
+        try:
+            report = await _check(workload, events, nemesis, pg)
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+            await asyncio.sleep(1.0)  # the nemesis restarted Postgres: the pool reconnects
+            continue
         if report.ok or time.monotonic() >= deadline:
             return report
         await asyncio.sleep(1.0)
@@ -375,15 +419,12 @@ async def _check(workload: Workload, events: Events, nemesis: Nemesis,
         got = row["state"] if row is not None else "missing"
         if got not in expectation.final_states:
             report.wrong_state[job.job_id] = (sorted(expectation.final_states)[0], got)
-        answered = {h.run_id for h in job_hits if not _failed(h, job)}
+        # A run whose last call the sink answered 200 must be recorded as succeeded.
+        answered = {h.run_id for h in job_hits if nemesis.last_answer.get(h.run_id) == 200}
         missing = sorted(r for r in answered if run_status.get((job.job_id, r)) != "succeeded")
         if missing:
             report.unrecorded[job.job_id] = missing
     return report
-
-
-def _failed(hit: Hit, job: JobHistory) -> bool:
-    return job.fail_first and hit.attempt == 1
 
 
 def default_seconds() -> float:
