@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from schemas.api import HttpTarget, JobSpec, KafkaTarget, RetryPolicy, Storable, StorableText
 
 CommandType = Literal["create", "update", "patch", "cancel", "pause", "resume", "run"]
+# Run statuses and job states are defined here once; every service and query names these.
 RunStatus = Literal["queued", "running", "succeeded", "failed", "cancelled", "timed_out", "skipped"]
+RUN_STATUSES: tuple[RunStatus, ...] = get_args(RunStatus)
+JobState = Literal["active", "paused", "cancelled", "completed"]
+JOB_STATES: tuple[JobState, ...] = get_args(JobState)
 TERMINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled", "timed_out", "skipped"})
 ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 INT32_MAX = 2**31 - 1  # job_runs.attempt and http_status are Postgres integers

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import asyncpg
 from fastapi import APIRouter, FastAPI, Query, Request
@@ -14,6 +14,7 @@ from duetime.lifecycle import Lifecycle
 from duetime.ops import ops_router
 from duetime.problems import ProblemError, install, tenant_of
 from duetime.timeutil import utcnow
+from schemas.events import RunStatus
 from search_service.filters import JobsQuery, NoQuery, PreviewQuery, RunsQuery, parse_query
 from search_service.listing import (
     jobs_page,
@@ -30,10 +31,6 @@ from search_service.views import (
     preview_view,
     run_view,
 )
-
-RunStatusFilter = Literal["queued", "running", "succeeded", "failed", "cancelled", "timed_out",
-                          "skipped"]
-
 
 # How long a read of a job we issued but the writer has not persisted yet waits for it
 # before answering `state: "pending"` (ADR 0009).
@@ -92,7 +89,7 @@ class SearchRoutes:
 
     async def job_runs(
         self, request: Request, job_id: str,
-        status: RunStatusFilter | None = None,
+        status: RunStatus | None = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
         cursor: Annotated[str | None, Query(max_length=512)] = None,
     ) -> dict[str, Any]:

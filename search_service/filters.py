@@ -16,10 +16,9 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from pydantic_core import ErrorDetails
 
 from duetime.problems import ProblemError
+from schemas.events import JobState, RunStatus
 from search_service.cursors import MAX_CURSOR_LENGTH, storable
 
-JobState = Literal["active", "paused", "cancelled", "completed"]
-RunStatus = Literal["queued", "running", "succeeded", "failed", "cancelled", "timed_out", "skipped"]
 ScheduleType = Literal["once", "delay", "now", "interval", "cron"]
 TargetType = Literal["http", "kafka"]
 JobSort = Literal["created_at_desc", "created_at_asc", "next_run_at_asc", "name_asc"]

@@ -14,13 +14,11 @@ from typing import Any
 
 import orjson
 
+from schemas.events import JOB_STATES, RUN_STATUSES
 from search_service import cursors
 from search_service.cursors import INFINITY, CursorKey, KeyKind
 from search_service.filters import JobSort, JobsQuery, RunsQuery
 from search_service.views import Row, job_view, run_view
-
-RUN_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled", "timed_out", "skipped")
-JOB_STATES = ("active", "paused", "cancelled", "completed")
 
 
 @dataclass(frozen=True)

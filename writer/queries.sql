@@ -117,6 +117,13 @@ SELECT ensure_job_runs_partitions((now() - interval '1 month')::date, 4)
 -- name: expire_runs
 SELECT partition_name, action, runs FROM expire_job_runs($1)
 
+-- name: expire_applied_commands
+-- A replay only comes from the commands topic's uncommitted tail: ids older than the topic's
+-- retention can never come back. Bounded per round so it never holds the table for long.
+DELETE FROM applied_commands
+WHERE command_id IN (SELECT command_id FROM applied_commands
+                     WHERE applied_at < now() - make_interval(days => $1) LIMIT 50000)
+
 -- name: record_skipped
 -- Firings of a created, edited or resumed job that fell inside an outage and are not made
 -- because of the catch-up policy (ADR 0011), recorded like the watcher's.

@@ -84,6 +84,9 @@ class Settings(KafkaSettings, PostgresSettings, RedisSettings, RedeliverySetting
     # At least 31 days, so last month's partition, which maintenance keeps ready, is never
     # dropped and created again.
     runs_retention_days: int = Field(default=90, ge=31)
+    # Command ids remembered against replays (ADR 0010); longer than the commands topic keeps
+    # messages (Kafka's default retention is 7 days), since a replay comes from that topic.
+    applied_commands_retention_days: int = Field(default=14, ge=1)
     # Persisting is not on the firing path: a 20 ms fetch wait keeps the read lag low while
     # sparing the broker hundreds of empty fetches per second.
     kafka_fetch_max_wait_ms: int = 20
@@ -307,6 +310,8 @@ async def maintain_partitions(lifecycle: Lifecycle, pool: asyncpg.Pool[Any],
         try:
             await pool.execute(QUERIES["ensure_partitions"])
             await expire_runs(pool, settings.runs_retention_days)
+            await pool.execute(QUERIES["expire_applied_commands"],
+                               settings.applied_commands_retention_days)
         except Exception as exc:
             if not transient(exc):
                 raise

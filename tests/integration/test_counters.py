@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
 
 from duetime.timeutil import now_ms
 from tests.support.pipeline import Pipeline
 from tests.support.sink import Sink
+from writer.service import QUERIES as WRITER_QUERIES
 
 
 def _at(ms: int) -> str:
@@ -80,3 +84,14 @@ async def test_a_replayed_command_applies_once(pipeline: Pipeline) -> None:
     job = await pipeline.job(job_id)
     assert (job["version"], job["state"], job["name"]) == (3, "active", "renamed")
     assert max(e.version for e in await pipeline.members()) == 3  # no version loaded twice
+
+
+async def test_remembered_command_ids_expire_after_their_retention(
+    fresh_db: asyncpg.Pool[Any],
+) -> None:
+    await fresh_db.execute(
+        "INSERT INTO applied_commands (command_id, job_id, applied_at) VALUES"
+        " ('old', 'j', now() - interval '20 days'), ('new', 'j', now() - interval '1 day')")
+    await fresh_db.execute(WRITER_QUERIES["expire_applied_commands"], 14)
+    left = [r["command_id"] for r in await fresh_db.fetch("SELECT command_id FROM applied_commands")]
+    assert left == ["new"]

@@ -248,8 +248,10 @@ def expect(job: JobHistory, faults: list[tuple[int, int]], until_ms: int) -> Exp
     slots = [slot for t in instants if (slot := _scheduled(job, w, t)) is not None]
     for cmd in job.commands:
         if cmd.kind == "run" and cmd.run_id is not None:
-            # Run-now fires even while paused; a cancel or an edit before it ran may stop it.
-            span = (cmd.sent_ms, w.owed_until(cmd.acked_ms) + EDIT_SLACK_MS)
+            # Run-now fires even while paused, once the writer applied it (late if the writer was
+            # down); a cancel or an edit accepted before it ran supersedes it.
+            ran_by = max(w.owed_until(cmd.acked_ms), cmd.applied_ms or cmd.acked_ms)
+            span = (cmd.sent_ms, ran_by + EDIT_SLACK_MS)
             slots.append(Slot(cmd.acked_ms, cmd.acked_ms, job.paths(),
                               required=not _overlaps(span, w.stoppers), run_id=cmd.run_id))
     retried: set[Slot] = set()

@@ -90,3 +90,12 @@ def test_a_failed_first_attempt_must_be_retried_and_repeats_are_counted() -> Non
     assert check(job, exp, [hit(T0 + 2000)]).retry_missing
     twice = check(job, exp, [hit(T0 + 2000), hit(T0 + 2000), hit(T0 + 2000, attempt=2)])
     assert twice.ok and twice.duplicates == 1
+
+
+def test_a_run_now_applied_late_may_be_superseded_by_an_edit_sent_before_it_ran() -> None:
+    job = interval(commands=[
+        Command("run", T0 + 100, T0 + 105, applied_ms=T0 + 9000, run_id="manual"),
+        Command("patch", T0 + 2000, T0 + 2005, applied_ms=T0 + 9004, path="/p/v1"),
+    ])
+    exp = expect(job, [], T0 + 1000)
+    assert [s.required for s in exp.slots if s.run_id == "manual"] == [False]
