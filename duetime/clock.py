@@ -22,7 +22,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from prometheus_client import Gauge
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 log = logging.getLogger(__name__)
@@ -45,16 +44,6 @@ RemoteClock = Callable[[], Awaitable[float]]  # the reference instant, epoch ms
 
 def wall_ms() -> float:
     return time.time_ns() / 1e6
-
-
-def redis_time(redis: Redis) -> RemoteClock:
-    """The reference: the Redis server's clock (`TIME`), in epoch ms."""
-
-    async def read() -> float:
-        seconds, micros = await redis.time()
-        return int(seconds) * 1000 + int(micros) / 1000
-
-    return read
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,9 @@ from __future__ import annotations
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from importlib import resources
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from redis.asyncio import Redis
@@ -22,9 +23,42 @@ from duetime.catchup import Outage
 from duetime.run_ids import run_id_for
 from duetime.timeutil import now_ms
 
-SCHEDULED = "s"
-MANUAL = "m"  # a run-now entry: fires even while the job is paused
-MANUAL_OVERRIDE = "o"  # a run-now entry that also ignores the overlap policy
+
+class Flag(StrEnum):
+    """What kind of firing an entry is (the last field of its member)."""
+
+    SCHEDULED = "s"
+    MANUAL = "m"  # a run-now entry: fires even while the job is paused
+    MANUAL_OVERRIDE = "o"  # a run-now entry that also ignores the overlap policy
+
+
+SCHEDULED, MANUAL, MANUAL_OVERRIDE = Flag.SCHEDULED, Flag.MANUAL, Flag.MANUAL_OVERRIDE
+
+
+class Claim(StrEnum):
+    """claim_run.lua's answer: lease taken, or why not."""
+
+    OK = "ok"
+    HELD = "held"  # someone holds an unexpired lease on this attempt
+    DONE = "done"  # the attempt already ran (or was refused for good)
+    LATER = "later"  # an older version's attempt started: ask again shortly
+    NEXT = "next"  # an older version's attempt scheduled a retry: this request continues it
+
+
+class Start(StrEnum):
+    """start_run.lua's answer at the due instant."""
+
+    OK = "ok"
+    STALE = "stale"  # the job was edited since: the newer version fires this instant
+    PAUSED = "paused"
+    CANCELLED = "cancelled"
+    OVERLAP = "overlap"  # overlap=forbid and the previous run still runs
+    REPLACE = "replace"  # overlap=replace: fire, and abort the run named in `replaces`
+
+
+class StartVerdict(NamedTuple):
+    kind: Start
+    replaces: str | None = None  # the runkey to abort, for Start.REPLACE
 # A heartbeat silent this long means the path was down (an outage), not busy (ADR 0011);
 # the most recent outages are kept per shard.
 OUTAGE_GAP_MS = 5000
@@ -44,7 +78,7 @@ class Entry:
     scheduled_ms: int
     attempt: int
     priority: int
-    flag: str = SCHEDULED
+    flag: Flag = Flag.SCHEDULED
     # The job's next instant after this firing (ms), stored beside the entry so catch-up can
     # tell the newest firing of an outage (duetime/catchup.py); not part of the member.
     next_ms: int | None = field(default=None, compare=False)
@@ -70,7 +104,7 @@ class Entry:
     @classmethod
     def parse(cls, member: str) -> Entry:
         inv, job_id, version, sched, attempt, flag = member.split("|")
-        return cls(job_id, int(version), int(sched), int(attempt), 9 - int(inv), flag)
+        return cls(job_id, int(version), int(sched), int(attempt), 9 - int(inv), Flag(flag))
 
     def next_attempt(self) -> Entry:
         return Entry(self.job_id, self.version, self.scheduled_ms, self.attempt + 1,
@@ -327,20 +361,20 @@ class DueSet:
 
     # -- executing ------------------------------------------------------------------------
     async def claim(self, entry: Entry, member: str, executor_id: str, now_ms: int,
-                    ttl_ms: int, later_ms: int = 250) -> str:
+                    ttl_ms: int, later_ms: int = 250) -> Claim:
         """Lease one attempt: "ok", or why not ("done", "held", "next", "later"; claim_run.lua).
 
         Leases and done flags are per run and attempt, not per version, so two versions never
         both fire one instant; a newer version's request takes over, continues or waits.
         """
         shard = self.shard_of(entry.job_id)
-        return _text(await self._claim(
+        return Claim(_text(await self._claim(
             keys=[self.key("leases", shard), self.key("owners", shard),
                   self.done_key(shard, entry.runkey), self.key("due", shard),
                   self.key("running", shard)],
             args=[entry.runkey, executor_id, now_ms, ttl_ms, member, entry.version,
                   entry.job_id, entry.next_attempt().member(), later_ms],
-        ))
+        )))
 
     async def complete(self, entry: Entry, retry: Entry | None, retry_at_ms: int,
                        done_ttl_s: int = 0) -> None:
@@ -359,19 +393,46 @@ class DueSet:
         )
 
     async def start(self, entry: Entry, overlap: str, now_ms: int, executor_id: str = "",
-                    member: str = "") -> str:
+                    member: str = "") -> StartVerdict:
         """Check version/state and the overlap policy at the due instant (see start_run.lua).
 
         A "stale" or "paused" verdict has released the lease of `executor_id` on `member`:
         the attempt is not used up and must not be completed.
         """
         shard = self.shard_of(entry.job_id)
-        return _text(await self._start(
+        raw = _text(await self._start(
             keys=[self.key("jobs", shard), self.key("running", shard), self.key("leases", shard),
                   self.key("owners", shard)],
             args=[entry.job_id, entry.version, entry.flag, entry.runkey, overlap, now_ms,
                   f"{executor_id}|{member or entry.member()}"],
         ))
+        kind, _, replaces = raw.partition(":")
+        return StartVerdict(Start(kind), replaces or None)
+
+    async def flag_cancelled(self, job_id: str, version: int) -> None:
+        """Tell executors still running a call of the job (before `version`) to abort it;
+        needed no longer than a run request can still arrive."""
+        await self.redis.set(self.cancel_key(job_id), version, ex=self.redelivery_window_s)
+
+    async def flag_replaced(self, runkey: str, reason: str, ttl_s: int = 3600) -> None:
+        """Tell the executor running `runkey` to abort it (a newer run replaces it)."""
+        await self.redis.set(self.abort_key(runkey), reason, ex=ttl_s)
+
+    async def abort_flags(self, runs: Sequence[tuple[str, str]]) -> list[tuple[int | None, bool]]:
+        """For each (job_id, runkey): the job's cancel version (None if not cancelled) and
+        whether the run was replaced; one round trip for all."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for job_id, runkey in runs:
+                pipe.get(self.cancel_key(job_id))
+                pipe.get(self.abort_key(runkey))
+            flags = await pipe.execute()
+        return [(None if flags[2 * i] is None else int(flags[2 * i]), flags[2 * i + 1] is not None)
+                for i in range(len(runs))]
+
+    async def server_time_ms(self) -> float:
+        """The Redis server's clock (`TIME`): the reference for due and leases (ADR 0012)."""
+        seconds, micros = await self.redis.time()
+        return int(seconds) * 1000 + int(micros) / 1000
 
     def abort_key(self, runkey: str) -> str:
         return f"{self.prefix}:abort:{runkey}"

@@ -32,8 +32,8 @@ from pydantic import Field, ValidationError
 from redis.exceptions import RedisError
 
 from duetime import kafka
-from duetime.clock import ReferenceClock, redis_time
-from duetime.due_set import DueSet, Entry
+from duetime.clock import ReferenceClock
+from duetime.due_set import Claim, DueSet, Entry, Start
 from duetime.lifecycle import Lifecycle
 from duetime.ops import ops_app, serve
 from duetime.redis_client import redis_client
@@ -88,7 +88,7 @@ class Executor:
                  topics: Topics | None = None, clock: ReferenceClock | None = None) -> None:
         self.due_set, self.producer, self.session = due_set, producer, session
         # "Due" and leases are judged by the due-set's Redis clock, not this machine's (ADR 0012).
-        self.clock = clock or ReferenceClock(redis_time(due_set.redis))
+        self.clock = clock or ReferenceClock(due_set.server_time_ms)
         self.settings = settings
         self.topics = topics or Topics()
         self.id = settings.executor_id or f"{socket.gethostname()}-{os.getpid()}"
@@ -121,7 +121,7 @@ class Executor:
             return None
         verdict = await self.due_set.claim(entry, req.member, self.id, await self.clock.now_ms(),
                                            self.settings.lease_ms)
-        if verdict != "ok":
+        if verdict != Claim.OK:
             SKIPPED.labels(verdict).inc()
             log.info("run not claimed", extra={"run_id": req.run_id, "job_id": req.job_id,
                                                "attempt": req.attempt, "reason": verdict})
@@ -162,15 +162,14 @@ class Executor:
         await self.clock.wait_until(to_ms(req.due_at))
         verdict = await self.due_set.start(entry, req.overlap, await self.clock.now_ms(),
                                            self.id, req.member)
-        if verdict in NOT_FIRED:
-            await self.not_fired(req, verdict)
+        if verdict.kind in NOT_FIRED:
+            await self.not_fired(req, verdict.kind)
             return
-        if verdict in NOT_STARTED:
-            await self.finish(req, entry, Outcome(*NOT_STARTED[verdict]), None, None)
+        if verdict.kind in NOT_STARTED:
+            await self.finish(req, entry, Outcome(*NOT_STARTED[verdict.kind]), None, None)
             return
-        if verdict.startswith("replace:"):
-            await self.due_set.redis.set(self.due_set.abort_key(verdict.split(":", 1)[1]),
-                                         "replaced by a newer run", ex=3600)
+        if verdict.replaces is not None:
+            await self.due_set.flag_replaced(verdict.replaces, "replaced by a newer run")
         started = from_ms(await self.clock.now_ms())
         lateness = max(0, to_ms(started) - to_ms(req.due_at))
         LATENESS.observe(lateness / 1000)
@@ -256,7 +255,7 @@ class Executor:
             if not call.done():
                 call.cancel()
 
-    async def not_fired(self, req: RunRequested, verdict: str) -> None:
+    async def not_fired(self, req: RunRequested, verdict: Start) -> None:
         """A stale or paused firing: its lease is released and the attempt stays open.
 
         Recorded as a `skipped` status that is not final: the run's row shows why nothing
@@ -302,18 +301,12 @@ class Executor:
         calls = list(self.calls.items())
         if not calls:
             return
-        redis = self.due_set.redis
-        async with redis.pipeline(transaction=False) as pipe:
-            for runkey, (_, req) in calls:
-                pipe.get(self.due_set.cancel_key(req.job_id))
-                pipe.get(self.due_set.abort_key(runkey))
-            flags = await pipe.execute()
-        for i, (runkey, (task, req)) in enumerate(calls):
-            cancelled, replaced = flags[2 * i], flags[2 * i + 1]
+        flags = await self.due_set.abort_flags([(req.job_id, runkey) for runkey, (_, req) in calls])
+        for (runkey, (task, req)), (cancelled, replaced) in zip(calls, flags, strict=True):
             reason = None
-            if cancelled is not None and int(cancelled) > req.job_version:
+            if cancelled is not None and cancelled > req.job_version:
                 reason = "job cancelled"
-            elif replaced is not None:
+            elif replaced:
                 reason = "replaced by a newer run"
             if reason and not task.done():
                 self.aborted[runkey] = reason
@@ -324,14 +317,14 @@ class Executor:
 
 # Verdicts of start_run.lua that end an attempt without firing it: (status, ..., reason).
 NOT_STARTED = {
-    "cancelled": ("cancelled", None, "job cancelled", None, "cancelled"),
-    "overlap": ("skipped", None, None, None, "overlap"),
+    Start.CANCELLED: ("cancelled", None, "job cancelled", None, "cancelled"),
+    Start.OVERLAP: ("skipped", None, None, None, "overlap"),
 }
 # Verdicts that leave the attempt open (not done): another version's firing, or the resumed
 # job's, may still make it. The value is the reason recorded on the not-final `skipped` status.
 NOT_FIRED = {
-    "stale": "superseded by an edit of the job",
-    "paused": "paused",
+    Start.STALE: "superseded by an edit of the job",
+    Start.PAUSED: "paused",
 }
 
 

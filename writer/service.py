@@ -20,7 +20,6 @@ from aiokafka.errors import (
 from prometheus_client import Counter, Histogram
 from pydantic import Field, ValidationError
 from redis import exceptions as redis_errors
-from redis.asyncio import Redis
 
 from duetime import kafka, postgres
 from duetime.due_set import DueSet
@@ -118,8 +117,8 @@ def _names(raw: bytes | None) -> tuple[str | None, str | None, str | None]:
 
 class Writer:
     def __init__(self, pool: asyncpg.Pool[Any], producer: AIOKafkaProducer, due_set: DueSet,
-                 redis: Redis, settings: Settings) -> None:
-        self.pool, self.producer, self.due_set, self.redis = pool, producer, due_set, redis
+                 settings: Settings) -> None:
+        self.pool, self.producer, self.due_set = pool, producer, due_set
         self.commands = CommandHandler(QUERIES, due_set,
                                        timedelta(seconds=settings.load_ahead_seconds))
 
@@ -227,10 +226,8 @@ class Writer:
                     await self.due_set.load(*applied.load)
                 if applied.cancel_flag is not None:
                     job_id, version = applied.cancel_flag
-                    # Aborts calls of the job still running (and checked at start with the
-                    # tombstone): needed no longer than a run request can still arrive.
-                    await self.redis.set(self.due_set.cancel_key(job_id), version,
-                                         ex=self.due_set.redelivery_window_s)
+                    # Aborts calls of the job still running (checked at start with the tombstone).
+                    await self.due_set.flag_cancelled(job_id, version)
             event = applied.event
             APPLIED.labels(cmd.type, "applied").inc()
             log.info("command applied", extra={"job_id": cmd.job_id, "type": cmd.type,
@@ -325,7 +322,7 @@ async def main(lifecycle: Lifecycle) -> None:
     redis = redis_client(settings)
     due_set = DueSet(redis, settings.due_shards, redelivery_window_s=settings.run_redelivery_seconds)
     async with postgres.pool(settings) as pool, kafka.producer(settings, "writer") as producer:
-        writer = Writer(pool, producer, due_set, redis, settings)
+        writer = Writer(pool, producer, due_set, settings)
         try:
             await lifecycle.supervise({
                 "http": serve(ops_app(lifecycle), settings.http_host, settings.http_port, lifecycle),

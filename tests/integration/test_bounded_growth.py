@@ -69,7 +69,7 @@ async def test_a_cancelled_job_loses_its_spec_at_once_and_its_tombstone_after_th
     await due.load("c", 2, "cancelled", None, [])  # what the writer's cancel does
     assert await _spec(due, "c") is None
     # A request already sent is still refused at start while the tombstone lasts.
-    assert await due.start(entry, "allow", 1000) == "cancelled"
+    assert (await due.start(entry, "allow", 1000)).kind == "cancelled"
     now = now_ms()
     assert await due.trim_finished(now) == 0
     assert await _jobs_entry(due, "c") == b"2|cancelled"

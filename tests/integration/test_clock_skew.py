@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from duetime.clock import ReferenceClock, redis_time, wall_ms
+from duetime.clock import ReferenceClock, wall_ms
 from duetime.due_set import Entry
 from duetime.timeutil import from_ms, now_ms
 from schemas.events import RunRequested
@@ -45,7 +45,7 @@ async def _request(rig: Rig, url: str, due_ms: int) -> tuple[RunRequested, Entry
 async def test_an_executor_500_ms_ahead_never_fires_before_the_scheduled_instant(
     rig: Rig, sink: Sink, path: str,
 ) -> None:
-    clock = ReferenceClock(redis_time(rig.due.redis), local=_ahead)
+    clock = ReferenceClock(rig.due.server_time_ms, local=_ahead)
     executor = rig.executor()
     executor.clock = clock
     # Dispatched early, as the dispatcher does (its lookahead), and a few firings apart.

@@ -44,7 +44,7 @@ async def writer(env: dict[str, str], redis: Redis) -> AsyncIterator[Writer]:
     assert pool is not None
     try:
         async with kafka.producer(settings, f"test-{tag}") as producer:
-            yield Writer(pool, producer, due, redis, settings)
+            yield Writer(pool, producer, due, settings)
     finally:
         await pool.close()
         keys = [k async for k in redis.scan_iter(match=f"{due.prefix}:*")]

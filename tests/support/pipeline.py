@@ -160,7 +160,7 @@ async def pipeline(env: dict[str, str], redis: Redis,
                 aiohttp.ClientSession() as session:
             executor = CapturingExecutor(due, producer, session, esettings, topics)
             executor.sent = []
-            pipe = Pipeline(Writer(pool, producer, due, redis, wsettings), due, executor, pg)
+            pipe = Pipeline(Writer(pool, producer, due, wsettings), due, executor, pg)
             yield pipe
     finally:
         if pipe is not None:

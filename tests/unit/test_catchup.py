@@ -7,7 +7,7 @@ from typing import Any
 
 from dispatcher.requests import apply_catchup
 from duetime.catchup import Outage
-from duetime.due_set import MANUAL, Entry, Popped
+from duetime.due_set import MANUAL, Entry, Flag, Popped
 from duetime.loading import plan
 from duetime.timeutil import to_ms
 from schemas.api import JobSpec
@@ -15,7 +15,7 @@ from schemas.api import JobSpec
 DOWN = [Outage(50_000, 100_000)]
 
 
-def popped(job: str, due: int, policy: str = "latest", flag: str = "s", attempt: int = 1,
+def popped(job: str, due: int, policy: str = "latest", flag: Flag = Flag.SCHEDULED, attempt: int = 1,
            one_shot: bool = False, window: int = 3600, nxt: int | None = None) -> Popped:
     spec: dict[str, Any] = {"catchup": policy, "catchup_window_seconds": window,
                             "one_shot": one_shot, "tenant": "t"}

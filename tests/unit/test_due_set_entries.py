@@ -2,13 +2,13 @@ from __future__ import annotations
 
 import pytest
 
-from duetime.due_set import Entry
+from duetime.due_set import Entry, Flag
 from duetime.run_ids import run_id_for
 
 
 def test_member_round_trips_and_orders_by_priority() -> None:
     hi = Entry("job-a", 3, 1_700_000_000_000, 1, 9)
-    lo = Entry("job-b", 1, 1_700_000_000_000, 2, 0, "m")
+    lo = Entry("job-b", 1, 1_700_000_000_000, 2, 0, Flag.MANUAL)
     assert Entry.parse(hi.member()) == hi
     assert Entry.parse(lo.member()) == lo
     # Equal scores sort by member: priority 9 must come first.

@@ -16,7 +16,7 @@ from aiokafka.errors import KafkaTimeoutError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from duetime.clock import ReferenceClock, wall_ms
-from duetime.due_set import DueSet, Entry
+from duetime.due_set import DueSet, Entry, Start, StartVerdict
 from duetime.timeutil import to_ms
 from executor.service import Executor, Settings
 from schemas.events import RunRequested
@@ -60,8 +60,8 @@ class FlakyDueSet:
         self._held = executor_held
 
     async def start(self, entry: Entry, overlap: str, now_ms: int, executor_id: str = "",
-                    member: str = "") -> str:
-        return "ok"
+                    member: str = "") -> StartVerdict:
+        return StartVerdict(Start.OK)
 
     async def complete(self, entry: Entry, retry: Entry | None, retry_at_ms: int) -> None:
         self.held_while_completing.append(entry.runkey in self._held)
