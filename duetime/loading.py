@@ -57,14 +57,14 @@ def plan(spec: JobSpec, created_at: datetime, first: datetime | None, now: datet
         return Plan(fire=[], skipped=[], cursor=None)
     remaining = None if spec.max_runs is None else spec.max_runs - planned
     if remaining is not None and remaining <= 0:
-        return Plan(fire=[], skipped=[], cursor=None)
+        # At the cap, the cursor stays: a planned firing that is skipped for good (catch-up,
+        # overlap) frees its slot, and the watcher then plans the next one from here
+        # (watcher/queries.sql claim_due_jobs passes over jobs at their cap meanwhile).
+        return Plan(fire=[], skipped=[], cursor=first)
     limit = 1000 if remaining is None else min(1000, remaining)
     # Judged as of `first`, plan_window finds nothing missed: catch-up is applied below.
-    window = _by_outage(spec, schedule.plan_window(spec, created_at, first, horizon, first, limit),
-                        list(outages))
-    if remaining is not None and len(window.fire) >= remaining:
-        return Plan(fire=window.fire, skipped=window.skipped, cursor=None, next_ms=window.next_ms)
-    return window
+    return _by_outage(spec, schedule.plan_window(spec, created_at, first, horizon, first, limit),
+                      list(outages))
 
 
 def _by_outage(spec: JobSpec, window: schedule.Window, outages: list[catchup.Outage]) -> Plan:

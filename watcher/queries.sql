@@ -3,6 +3,8 @@
 SELECT job_id, tenant, spec, version, created_at, enqueue_at, planned_count
 FROM jobs
 WHERE state = 'active' AND enqueue_at IS NOT NULL AND enqueue_at < $1
+  -- A job with max_runs firings planned waits until one is skipped for good (or it completes).
+  AND (spec ->> 'max_runs' IS NULL OR planned_count < (spec ->> 'max_runs')::bigint)
 ORDER BY enqueue_at
 LIMIT $2
 FOR UPDATE SKIP LOCKED
