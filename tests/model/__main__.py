@@ -22,6 +22,7 @@ async def main(seed: int, minutes: float, seconds: float) -> int:
     pool = await asyncpg.create_pool(env["DUETIME_POSTGRES_DSN"], min_size=1, max_size=4)
     assert pool is not None
     totals: Counter[str] = Counter()
+    kinds: Counter[str] = Counter()  # faults injected, by what the nemesis did
     failed = histories = 0
     deadline = time.monotonic() + minutes * 60
     try:
@@ -30,6 +31,8 @@ async def main(seed: int, minutes: float, seconds: float) -> int:
             while True:
                 report = await run(api, pool, env, seed, seconds=seconds)
                 totals.update(report.figures())
+                kinds.update(f"{f.kind} {f.service}" if f.kind in ("kill", "stop") else f.kind
+                             for f in report.faults)
                 print(report.explain() if not report.ok else f"seed {seed}: {report.figures()}",
                       flush=True)
                 failed += not report.ok
@@ -40,6 +43,7 @@ async def main(seed: int, minutes: float, seconds: float) -> int:
     finally:
         await pool.close()
     print(f"{histories} histories, totals {dict(totals)}, failed {failed}")
+    print(f"faults by kind: {dict(sorted(kinds.items()))}")
     return 1 if failed else 0
 
 
