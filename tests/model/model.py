@@ -26,6 +26,9 @@ from datetime import datetime
 from typing import Any, Literal
 
 EDIT_SLACK_MS = 50
+# A firing may start this late under load (GC, a burst, two cores shared with the harness), so a
+# command sent up to this long after a firing's instant may still win over it.
+LATE_MS = 500
 RECOVERY_MS = 3000
 RETRY_SPAN_MS = 2000  # the harness's retry policy retries within this long after a failure
 CLOCK_SLACK_MS = 1  # ms rounding between datetimes, floats and headers
@@ -72,9 +75,12 @@ class Slot:
     paths: frozenset[str]
     required: bool
     run_id: str | None = None
+    # A retry may go to a target edited in after the first attempt (an edit during the backoff
+    # continues the run with the new version, ADR 0010).
+    retry_paths: frozenset[str] = frozenset()
 
     def matches(self, hit: Hit) -> bool:
-        if hit.path not in self.paths:
+        if hit.path not in self.paths and not (hit.attempt > 1 and hit.path in self.retry_paths):
             return False
         if self.run_id is not None:
             return hit.run_id == self.run_id
@@ -113,7 +119,7 @@ class Expectation:
 
 def _zone(cmd: Command) -> tuple[int, int]:
     end = cmd.applied_ms + EDIT_SLACK_MS if cmd.applied_ms is not None else 2**62
-    return cmd.sent_ms, end
+    return cmd.sent_ms - LATE_MS, end
 
 
 def _in_any(t: int, windows: list[tuple[int, int]]) -> bool:
@@ -223,7 +229,8 @@ def _scheduled(job: JobHistory, w: _Windows, t: int) -> Slot | None:
     everywhere = job.paths()
     # A one-shot job due before the writer stored it fires at once: judge it then; one paused
     # across its instant fires on resume (ADR 0010): judge it then.
-    found = _one_shot_at(job, t) if job.one_shot else t
+    # Nothing fires before the writer stored the job (it may have been down): judge it then.
+    found = _one_shot_at(job, t) if job.one_shot else max(t, job.applied_ms or job.created_ms)
     if found is None:
         at = max(t, job.applied_ms or job.created_ms)
         return Slot(t, t, everywhere, required=False) if _in_any(at, w.zones) else None
@@ -237,8 +244,9 @@ def _scheduled(job: JobHistory, w: _Windows, t: int) -> Slot | None:
     if job.one_shot:
         # Fired late after an outage, a one-shot job runs the spec current at dispatch.
         paths = everywhere if _in_any(at, w.outage) else frozenset([path])
-        return Slot(t, t, paths, required=True)
-    return Slot(t, t, frozenset([path]), required=not _in_any(t, w.outage))
+        return Slot(t, t, paths, required=True, retry_paths=everywhere)
+    return Slot(t, t, frozenset([path]), required=not _in_any(t, w.outage),
+                retry_paths=everywhere)
 
 
 def expect(job: JobHistory, faults: list[tuple[int, int]], until_ms: int) -> Expectation:

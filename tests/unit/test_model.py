@@ -99,3 +99,19 @@ def test_a_run_now_applied_late_may_be_superseded_by_an_edit_sent_before_it_ran(
     ])
     exp = expect(job, [], T0 + 1000)
     assert [s.required for s in exp.slots if s.run_id == "manual"] == [False]
+
+
+def test_a_command_may_win_over_a_firing_that_started_late_and_a_retry_may_follow_an_edit() -> None:
+    job = interval(commands=[Command("cancel", T0 + 2300, T0 + 2305, applied_ms=T0 + 2310)])
+    assert [s.required for s in expect(job, [], T0 + 4000).slots] == [False]  # 300 ms late
+    edited = interval(commands=[Command("patch", T0 + 2800, T0 + 2805, applied_ms=T0 + 2810,
+                                        path="/p/v1")])
+    exp = expect(edited, [], T0 + 2000)
+    assert check(edited, exp, [hit(T0 + 2000), hit(T0 + 2000, "/p/v1", attempt=2)]).ok
+    assert check(edited, exp, [hit(T0 + 2000, "/p/v1")]).unexpected  # a first attempt may not
+
+
+def test_a_job_stored_late_is_judged_from_when_the_writer_stored_it() -> None:
+    job = interval(applied_ms=T0 + 9000,
+                   commands=[Command("pause", T0 + 500, T0 + 505, applied_ms=T0 + 9002)])
+    assert all(not s.required for s in expect(job, [], T0 + 8000).slots)
