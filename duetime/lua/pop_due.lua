@@ -25,7 +25,9 @@ for i = 1, #entries, 2 do
       verdict = 'unknown'
     else
       local cur_version, state = string.match(meta, '^(%d+)|(%a+)$')
-      if cur_version ~= version then
+      -- A run-now ('m', 'o') is an explicit request: an edit, pause or resume since does not
+      -- supersede it (it runs the current spec); only a cancel does.
+      if cur_version ~= version and flag == 's' then
         verdict = 'stale'
       elseif state == 'cancelled' or (state == 'completed' and flag == 's') then
         verdict = state

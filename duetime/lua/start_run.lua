@@ -1,6 +1,6 @@
 -- start_run: the last check before an attempt fires, at its due instant.
--- Atomically: refuses a firing whose job was edited ("stale"), cancelled or paused since it was
--- dispatched (edits and cancels win), applies the overlap policy against the job's run that is
+-- Atomically: refuses a scheduled firing whose job was edited ("stale"), cancelled or paused
+-- since it was dispatched (edits and cancels win; a run-now yields to a cancel only), applies the overlap policy against the job's run that is
 -- still running (its lease alive), and records this attempt as the job's running one.
 -- A stale or paused firing does not use the attempt up: its lease is released here (if it is
 -- still ours; a newer version's request may have taken it over) and no done flag is set, so
@@ -19,7 +19,8 @@ local meta = redis.call('HGET', KEYS[1], ARGV[1])
 if meta then
   local version, state = string.match(meta, '^(%d+)|(%a+)$')
   if state == 'cancelled' then return 'cancelled' end
-  if version ~= ARGV[2] then return release('stale') end
+  -- A run-now is not superseded by an edit, pause or resume since it was requested.
+  if version ~= ARGV[2] and ARGV[3] == 's' then return release('stale') end
   if state == 'paused' and ARGV[3] == 's' then return release('paused') end
 end
 local verdict = 'ok'

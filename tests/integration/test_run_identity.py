@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from duetime.run_ids import run_id_for
-from duetime.timeutil import now_ms
+from duetime.timeutil import now_ms, utcnow
 from tests.support.pipeline import Pipeline
 from tests.support.sink import Sink
 
@@ -155,3 +155,26 @@ async def test_a_one_shot_job_paused_across_its_due_time_fires_and_completes_on_
     await pipeline.persist()
     job = await pipeline.job(job_id)
     assert (job["state"], job["run_count"]) == ("completed", 1)
+
+
+async def test_a_run_now_is_not_superseded_by_a_resume_or_an_edit_before_it_ran(
+    pipeline: Pipeline, sink: Sink, path: str,
+) -> None:
+    """Found by the model checker's soak: a run-now requested while paused, resumed before the
+    (crashed) executor came back, was refused as stale and never fired."""
+    job_id = await pipeline.create({"type": "interval", "every_seconds": 3600}, sink.url(path))
+    await pipeline.send(pipeline.command(job_id, "pause"),
+                        pipeline.command(job_id, "run", run_at=utcnow().isoformat()))
+    [popped] = [p for p in await pipeline.pop() if p.verdict == "run"]  # dispatched...
+    await pipeline.send(pipeline.command(job_id, "resume"))  # ...then a new version
+    assert await pipeline.claim_and_run(popped) == "ok"
+    await pipeline.settle()
+    assert len(sink.hits_for(path)) == 1  # it ran, not "superseded by an edit"
+
+    moved = f"{path}/moved"
+    await pipeline.send(pipeline.command(job_id, "run", run_at=utcnow().isoformat()),
+                        pipeline.command(job_id, "patch",
+                                         patch={"target": {"url": sink.url(moved)}}))
+    assert await pipeline.dispatch() == ["ok"]  # not dropped at pop as stale
+    await pipeline.settle()
+    assert len(sink.hits_for(moved)) == 1  # the current spec's target

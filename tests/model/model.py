@@ -257,11 +257,13 @@ def expect(job: JobHistory, faults: list[tuple[int, int]], until_ms: int) -> Exp
     for cmd in job.commands:
         if cmd.kind == "run" and cmd.run_id is not None:
             # Run-now fires even while paused, once the writer applied it (late if the writer was
-            # down); a cancel or an edit accepted before it ran supersedes it.
+            # down); only a cancel accepted before it ran stops it (an edit, pause or resume
+            # since does not: it runs the current spec).
             ran_by = max(w.owed_until(cmd.acked_ms), cmd.applied_ms or cmd.acked_ms)
             span = (cmd.sent_ms, ran_by + EDIT_SLACK_MS)
+            cancels = [_zone(c) for c in job.commands if c.kind == "cancel"]
             slots.append(Slot(cmd.acked_ms, cmd.acked_ms, job.paths(),
-                              required=not _overlaps(span, w.stoppers), run_id=cmd.run_id))
+                              required=not _overlaps(span, cancels), run_id=cmd.run_id))
     retried: set[Slot] = set()
     if job.fail_first:
         retried = {s for s in slots if s.required

@@ -92,13 +92,17 @@ def test_a_failed_first_attempt_must_be_retried_and_repeats_are_counted() -> Non
     assert twice.ok and twice.duplicates == 1
 
 
-def test_a_run_now_applied_late_may_be_superseded_by_an_edit_sent_before_it_ran() -> None:
-    job = interval(commands=[
+def test_a_run_now_applied_late_is_still_owed_after_an_edit_but_not_after_a_cancel() -> None:
+    edited = interval(commands=[
         Command("run", T0 + 100, T0 + 105, applied_ms=T0 + 9000, run_id="manual"),
         Command("patch", T0 + 2000, T0 + 2005, applied_ms=T0 + 9004, path="/p/v1"),
     ])
-    exp = expect(job, [], T0 + 1000)
-    assert [s.required for s in exp.slots if s.run_id == "manual"] == [False]
+    assert [s.required for s in expect(edited, [], T0 + 1000).slots if s.run_id] == [True]
+    cancelled = interval(commands=[
+        Command("run", T0 + 100, T0 + 105, applied_ms=T0 + 9000, run_id="manual"),
+        Command("cancel", T0 + 2000, T0 + 2005, applied_ms=T0 + 9004),
+    ])
+    assert [s.required for s in expect(cancelled, [], T0 + 1000).slots if s.run_id] == [False]
 
 
 def test_a_command_may_win_over_a_firing_that_started_late_and_a_retry_may_follow_an_edit() -> None:
