@@ -9,11 +9,11 @@ import importlib
 import logging
 import sys
 
-from duetime import logs
+from duetime import logs, run_ids
 from duetime.kafka import ensure_topics
 from duetime.lifecycle import Lifecycle
 from duetime.postgres import migrate
-from duetime.settings import KafkaSettings, LogSettings, PostgresSettings
+from duetime.settings import IdSettings, KafkaSettings, LogSettings, PostgresSettings
 
 SERVICES = ("job_service", "search_service", "writer", "watcher", "dispatcher", "executor")
 log = logging.getLogger("duetime")
@@ -21,6 +21,8 @@ log = logging.getLogger("duetime")
 
 async def _run_service(name: str) -> None:
     module = importlib.import_module(f"{name}.service")
+    # Every service that names runs must name them alike: one key, from one setting.
+    run_ids.use_secret(IdSettings().id_secret)
     # Long-lived objects (modules, settings, clients) never need collecting: freezing them and
     # collecting young objects less eagerly keeps GC pauses out of the firing path.
     gc.collect()

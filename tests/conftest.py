@@ -13,7 +13,8 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from redis.asyncio import Redis
 
-from tests.support.containers import compose_stack
+from duetime import run_ids
+from tests.support.containers import COMPOSE_ENV, compose_stack
 from tests.support.jobs import Cleanup
 from tests.support.sink import Sink
 from tests.support.stack import stack_env
@@ -26,6 +27,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.stack)
         if "faults" in parts or "model" in parts:
             item.add_marker(pytest.mark.faults)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def run_id_key() -> None:
+    """Tests name runs as the stack does: with its DUETIME_ID_SECRET (duetime.run_ids)."""
+    containers = os.environ.get("DUETIME_TEST_ENGINE") == "containers"
+    values = COMPOSE_ENV if containers else stack_env()
+    run_ids.use_secret(values.get("DUETIME_ID_SECRET", "unit-tests-only-id-secret"))
 
 
 @pytest.fixture(scope="session")

@@ -24,6 +24,7 @@ COMPOSE_ENV = {
     "DUETIME_KAFKA_BOOTSTRAP": "127.0.0.1:19092",
     "DUETIME_POSTGRES_DSN": "postgresql://duetime@127.0.0.1:15432/duetime",
     "DUETIME_REDIS_URL": "redis://127.0.0.1:16379/0",
+    "DUETIME_ID_SECRET": "compose-development-id-secret",
 }
 
 

@@ -19,6 +19,10 @@ def stack_env() -> dict[str, str]:
                 key, value = line.split("=", 1)
                 env[key.strip()] = value.strip()
     env.update({k: v for k, v in os.environ.items() if k.startswith("DUETIME_")})
+    # A stack started before .stack/env carried the id secret still has it in its own file.
+    secret_file = ROOT / ".stack" / "id_secret"
+    if "DUETIME_ID_SECRET" not in env and secret_file.exists():
+        env["DUETIME_ID_SECRET"] = secret_file.read_text().strip()
     return env
 
 
