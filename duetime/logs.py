@@ -9,6 +9,8 @@ from typing import Any
 
 import orjson
 
+from schemas.redaction import redact_text
+
 # Attributes every LogRecord has; anything else passed via `extra=` is a structured field.
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "color_message"}
 
@@ -28,7 +30,8 @@ class JsonFormatter(logging.Formatter):
         }
         if record.exc_info:
             line["exc"] = self.formatException(record.exc_info)
-        return orjson.dumps(line, default=str).decode()
+        # Whatever a field quotes (a reason, an error), no secret header value reaches a log.
+        return redact_text(orjson.dumps(line, default=str).decode())
 
 
 class ConsoleFormatter(logging.Formatter):
@@ -38,7 +41,7 @@ class ConsoleFormatter(logging.Formatter):
         text = f"{ts} {record.levelname:<7} {record.name}: {record.getMessage()} {extra}".rstrip()
         if record.exc_info:
             text += "\n" + self.formatException(record.exc_info)
-        return text
+        return redact_text(text)
 
 
 def configure(level: str = "INFO", fmt: str = "auto", service: str | None = None) -> None:

@@ -33,6 +33,7 @@ from schemas.api import (
     TimerRequest,
 )
 from schemas.events import CommandType, JobCommand
+from schemas.redaction import has_redacted, restore_spec
 
 # Looks up a job's tenant and current spec; None when the job does not exist.
 JobLookup = Callable[[str], Awaitable[tuple[str, dict[str, Any]] | None]]
@@ -55,6 +56,15 @@ def _new_id() -> str:
 
 def _invalid(field: str, message: str) -> ProblemError:
     return ProblemError(422, "Invalid request", message, [{"field": field, "message": message}])
+
+
+def _restorable(spec: dict[str, Any], stored: dict[str, Any] | None) -> dict[str, Any]:
+    """The spec with header values sent back as the redaction marker restored (422 if one
+    has no stored value); the writer restores them again from what it stores."""
+    try:
+        return restore_spec(spec, stored)
+    except ValueError as exc:
+        raise _invalid("target.headers", str(exc)) from exc
 
 
 def _check_schedule(spec: JobSpec, now: datetime) -> None:
@@ -132,6 +142,7 @@ class JobRoutes:
         tenant = tenant_of(request)
         now = utcnow()
         _check_schedule(spec, now)
+        _restorable(spec.model_dump(mode="json"), None)  # a new job has nothing to restore
         job_id = self.ids.new(tenant)
         if key is not None:
             if not 1 <= len(key) <= 255:
@@ -170,6 +181,8 @@ class JobRoutes:
 
     async def replace_job(self, request: Request, job_id: str, spec: JobSpec) -> JobAccepted:
         _check_schedule(spec, utcnow())
+        if has_redacted(edited := spec.model_dump(mode="json")):
+            _restorable(edited, await self.current_spec(request, job_id))
         await self.command(request, "update", job_id, spec=spec)
         return _accepted(job_id)
 
@@ -178,7 +191,7 @@ class JobRoutes:
         current = await self.current_spec(request, job_id)
         if current is not None:
             try:
-                merged = JobSpec.model_validate(merge_patch(current, patch))
+                merged = JobSpec.model_validate(_restorable(merge_patch(current, patch), current))
             except ValidationError as exc:
                 raise ProblemError(422, "Invalid request", "the patched job is invalid",
                                    validation_errors(exc.errors())) from exc

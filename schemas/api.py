@@ -92,7 +92,8 @@ class Storable(BaseModel):
 
 
 class Strict(Storable):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Validation errors end up in job.rejected reasons and logs: never quote the input (secrets).
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
 
 def check_http_url(value: str) -> str:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from schemas.api import HttpTarget, JobSpec, KafkaTarget, RetryPolicy, Storable, StorableText
+from schemas.redaction import redact_raw, redact_text
 
 CommandType = Literal["create", "update", "patch", "cancel", "pause", "resume", "run"]
 # Run statuses and job states are defined here once; every service and query names these.
@@ -20,7 +21,9 @@ INT32_MAX = 2**31 - 1  # job_runs.attempt and http_status are Postgres integers
 
 
 class Message(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # A validation error's text becomes a DLQ reason or a job.rejected echo: it must not quote
+    # what was sent (a target's Authorization header, say).
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
     schema_version: Literal[1] = 1
 
 
@@ -108,16 +111,18 @@ class JobEvent(Message):
     command_type: str | None = None
     version: int | None = None
     at: AwareDatetime
-    reason: StorableText | None = None
+    # Echoes what was sent: secret header values never appear in it (schemas.redaction).
+    reason: Annotated[StorableText, AfterValidator(redact_text)] | None = None
 
 
 class DeadLetter(Message):
-    """A message that could not be processed, with its original bytes."""
+    """A message that could not be processed, with its original bytes (secret headers redacted)."""
 
     source_topic: str
     partition: int
     offset: int
     key: str | None
-    value: str  # the original bytes, decoded as UTF-8 with replacement
-    reason: str
+    # The original bytes, decoded as UTF-8 with replacement; secret header values redacted.
+    value: Annotated[str, AfterValidator(redact_raw)]
+    reason: Annotated[str, AfterValidator(redact_text)]
     at: AwareDatetime

@@ -10,6 +10,7 @@ from duetime import schedule
 from duetime.problems import ProblemError
 from duetime.timeutil import iso
 from schemas.api import JobSpec
+from schemas.redaction import redact_spec
 
 
 class Row(Protocol):
@@ -31,7 +32,7 @@ def run_view(row: Row) -> dict[str, Any]:
 
 
 def job_view(row: Row) -> dict[str, Any]:
-    out: dict[str, Any] = {"job_id": row["job_id"], **row["spec"]}
+    out: dict[str, Any] = {"job_id": row["job_id"], **redact_spec(row["spec"])}
     out.update({
         "state": row["state"],
         "version": row["version"],

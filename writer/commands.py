@@ -8,7 +8,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
-from pydantic import ValidationError
 
 from duetime import schedule
 from duetime.catchup import Outage
@@ -20,6 +19,7 @@ from duetime.run_ids import run_id_for
 from duetime.timeutil import to_ms, utcnow
 from schemas.api import JobSpec
 from schemas.events import JobCommand, JobEvent
+from schemas.redaction import restore_spec
 
 log = logging.getLogger(__name__)
 _OUTCOME = {"create": "job.created", "cancel": "job.cancelled"}
@@ -122,11 +122,12 @@ class CommandHandler:
                       row: asyncpg.Record) -> Applied:
         assert cmd.job_id is not None
         try:
-            spec = cmd.spec if cmd.type == "update" else \
-                JobSpec.model_validate(merge_patch(row["spec"], cmd.patch))
-            assert spec is not None
+            edited = cmd.spec.model_dump(mode="json") if cmd.spec is not None else \
+                merge_patch(row["spec"], cmd.patch)
+            # A header sent back as the redaction marker keeps its stored value (write-only).
+            spec = JobSpec.model_validate(restore_spec(edited, row["spec"]))
             schedule.validate(spec, cmd.issued_at)
-        except (ValidationError, schedule.ScheduleError) as exc:
+        except (ValueError, schedule.ScheduleError) as exc:  # ValidationError is a ValueError
             raise Rejected(f"the updated job is invalid: {exc}") from exc
         # Schedules are anchored at the job's creation, whatever the edit (docs/guarantees.md):
         # an interval keeps its phase, a delay counts from the create; the watcher and the run

@@ -1,0 +1,115 @@
+"""Secret headers are write-only: stored and sent when firing, never shown back (issue 7, hole 7).
+
+A target's `Authorization`, `Cookie` or `X-Api-Token` is a credential of the tenant's receiver.
+Whoever can read the job (a dashboard, a log shipper, a DLQ consumer) must not learn it, so every
+place that echoes a target shows `REDACTED` instead of such a value: API views of jobs, the
+dead-letter records of commands and run requests, `job.rejected` reasons and log lines.
+
+A client that reads a job, changes something and writes it back sends `REDACTED` for those
+headers; `restore_redacted` puts the stored value back (PUT and PATCH round-trip), and refuses a
+marker for a header the job does not have rather than sending the marker to the receiver.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+REDACTED = "<redacted>"
+_ALWAYS = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie"})
+# Names that say what they carry: x-api-token, x-webhook-secret, api_key, x-hub-signature, ...
+_SECRETISH = re.compile(r"token|secret|passw|credential|api[-_]?key|signature|auth", re.IGNORECASE)
+# A quoted "name": "value" pair in JSON or in a Python repr (as a validation error or an
+# exception prints it), possibly inside a JSON string (escaped quotes).
+_PAIR = re.compile(
+    r"""(?P<nq>\\?["'])(?P<name>[^"'\\\s:]{1,200})(?P=nq)(?P<sep>\s*:\s*)"""
+    r"""(?P<vq>\\?["'])(?P<value>.*?)(?<!\\)(?P=vq)""",
+    re.DOTALL,
+)
+
+
+def is_secret_header(name: str) -> bool:
+    return name.lower() in _ALWAYS or _SECRETISH.search(name) is not None
+
+
+def redact_headers(headers: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: REDACTED if is_secret_header(k) else v for k, v in headers.items()}
+
+
+def redact_json(value: Any) -> Any:
+    """`value` with every secret entry of every `headers` object in it redacted (a copy)."""
+    if isinstance(value, dict):
+        return {k: redact_headers(v) if k == "headers" and isinstance(v, dict) else redact_json(v)
+                for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact_json(v) for v in value]
+    return value
+
+
+def _pair(match: re.Match[str]) -> str:
+    if not is_secret_header(match["name"]):
+        return match[0]
+    return f"{match['nq']}{match['name']}{match['nq']}{match['sep']}{match['vq']}{REDACTED}{match['vq']}"
+
+
+def redact_text(text: str) -> str:
+    """Free text (a reason, a log line) with the value of every quoted secret pair redacted."""
+    return _PAIR.sub(_pair, text) if ":" in text else text
+
+
+def redact_raw(raw: str) -> str:
+    """A message as received (a DLQ record's value): redacted as JSON when it parses, else as text."""
+    try:
+        parsed = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return redact_text(raw)
+    redacted = redact_json(parsed)
+    # Byte for byte as received unless something had to go.
+    return raw if redacted == parsed else orjson.dumps(redacted).decode()
+
+
+def redact_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored job spec as the API shows it: its target's secret headers redacted."""
+    target = spec.get("target")
+    if not isinstance(target, dict) or not isinstance(target.get("headers"), dict):
+        return dict(spec)
+    return {**spec, "target": {**target, "headers": redact_headers(target["headers"])}}
+
+
+def has_redacted(spec: Mapping[str, Any]) -> bool:
+    target = spec.get("target")
+    headers = target.get("headers") if isinstance(target, dict) else None
+    return isinstance(headers, dict) and REDACTED in headers.values()
+
+
+def restore_spec(new: dict[str, Any], stored: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A job spec written back (PUT, PATCH) with its `REDACTED` header values restored from the
+    stored spec; ValueError when one has nothing stored to restore."""
+    if not has_redacted(new):
+        return new
+    target = new["target"]
+    stored_target = (stored or {}).get("target")
+    stored_headers = stored_target.get("headers") if isinstance(stored_target, dict) else None
+    headers = restore_redacted(target["headers"], stored_headers or {})
+    return {**new, "target": {**target, "headers": headers}}
+
+
+def restore_redacted(new: Mapping[str, str], stored: Mapping[str, str]) -> dict[str, str]:
+    """`new` headers with each `REDACTED` value replaced by the stored value of that header.
+
+    Header names match case-insensitively, as HTTP does. Raises ValueError naming the header
+    when there is no stored value to put back.
+    """
+    by_name = {k.lower(): v for k, v in stored.items()}
+    out: dict[str, str] = {}
+    for name, value in new.items():
+        if value == REDACTED:
+            if name.lower() not in by_name:
+                raise ValueError(f"header {name!r} is {REDACTED!r} but the job has no stored value "
+                                 "for it: send the real value")
+            value = by_name[name.lower()]
+        out[name] = value
+    return out
