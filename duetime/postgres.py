@@ -26,7 +26,8 @@ async def _init(conn: asyncpg.Connection[Any]) -> None:
 
 
 @asynccontextmanager
-async def pool(settings: PostgresSettings) -> AsyncIterator[asyncpg.Pool[Any]]:
+async def pool(settings: PostgresSettings, *,
+               read_only: bool = False) -> AsyncIterator[asyncpg.Pool[Any]]:
     p = await asyncpg.create_pool(
         settings.postgres_dsn,
         min_size=settings.postgres_pool_min,
@@ -34,6 +35,8 @@ async def pool(settings: PostgresSettings) -> AsyncIterator[asyncpg.Pool[Any]]:
         init=_init,
         # Works behind PgBouncer in transaction mode too.
         statement_cache_size=0,
+        # A service that only reads says so: Postgres refuses its writes, whatever its role may do.
+        server_settings={"default_transaction_read_only": "on"} if read_only else None,
     )
     try:
         yield p

@@ -31,16 +31,23 @@ from prometheus_client import Counter, Gauge, Histogram
 from pydantic import Field, ValidationError
 from redis.exceptions import RedisError
 
-from duetime import kafka
+from duetime import kafka, postgres
 from duetime.clock import ReferenceClock
 from duetime.due_set import Claim, DueSet, Entry, Start
 from duetime.lifecycle import Lifecycle
 from duetime.ops import ops_app, serve
 from duetime.redis_client import redis_client
-from duetime.settings import HttpSettings, KafkaSettings, RedeliverySettings, RedisSettings
+from duetime.settings import (
+    HttpSettings,
+    KafkaSettings,
+    PostgresSettings,
+    RedeliverySettings,
+    RedisSettings,
+)
 from duetime.timeutil import from_ms, to_ms, utcnow
 from executor.offsets import OffsetTracker
 from executor.outcome import Outcome, backoff_seconds, should_retry
+from executor.signing import SigningKeys, first_load, keep_loaded
 from executor.targets import fire_http, fire_kafka
 from schemas.api import HttpTarget
 from schemas.events import DeadLetter, RunRequested, RunStatusChanged
@@ -62,8 +69,12 @@ COMMIT_FAILURES = Counter("duetime_executor_commit_failures_total",
 TRANSIENT = (KafkaError, RedisError, OSError, TimeoutError)
 
 
-class Settings(KafkaSettings, RedisSettings, RedeliverySettings, HttpSettings):
+class Settings(KafkaSettings, RedisSettings, RedeliverySettings, HttpSettings, PostgresSettings):
     http_port: int = 18106
+    # Postgres is read for the signing secrets only, off the firing path (executor.signing).
+    postgres_pool_min: int = 0  # no connection at start: Postgres may come up after us
+    postgres_pool_max: int = 2
+    signing_refresh_seconds: float = Field(default=2.0, gt=0, le=60)
     # Run requests arrive ~100 ms before they are due (the dispatcher's lookahead), so a
     # longer fetch wait costs no lateness and spares the broker hundreds of empty fetches/s.
     kafka_fetch_max_wait_ms: int = 20
@@ -85,8 +96,10 @@ class Topics:
 class Executor:
     def __init__(self, due_set: DueSet, producer: AIOKafkaProducer,
                  session: aiohttp.ClientSession, settings: Settings,
-                 topics: Topics | None = None, clock: ReferenceClock | None = None) -> None:
+                 topics: Topics | None = None, clock: ReferenceClock | None = None,
+                 signing: SigningKeys | None = None) -> None:
         self.due_set, self.producer, self.session = due_set, producer, session
+        self.signing = signing or SigningKeys()
         # "Due" and leases are judged by the due-set's Redis clock, not this machine's (ADR 0012).
         self.clock = clock or ReferenceClock(due_set.server_time_ms)
         self.settings = settings
@@ -237,7 +250,8 @@ class Executor:
     async def fire(self, req: RunRequested, entry: Entry) -> Outcome:
         """Run the call; a cancel of the job or a replacing run aborts it as `cancelled`."""
         if isinstance(req.target, HttpTarget):
-            call = asyncio.create_task(fire_http(self.session, req, req.target))
+            call = asyncio.create_task(fire_http(self.session, req,
+                                                 self.signing.sign(req, req.target)))
         else:
             call = asyncio.create_task(fire_kafka(self.producer, req, req.target))
         self.calls[entry.runkey] = (call, req)
@@ -523,15 +537,20 @@ async def main(lifecycle: Lifecycle) -> None:
     redis = redis_client(settings)
     connector = aiohttp.TCPConnector(limit=settings.http_connections, ttl_dns_cache=300)
     async with kafka.producer(settings, "executor") as producer, \
-            aiohttp.ClientSession(connector=connector, auto_decompress=True) as session:
+            aiohttp.ClientSession(connector=connector, auto_decompress=True) as session, \
+            postgres.pool(settings, read_only=True) as pool:
         # A finished attempt's done flag lives as long as its request can be redelivered.
         due_set = DueSet(redis, settings.due_shards,
                          redelivery_window_s=settings.run_redelivery_seconds)
-        executor = Executor(due_set, producer, session, settings)
+        signing = SigningKeys()
+        executor = Executor(due_set, producer, session, settings, signing=signing)
         consumer = Consumer(lifecycle, executor, settings)
         try:
+            if not await first_load(signing, pool, lifecycle):
+                return
             await lifecycle.supervise({
                 "http": serve(ops_app(lifecycle), settings.http_host, settings.http_port, lifecycle),
+                "signing": keep_loaded(signing, pool, lifecycle, settings.signing_refresh_seconds),
                 **workers(executor, consumer),
             })
         finally:

@@ -24,6 +24,7 @@ from duetime.sql import load_queries
 from job_service.api import build_app
 from job_service.idempotency import IdempotencyStore
 from job_service.publisher import CommandPublisher
+from job_service.signing_secrets import SigningSecretRoutes
 
 QUERIES = load_queries("job_service")
 STORE_DOWN = "the job store is not answering; the command was not accepted; retry later"
@@ -32,6 +33,8 @@ STORE_DOWN = "the job store is not answering; the command was not accepted; retr
 class Settings(KafkaSettings, PostgresSettings, RedisSettings, HttpSettings, IdSettings):
     http_port: int = 18101
     publish_timeout_seconds: float = Field(default=5.0, gt=0)
+    # Two are enough to rotate; a few more let teams overlap rotations (ADR 0019).
+    signing_secrets_per_tenant: int = Field(default=5, ge=2, le=100)
 
 
 async def main(lifecycle: Lifecycle) -> None:
@@ -56,6 +59,7 @@ async def main(lifecycle: Lifecycle) -> None:
         app = build_app(lifecycle, CommandPublisher(producer, settings.publish_timeout_seconds),
                         IdempotencyStore(redis), lookup,
                         JobIds(settings.id_secret))
+        app.include_router(SigningSecretRoutes(pool, settings.signing_secrets_per_tenant).router())
         lifecycle.ready = True
         try:
             await lifecycle.supervise(

@@ -9,6 +9,7 @@ from duetime.ops import serve
 from duetime.settings import HttpSettings, IdSettings, PostgresSettings
 from duetime.sql import load_queries
 from search_service.api import build_app
+from search_service.signing_secrets import SigningSecretList
 
 QUERIES = load_queries("search_service")
 
@@ -27,5 +28,6 @@ async def main(lifecycle: Lifecycle) -> None:
         lifecycle.checks["postgres"] = db_ok
         lifecycle.ready = True
         app = build_app(lifecycle, pool, QUERIES, JobIds(settings.id_secret))
+        app.include_router(SigningSecretList(pool).router())
         await lifecycle.supervise(
             {"http": serve(app, settings.http_host, settings.http_port, lifecycle)})
