@@ -13,8 +13,11 @@ from pathlib import Path
 
 from aiohttp import web
 
+from tests.support.sink import start_site
 from tests.support.stack import stack_env
 
+# The local stack's egress allowlist admits loopback on these ports for benchmark sinks.
+BENCH_PORTS = range(28000, 29000)
 REPORT = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 
 
@@ -37,9 +40,7 @@ async def start_sink(recorder: Recorder) -> tuple[web.AppRunner, int]:
     app.router.add_route("*", "/{tail:.*}", recorder.handle)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    port = await start_site(runner, ports=BENCH_PORTS)
     return runner, port
 
 

@@ -15,6 +15,8 @@ class Outcome:
     error: str | None = None
     excerpt: str | None = None
     reason: str | None = None
+    # False when another attempt cannot do better (a call the egress policy refused).
+    retryable: bool = True
 
     def __post_init__(self) -> None:
         # Whatever a target answered or an error said, the status must be storable: a NUL
@@ -39,4 +41,5 @@ def backoff_seconds(policy: RetryPolicy, attempt: int, rng: random.Random | None
 
 
 def should_retry(outcome: Outcome, attempt: int, policy: RetryPolicy) -> bool:
-    return outcome.status in ("failed", "timed_out") and attempt < policy.max_attempts
+    return outcome.retryable and outcome.status in ("failed", "timed_out") \
+        and attempt < policy.max_attempts

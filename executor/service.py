@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import aiohttp
+import orjson
 from aiokafka import (
     AIOKafkaConsumer,
     AIOKafkaProducer,
@@ -28,7 +29,7 @@ from aiokafka import (
 )
 from aiokafka.errors import KafkaError
 from prometheus_client import Counter, Gauge, Histogram
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
 from redis.exceptions import RedisError
 
 from duetime import kafka, postgres
@@ -45,10 +46,12 @@ from duetime.settings import (
     RedisSettings,
 )
 from duetime.timeutil import from_ms, to_ms, utcnow
+from executor.egress import EgressPolicy, client_session
+from executor.fair_share import ConnectionSlots, TenantShare
 from executor.offsets import OffsetTracker
 from executor.outcome import Outcome, backoff_seconds, should_retry
 from executor.signing import SigningKeys, first_load, keep_loaded
-from executor.targets import fire_http, fire_kafka
+from executor.targets import HttpCalls, fire_http, fire_kafka, without_denied_headers
 from schemas.api import HttpTarget
 from schemas.events import DeadLetter, RunRequested, RunStatusChanged
 from schemas.topics import RUNS, RUNS_DLQ, RUNS_STATUS
@@ -81,7 +84,28 @@ class Settings(KafkaSettings, RedisSettings, RedeliverySettings, HttpSettings, P
     max_in_flight: int = Field(default=1000, ge=1)
     lease_ms: int = Field(default=10_000, ge=500)
     http_connections: int = Field(default=512, ge=1)
+    http_connections_per_host: int = Field(default=64, ge=1)
+    # A tenant may hold at most this fraction of max_in_flight (at least one run); its runs
+    # past that wait aside, holding no slot, and at most tenant_max_waiting runs wait in all.
+    tenant_max_in_flight: float = Field(default=0.25, gt=0, le=1)
+    tenant_max_waiting: int = Field(default=10_000, ge=1)
+    # The longest a call may take, whatever its job says (the job service refuses more, too;
+    # this also caps jobs stored before that limit).
+    max_timeout_seconds: float = Field(default=60, gt=0, le=3600)
+    # Networks (and ports) a call may reach although they are not global unicast, e.g.
+    # `127.0.0.1/32:18900-18999,10.1.0.0/16:443` (executor.egress; docs/security.md).
+    egress_allow: str = ""
     executor_id: str = ""
+
+    @field_validator("egress_allow")
+    @classmethod
+    def _egress(cls, value: str) -> str:
+        EgressPolicy.parse(value)  # a typo stops the executor at start, loudly
+        return value
+
+    @property
+    def tenant_cap(self) -> int:
+        return max(1, int(self.max_in_flight * self.tenant_max_in_flight))
 
 
 @dataclass(frozen=True)
@@ -99,6 +123,10 @@ class Executor:
                  topics: Topics | None = None, clock: ReferenceClock | None = None,
                  signing: SigningKeys | None = None) -> None:
         self.due_set, self.producer, self.session = due_set, producer, session
+        self.http = HttpCalls(session, EgressPolicy.parse(settings.egress_allow),
+                              ConnectionSlots(settings.http_connections,
+                                              settings.http_connections_per_host),
+                              settings.max_timeout_seconds)
         self.signing = signing or SigningKeys()
         # "Due" and leases are judged by the due-set's Redis clock, not this machine's (ADR 0012).
         self.clock = clock or ReferenceClock(due_set.server_time_ms)
@@ -250,8 +278,8 @@ class Executor:
     async def fire(self, req: RunRequested, entry: Entry) -> Outcome:
         """Run the call; a cancel of the job or a replacing run aborts it as `cancelled`."""
         if isinstance(req.target, HttpTarget):
-            call = asyncio.create_task(fire_http(self.session, req,
-                                                 self.signing.sign(req, req.target)))
+            target = without_denied_headers(req.target)
+            call = asyncio.create_task(fire_http(self.http, req, self.signing.sign(req, target)))
         else:
             call = asyncio.create_task(fire_kafka(self.producer, req, req.target))
         self.calls[entry.runkey] = (call, req)
@@ -348,6 +376,17 @@ def _log_fields(req: RunRequested, outcome: Outcome, lateness: int | None) -> di
             "lateness_ms": lateness, "error": outcome.error}
 
 
+def tenant_of(msg: ConsumerRecord[bytes, bytes]) -> str:
+    """The tenant of a run request, read before it is claimed ("" when unreadable: such a
+    request is dead-lettered by its claim)."""
+    try:
+        value = orjson.loads(msg.value or b"")
+    except orjson.JSONDecodeError:
+        return ""
+    tenant = value.get("tenant") if isinstance(value, dict) else None
+    return tenant if isinstance(tenant, str) else ""
+
+
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
     def __init__(self, tracker: OffsetTracker, commit: Any) -> None:
         self.tracker, self.commit = tracker, commit
@@ -371,6 +410,9 @@ class Consumer:
         self.group = group
         self.tracker = OffsetTracker()
         self.slots = asyncio.Semaphore(settings.max_in_flight)
+        # Runs past their tenant's cap wait here, with the generation they were fetched under.
+        self.share: TenantShare[tuple[ConsumerRecord[bytes, bytes], int]] = TenantShare(
+            settings.tenant_cap, settings.tenant_max_waiting)
         self.tasks: set[asyncio.Task[None]] = set()
         self.consumer: AIOKafkaConsumer | None = None
         # Set once in-flight attempts are finished or handed back: leases and abort watching
@@ -400,55 +442,97 @@ class Consumer:
             return
         self.tracker.committed(offsets)
 
-    async def _one(self, msg: ConsumerRecord[bytes, bytes], generation: int) -> None:
-        tp = TopicPartition(msg.topic, msg.partition)
+    async def _one(self, msg: ConsumerRecord[bytes, bytes], generation: int,
+                   tenant: str) -> None:
         try:
-            while True:
-                try:
-                    claimed = await self.executor.claim(msg)
-                    break
-                except (RedisError, KafkaError, OSError) as exc:
-                    # Nothing has run yet: keep the offset and try again once Redis is back.
-                    log.error("claim failed, retrying",
-                              extra={"offset": msg.offset, "error": repr(exc)})
-                    if await self.lifecycle.sleep(1.0):
-                        return
-                except Exception as exc:  # poison: it must not hold back the partition's offsets
-                    await self.executor.poison(msg, None, f"cannot claim: {exc!r}")
-                    claimed = None
-                    break
-            if claimed is not None:
-                req, entry = claimed
-                try:
-                    await self.executor.execute(req, entry, msg.value or b"")
-                except (RedisError, KafkaError, OSError) as exc:
-                    log.error("attempt not started; its lease will lapse and requeue it",
-                              extra={"run_id": req.run_id, "attempt": req.attempt,
-                                     "error": repr(exc)})
-                except Exception as exc:  # poison: see Executor.poison
-                    await self.executor.poison(msg, entry, f"attempt failed: {exc!r}")
-            self.tracker.finished(tp, msg.offset, generation)
+            await self._run(msg)
+            self.tracker.finished(TopicPartition(msg.topic, msg.partition), msg.offset, generation)
         finally:
-            self.slots.release()
+            self._hand_on(tenant)
+
+    async def _run(self, msg: ConsumerRecord[bytes, bytes]) -> None:
+        while True:
+            try:
+                claimed = await self.executor.claim(msg)
+                break
+            except (RedisError, KafkaError, OSError) as exc:
+                # Nothing has run yet: keep the offset and try again once Redis is back.
+                log.error("claim failed, retrying",
+                          extra={"offset": msg.offset, "error": repr(exc)})
+                if await self.lifecycle.sleep(1.0):
+                    return
+            except Exception as exc:  # poison: it must not hold back the partition's offsets
+                await self.executor.poison(msg, None, f"cannot claim: {exc!r}")
+                return
+        if claimed is None:
+            return
+        req, entry = claimed
+        try:
+            await self.executor.execute(req, entry, msg.value or b"")
+        except (RedisError, KafkaError, OSError) as exc:
+            log.error("attempt not started; its lease will lapse and requeue it",
+                      extra={"run_id": req.run_id, "attempt": req.attempt, "error": repr(exc)})
+        except Exception as exc:  # poison: see Executor.poison
+            await self.executor.poison(msg, entry, f"attempt failed: {exc!r}")
+
+    def _hand_on(self, tenant: str) -> None:
+        """A run ended: its slot and its tenant's place go to the tenant's next waiting run.
+
+        A drain starts nothing new: runs still waiting are left uncommitted, for the next
+        owner of their partition.
+        """
+        if self.lifecycle.stop.is_set():
+            self.share.leave(tenant)
+        else:
+            while (waiting := self.share.handover(tenant)) is not None:
+                msg, generation = waiting
+                if self.owns(TopicPartition(msg.topic, msg.partition), generation):
+                    self._spawn(msg, generation, tenant)
+                    return
+                SKIPPED.labels("revoked").inc()  # revoked while it waited: the new owner's
+        self.slots.release()
+
+    def _spawn(self, msg: ConsumerRecord[bytes, bytes], generation: int, tenant: str) -> None:
+        task = asyncio.create_task(self._one(msg, generation, tenant))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _slot(self, tp: TopicPartition, generation: int, msg: ConsumerRecord[bytes, bytes],
+                    left: int) -> bool:
+        """Wait for a free slot; False (and no slot) if `tp` was revoked meanwhile."""
+        await self.slots.acquire()
+        # The wait can span a rebalance: a partition revoked meanwhile belongs to another
+        # consumer (or to us again, from its committed offset); its fetched rest is theirs.
+        if self.owns(tp, generation):
+            return True
+        self.slots.release()
+        SKIPPED.labels("revoked").inc(left)
+        log.info("partition revoked while waiting for a slot",
+                 extra={"partition": str(tp), "offset": msg.offset, "skipped": left})
+        return False
 
     async def start(self, tp: TopicPartition, generation: int,
                     messages: list[ConsumerRecord[bytes, bytes]]) -> None:
-        """Start one task per message, waiting for a free slot before each."""
+        """Start one task per message, waiting for a free slot before each.
+
+        A run whose tenant is at its cap gives its slot back and waits aside (`TenantShare`),
+        so the runs of other tenants behind it in the partition start on time.
+        """
         for i, msg in enumerate(messages):
-            await self.slots.acquire()
-            # The wait can span a rebalance: a partition revoked meanwhile belongs to another
-            # consumer (or to us again, from its committed offset); its fetched rest is theirs.
-            if not self.owns(tp, generation):
-                self.slots.release()
-                SKIPPED.labels("revoked").inc(len(messages) - i)
-                log.info("partition revoked while waiting for a slot",
-                         extra={"partition": str(tp), "offset": msg.offset,
-                                "skipped": len(messages) - i})
+            if not await self._slot(tp, generation, msg, len(messages) - i):
                 return
             self.tracker.started(tp, msg.offset)
-            task = asyncio.create_task(self._one(msg, generation))
-            self.tasks.add(task)
-            task.add_done_callback(self.tasks.discard)
+            tenant = tenant_of(msg)
+            if not self.share.admit(tenant):
+                self.slots.release()
+                if await self.share.wait_aside(tenant, (msg, generation)):
+                    continue
+                await self.slots.acquire()  # admitted while it waited for room
+                if not self.owns(tp, generation):
+                    self._hand_on(tenant)  # its slot and place go on; the rest is the new owner's
+                    SKIPPED.labels("revoked").inc(len(messages) - i)
+                    return
+            self._spawn(msg, generation, tenant)
 
     async def consume(self) -> None:
         try:
@@ -535,9 +619,10 @@ def workers(executor: Executor, consumer: Consumer) -> dict[str, Coroutine[Any, 
 async def main(lifecycle: Lifecycle) -> None:
     settings = Settings()
     redis = redis_client(settings)
-    connector = aiohttp.TCPConnector(limit=settings.http_connections, ttl_dns_cache=300)
+    session = client_session(EgressPolicy.parse(settings.egress_allow), settings.http_connections,
+                             settings.http_connections_per_host)
     async with kafka.producer(settings, "executor") as producer, \
-            aiohttp.ClientSession(connector=connector, auto_decompress=True) as session, \
+            session, \
             postgres.pool(settings, read_only=True) as pool:
         # A finished attempt's done flag lives as long as its request can be redelivered.
         due_set = DueSet(redis, settings.due_shards,

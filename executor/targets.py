@@ -2,19 +2,50 @@
 
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
+from yarl import URL
 
 from duetime.timeutil import iso
+from executor.egress import EgressBlocked, EgressPolicy, blocked_reason
+from executor.fair_share import ConnectionSlots
 from executor.outcome import Outcome, is_success
-from schemas.api import HttpTarget, KafkaTarget, storable_text
+from schemas.api import (
+    HttpTarget,
+    KafkaTarget,
+    is_denied_http_header,
+    is_denied_kafka_header,
+    storable_text,
+)
 from schemas.events import RunRequested
 
-EXCERPT_BYTES = 1024
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class HttpCalls:
+    """What every HTTP call shares: the client, where it may connect, its connection slots
+    and the longest a call may take whatever its job asks (DUETIME_MAX_TIMEOUT_SECONDS)."""
+
+    session: aiohttp.ClientSession
+    egress: EgressPolicy
+    connections: ConnectionSlots
+    max_timeout_seconds: float
+
+
+def without_denied_headers(target: HttpTarget) -> HttpTarget:
+    """`target` without the headers a job may not set; a job stored before the deny-list was
+    enforced at validation keeps being readable, but never sends them."""
+    if not any(is_denied_http_header(name) for name in target.headers):
+        return target
+    headers = {k: v for k, v in target.headers.items() if not is_denied_http_header(k)}
+    return target.model_copy(update={"headers": headers})
 
 
 def http_headers(req: RunRequested, target: HttpTarget) -> dict[str, str]:
@@ -37,38 +68,81 @@ def http_body(target: HttpTarget) -> tuple[bytes | None, str | None]:
     return orjson.dumps(target.body), "application/json"
 
 
-async def fire_http(session: aiohttp.ClientSession, req: RunRequested,
-                    target: HttpTarget) -> Outcome:
+async def fire_http(calls: HttpCalls, req: RunRequested, target: HttpTarget) -> Outcome:
     headers = http_headers(req, target)
     data, content_type = http_body(target)
     if content_type and not any(k.lower() == "content-type" for k in headers):
         headers["Content-Type"] = content_type
-    timeout = aiohttp.ClientTimeout(total=target.timeout_seconds)
+    seconds = min(target.timeout_seconds, calls.max_timeout_seconds)
+    url = URL(target.url)
     try:
-        async with session.request(target.method, target.url, headers=headers, data=data,
-                                   timeout=timeout, allow_redirects=False) as resp:
-            # The answer is any bytes: keep what is valid text, replace what cannot be stored.
-            excerpt = storable_text((await resp.content.read(EXCERPT_BYTES)).decode(errors="replace"))
-            if is_success(resp.status, target.success_codes):
-                return Outcome("succeeded", resp.status, None, excerpt)
-            return Outcome("failed", resp.status, f"HTTP {resp.status}", excerpt)
+        calls.egress.check_url(target.url)
+        async with calls.connections.slot((url.scheme, url.raw_host or "", url.port or 0)):
+            # The call's clock starts here, once it has its connection slot: waiting for a
+            # busy host or a full pool does not eat the job's timeout.
+            timeout = aiohttp.ClientTimeout(total=seconds)
+            async with calls.session.request(target.method, target.url, headers=headers, data=data,
+                                             timeout=timeout, allow_redirects=False) as resp:
+                return await _answer(resp, target)
     except TimeoutError:
-        return Outcome("timed_out", None, f"no response within {target.timeout_seconds:g}s")
+        return Outcome("timed_out", None, f"no response within {seconds:g}s")
     except Exception as exc:
         # Whatever one call raises (aiohttp, the network, an odd answer) ends this attempt as
-        # failed; it must never escape and hold up the executor's offsets.
-        return Outcome("failed", None, f"{type(exc).__name__}: {exc}"[:2000])
+        # failed; it must never escape and hold up the executor's offsets. What is stored is
+        # short and generic: the exception's text could echo internal addresses or answers.
+        return _call_failed(req, exc)
+
+
+async def _answer(resp: aiohttp.ClientResponse, target: HttpTarget) -> Outcome:
+    excerpt = None
+    if target.response_excerpt_bytes:
+        # The answer is any bytes: keep what is valid text, replace what cannot be stored.
+        raw = await resp.content.read(target.response_excerpt_bytes)
+        excerpt = storable_text(raw.decode(errors="replace"))
+    if is_success(resp.status, target.success_codes):
+        return Outcome("succeeded", resp.status, None, excerpt)
+    return Outcome("failed", resp.status, f"HTTP {resp.status}", excerpt)
+
+
+def _call_failed(req: RunRequested, exc: Exception) -> Outcome:
+    blocked = blocked_reason(exc)
+    log.info("call failed", extra={"run_id": req.run_id, "job_id": req.job_id,
+                                   "attempt": req.attempt, "error": repr(exc)[:500]})
+    if blocked is not None:
+        return Outcome("failed", None, str(EgressBlocked(blocked)), retryable=False)
+    return Outcome("failed", None, call_error(exc))
+
+
+def call_error(exc: Exception) -> str:
+    """A short, generic text for a failed call, safe to show to the job's tenant."""
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return "DNS lookup failed"
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError | aiohttp.ClientSSLError):
+        return "TLS error"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        refused = isinstance(exc.os_error, ConnectionRefusedError)
+        return "connection refused" if refused else "connection failed"
+    if isinstance(exc, aiohttp.ServerDisconnectedError | ConnectionResetError):
+        return "connection closed by the target"
+    if isinstance(exc, aiohttp.ClientPayloadError | aiohttp.ClientResponseError):
+        return "invalid response"
+    if isinstance(exc, aiohttp.InvalidURL):
+        return "invalid URL"
+    return "request failed"
 
 
 async def fire_kafka(producer: AIOKafkaProducer, req: RunRequested, target: KafkaTarget) -> Outcome:
     value: Any = target.value
     payload = value.encode() if isinstance(value, str) else orjson.dumps(value)
-    headers = [(k, v.encode()) for k, v in target.headers.items()]
+    # Headers named duetime-* are ours: a job stored before that was refused never sends one.
+    headers = [(k, v.encode()) for k, v in target.headers.items() if not is_denied_kafka_header(k)]
     headers += [("duetime-run-id", req.run_id.encode()), ("duetime-job-id", req.job_id.encode())]
     try:
         await producer.send_and_wait(target.topic, payload,
                                      key=target.key.encode() if target.key else None,
                                      headers=headers)
     except (TimeoutError, KafkaError) as exc:
-        return Outcome("failed", None, f"{type(exc).__name__}: {exc}"[:2000])
+        log.info("message not sent", extra={"run_id": req.run_id, "job_id": req.job_id,
+                                            "error": repr(exc)[:500]})
+        return Outcome("failed", None, f"Kafka did not take the message ({type(exc).__name__})")
     return Outcome("succeeded")

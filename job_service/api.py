@@ -17,6 +17,7 @@ from duetime.job_ids import JobIds
 from duetime.lifecycle import Lifecycle
 from duetime.merge_patch import merge_patch
 from duetime.ops import ops_router
+from duetime.problem_docs import problem_responses
 from duetime.problems import ProblemError, install, tenant_of, validation_errors
 from duetime.run_ids import run_id_for
 from duetime.timeutil import iso, to_ms, utcnow
@@ -31,6 +32,7 @@ from schemas.api import (
     RunNowRequest,
     TimerCreated,
     TimerRequest,
+    denied_headers,
 )
 from schemas.events import CommandType, JobCommand
 from schemas.redaction import has_redacted, restore_spec
@@ -72,6 +74,14 @@ def _check_schedule(spec: JobSpec, now: datetime) -> None:
         schedule.validate(spec, now)
     except schedule.ScheduleError as exc:
         raise _invalid(exc.field, str(exc)) from exc
+
+
+def _check_headers(spec: JobSpec) -> None:
+    """422 naming the first header a job may not set (schemas.api.DENIED_HTTP_HEADERS)."""
+    for name in denied_headers(spec.target):
+        reserved = "named duetime-*" if spec.target.type == "kafka" else \
+            "hop-by-hop, a proxy's or set by duetime itself"
+        raise _invalid(f"target.headers.{name}", f"header {name!r} may not be set: it is {reserved}")
 
 
 def _accepted(job_id: str) -> JobAccepted:
@@ -142,6 +152,7 @@ class JobRoutes:
         tenant = tenant_of(request)
         now = utcnow()
         _check_schedule(spec, now)
+        _check_headers(spec)
         _restorable(spec.model_dump(mode="json"), None)  # a new job has nothing to restore
         job_id = self.ids.new(tenant)
         if key is not None:
@@ -181,6 +192,7 @@ class JobRoutes:
 
     async def replace_job(self, request: Request, job_id: str, spec: JobSpec) -> JobAccepted:
         _check_schedule(spec, utcnow())
+        _check_headers(spec)
         if has_redacted(edited := spec.model_dump(mode="json")):
             _restorable(edited, await self.current_spec(request, job_id))
         await self.command(request, "update", job_id, spec=spec)
@@ -196,6 +208,7 @@ class JobRoutes:
                 raise ProblemError(422, "Invalid request", "the patched job is invalid",
                                    validation_errors(exc.errors())) from exc
             _check_schedule(merged, utcnow())
+            _check_headers(merged)
         await self.command(request, "patch", job_id, patch=patch)
         return _accepted(job_id)
 
@@ -227,9 +240,13 @@ class JobRoutes:
 
     def router(self) -> APIRouter:
         r = APIRouter()
-        r.add_api_route("/jobs", self.create_job, methods=["POST"], status_code=202)
+        # An Idempotency-Key used before with another body (the rest: duetime.problem_docs).
+        reused_key = problem_responses(409)
+        r.add_api_route("/jobs", self.create_job, methods=["POST"], status_code=202,
+                        responses=reused_key)
         r.add_api_route("/jobs:preview", self.preview_spec, methods=["POST"])
-        r.add_api_route("/timers", self.create_timer, methods=["POST"], status_code=201)
+        r.add_api_route("/timers", self.create_timer, methods=["POST"], status_code=201,
+                        responses=reused_key)
         r.add_api_route("/jobs/{job_id}", self.replace_job, methods=["PUT"], status_code=202)
         r.add_api_route("/jobs/{job_id}", self.patch_job, methods=["PATCH"], status_code=202)
         r.add_api_route("/jobs/{job_id}", self.cancel_job, methods=["DELETE"], status_code=202)

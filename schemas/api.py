@@ -154,6 +154,31 @@ ONE_SHOT_TYPES = frozenset({"once", "delay", "now"})
 
 HttpMethod = Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 HeaderMap = Annotated[dict[str, Annotated[str, Field(max_length=8192)]], Field(max_length=64)]
+# Headers a job may not set (issue 7, hole 4): they frame the request (a user Transfer-Encoding
+# beside the client's Content-Length is request smuggling), route it, or are duetime's own
+# (the receiver trusts them: run identity, dedupe, signatures). Compared case-insensitively.
+DENIED_HTTP_HEADERS = frozenset({
+    "host", "transfer-encoding", "content-length", "connection", "upgrade", "keep-alive", "te",
+    "trailer", "idempotency-key", "webhook-id", "webhook-timestamp", "webhook-signature",
+})
+DENIED_HTTP_HEADER_PREFIXES = ("proxy-", "x-duetime-")
+MAX_RESPONSE_EXCERPT_BYTES = 4096
+
+
+def is_denied_http_header(name: str) -> bool:
+    lower = name.lower()
+    return lower in DENIED_HTTP_HEADERS or lower.startswith(DENIED_HTTP_HEADER_PREFIXES)
+
+
+def is_denied_kafka_header(name: str) -> bool:
+    return name.lower().startswith("duetime-")
+
+
+def denied_headers(target: HttpTarget | KafkaTarget) -> list[str]:
+    """The headers of `target` a new or edited job may not set (the job service refuses them;
+    the executor drops them from jobs stored before)."""
+    denied = is_denied_http_header if isinstance(target, HttpTarget) else is_denied_kafka_header
+    return [name for name in target.headers if denied(name)]
 
 
 class HttpTarget(Strict):
@@ -166,6 +191,9 @@ class HttpTarget(Strict):
     success_codes: list[Annotated[int, Field(ge=100, le=599)]] | None = Field(
         default=None, max_length=100
     )
+    # How much of the answer to store on the run (opt-in: an answer may hold what its tenant
+    # should not read back, and it costs storage on every run).
+    response_excerpt_bytes: int = Field(default=0, ge=0, le=MAX_RESPONSE_EXCERPT_BYTES)
 
     _url = field_validator("url")(check_http_url)
 

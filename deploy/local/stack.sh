@@ -630,6 +630,9 @@ load_common_env() {
     export DUETIME_KAFKA_BOOTSTRAP="127.0.0.1:$KAFKA_PORT"
     export DUETIME_POSTGRES_DSN="postgresql://duetime@127.0.0.1:$POSTGRES_PORT/duetime"
     export DUETIME_REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0"
+    # Webhooks may reach loopback only on the test sinks' ports (18900-18999) and the
+    # benchmarks' (28000-28999): never this stack's own services, Kafka, Postgres or Redis.
+    export DUETIME_EGRESS_ALLOW="127.0.0.1/32:18900-18999,127.0.0.1/32:28000-28999"
 }
 
 write_env_file() {

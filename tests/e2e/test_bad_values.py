@@ -15,7 +15,7 @@ import pytest
 from aiohttp import web
 
 from tests.support.jobs import create, http_job, wait_runs
-from tests.support.sink import Sink
+from tests.support.sink import Sink, start_site
 
 HOOK = "http://127.0.0.1:9/hook"
 NUL = "\u0000"
@@ -120,11 +120,7 @@ async def binary_hook() -> AsyncIterator[str]:
     app.router.add_route("*", "/{tail:.*}", answer)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    server = site._server
-    assert server is not None
-    port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+    port = await start_site(runner)
     yield f"http://127.0.0.1:{port}/png"
     await runner.cleanup()
 
@@ -132,7 +128,9 @@ async def binary_hook() -> AsyncIterator[str]:
 async def test_a_webhook_answering_nul_bytes_is_recorded_and_nothing_stops(
     api: httpx.AsyncClient, pg: asyncpg.Pool[Any], binary_hook: str, sink: Sink, path: str,
 ) -> None:
-    job_id = await create(api, http_job(binary_hook, {"type": "now"}))
+    spec = http_job(binary_hook, {"type": "now"})
+    spec["target"]["response_excerpt_bytes"] = 1024
+    job_id = await create(api, spec)
     run = (await wait_runs(api, job_id, "succeeded"))[0]
     excerpt = await pg.fetchval("SELECT response_excerpt FROM job_runs WHERE run_id = $1",
                                 run["run_id"])

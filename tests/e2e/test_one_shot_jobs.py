@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from tests.support.sink import Sink
+from tests.support.sink import Sink, free_port
 from tests.support.waiting import eventually
 
 
@@ -87,7 +87,8 @@ async def test_once_in_the_past_fires_immediately(
 async def test_failing_target_is_retried_then_failed(
     api: httpx.AsyncClient, sink: Sink,
 ) -> None:
-    spec = job("http://127.0.0.1:9/nothing-listens", {"type": "now"},
+    # A port the stack's egress allowlist admits but nothing listens on: refused, and retried.
+    spec = job(f"http://127.0.0.1:{free_port()}/nothing-listens", {"type": "now"},
                retry={"max_attempts": 2, "initial_delay_seconds": 0.2, "jitter": False})
     job_id = (await api.post("/jobs", json=spec)).json()["job_id"]
 

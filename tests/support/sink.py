@@ -3,11 +3,40 @@
 from __future__ import annotations
 
 import asyncio
+import random
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from aiohttp import web
+
+# The local stack's egress allowlist (DUETIME_EGRESS_ALLOW) admits loopback on these ports only:
+# a sink anywhere else is refused by the executor like any internal address.
+SINK_PORTS = range(18900, 19000)
+
+
+async def start_site(runner: web.AppRunner, host: str = "127.0.0.1",
+                     ports: range = SINK_PORTS) -> int:
+    """Serve `runner` on a free port of `ports` (tried in random order); the port."""
+    for port in random.sample(ports, len(ports)):
+        site = web.TCPSite(runner, host, port)
+        try:
+            await site.start()
+        except OSError:  # taken (another test's sink)
+            await site.stop()
+            continue
+        return port
+    raise RuntimeError(f"no free port in {ports.start}-{ports.stop - 1}")
+
+
+def free_port(ports: range = SINK_PORTS) -> int:
+    """A port of `ports` nothing listens on right now (for "nothing answers" targets)."""
+    for port in random.sample(ports, len(ports)):
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) != 0:
+                return port
+    raise RuntimeError(f"every port in {ports.start}-{ports.stop - 1} is taken")
 
 
 @dataclass
@@ -36,11 +65,7 @@ class Sink:
         app.router.add_route("*", "/{tail:.*}", self._handle)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, 0)
-        await site.start()
-        server = site._server
-        assert server is not None
-        self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        self.port = await start_site(self._runner, self.host)
         self._arrived = asyncio.Condition()
         return self
 
