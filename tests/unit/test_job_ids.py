@@ -20,7 +20,8 @@ def test_an_issued_id_is_recognised_for_its_tenant_only() -> None:
 def test_forged_and_foreign_ids_are_not_recognised() -> None:
     job_id = IDS.new("dev")
     flipped = job_id[:-1] + ("0" if job_id[-1] != "0" else "1")
-    for ident in [uuid.uuid4().hex, flipped, job_id[:-1], job_id + "0", "", "x" * 32]:
+    non_ascii = job_id[:-1] + "é"  # any character can arrive in a URL path
+    for ident in [uuid.uuid4().hex, flipped, job_id[:-1], job_id + "0", "", "x" * 32, non_ascii, "你" * 32]:
         assert not IDS.issued("dev", ident), ident
 
 
