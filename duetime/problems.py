@@ -10,6 +10,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from duetime import problem_docs
+
 log = logging.getLogger(__name__)
 PROBLEM_JSON = "application/problem+json"
 # Discriminator tags pydantic puts into error locations; users never wrote them.
@@ -54,6 +56,8 @@ def validation_errors(errors: Any) -> list[dict[str, str]]:
 
 
 def install(app: FastAPI) -> None:
+    problem_docs.install(app)
+
     @app.exception_handler(ProblemError)
     async def _problem(_: Request, exc: ProblemError) -> JSONResponse:
         return problem(exc.status, exc.title, exc.detail, exc.errors, exc.headers)
