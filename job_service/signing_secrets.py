@@ -15,6 +15,7 @@ import asyncpg
 import orjson
 from fastapi import APIRouter, Request, Response
 
+from duetime.problem_docs import problem_responses
 from duetime.problems import ProblemError, tenant_of
 from duetime.sql import load_queries
 from duetime.timeutil import iso
@@ -87,7 +88,9 @@ class SigningSecretRoutes:
 
     def router(self) -> APIRouter:
         r = APIRouter()
-        r.add_api_route("/signing-secrets", self.create, methods=["POST"], status_code=201)
+        # A tenant at its limit of secrets (the rest: duetime.problem_docs).
+        r.add_api_route("/signing-secrets", self.create, methods=["POST"], status_code=201,
+                        responses=problem_responses(409))
         r.add_api_route("/signing-secrets/{secret_id}", self.delete, methods=["DELETE"],
                         status_code=204, response_model=None)
         return r
