@@ -1,0 +1,65 @@
+"""Secret headers are redacted wherever a target is echoed, and restored on write-back."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+
+from schemas.redaction import (
+    REDACTED,
+    is_secret_header,
+    redact_raw,
+    redact_spec,
+    redact_text,
+    restore_spec,
+)
+
+
+@pytest.mark.parametrize("name", ["Authorization", "proxy-authorization", "Cookie", "Set-Cookie",
+                                  "X-Api-Token", "X-API-Key", "api_key", "Apikey",
+                                  "X-Webhook-Secret", "X-Hub-Signature-256", "X-Password",
+                                  "X-Auth-User"])
+def test_secret_names(name: str) -> None:
+    assert is_secret_header(name)
+
+
+@pytest.mark.parametrize("name", ["X-Team", "Content-Type", "Accept", "X-Request-Id"])
+def test_plain_names(name: str) -> None:
+    assert not is_secret_header(name)
+
+
+def test_a_spec_shows_markers_and_keeps_everything_else() -> None:
+    spec: dict[str, Any] = {"name": "n", "payload": {"token": "kept"},
+            "target": {"type": "http", "headers": {"Authorization": "Bearer s", "X-Team": "t"}}}
+    shown = redact_spec(spec)
+    assert shown["target"]["headers"] == {"Authorization": REDACTED, "X-Team": "t"}
+    assert shown["payload"] == {"token": "kept"}
+    assert spec["target"]["headers"]["Authorization"] == "Bearer s"  # a copy
+
+
+def test_text_in_json_python_repr_and_escaped_json() -> None:
+    text = ('{"Authorization": "Bearer s1"} {\'X-Api-Token\': \'s2\'} '
+            '{\\"Cookie\\": \\"s3\\"} "X-Team": "visible"')
+    out = redact_text(text)
+    assert all(s not in out for s in ("s1", "s2", "s3")) and "visible" in out
+
+
+def test_raw_messages_are_kept_byte_for_byte_unless_something_is_redacted() -> None:
+    plain = '{"b": 1,  "a": "x"}'
+    assert redact_raw(plain) == plain
+    raw = orjson.dumps({"spec": {"target": {"headers": {"Authorization": "s"}}}}).decode()
+    assert orjson.loads(redact_raw(raw))["spec"]["target"]["headers"] == {"Authorization": REDACTED}
+    assert "s\"" not in redact_raw('not json "Cookie": "s"')
+
+
+def test_a_marker_written_back_keeps_the_stored_value() -> None:
+    stored = {"target": {"headers": {"authorization": "Bearer s", "X-Team": "t"}}}
+    new = {"target": {"headers": {"Authorization": REDACTED, "X-Team": "u"}}}
+    assert restore_spec(new, stored)["target"]["headers"] == {"Authorization": "Bearer s",
+                                                              "X-Team": "u"}
+    with pytest.raises(ValueError, match="X-Other"):
+        restore_spec({"target": {"headers": {"X-Other": REDACTED}}}, stored)
+    with pytest.raises(ValueError):
+        restore_spec(new, None)
