@@ -26,8 +26,15 @@ async def _init(conn: asyncpg.Connection[Any]) -> None:
 
 
 @asynccontextmanager
-async def pool(settings: PostgresSettings, *,
-               read_only: bool = False) -> AsyncIterator[asyncpg.Pool[Any]]:
+async def pool(settings: PostgresSettings, *, read_only: bool = False,
+               statement_timeout_ms: int | None = None) -> AsyncIterator[asyncpg.Pool[Any]]:
+    server_settings = {}
+    if read_only:
+        # A service that only reads says so: Postgres refuses its writes, whatever its role may do.
+        server_settings["default_transaction_read_only"] = "on"
+    if statement_timeout_ms is not None:
+        # Postgres cancels any statement of this pool running longer (lock waits included).
+        server_settings["statement_timeout"] = str(statement_timeout_ms)
     p = await asyncpg.create_pool(
         settings.postgres_dsn,
         min_size=settings.postgres_pool_min,
@@ -35,8 +42,7 @@ async def pool(settings: PostgresSettings, *,
         init=_init,
         # Works behind PgBouncer in transaction mode too.
         statement_cache_size=0,
-        # A service that only reads says so: Postgres refuses its writes, whatever its role may do.
-        server_settings={"default_transaction_read_only": "on"} if read_only else None,
+        server_settings=server_settings or None,
     )
     try:
         yield p

@@ -58,3 +58,28 @@ class IdSettings(_Fragment):
 class LogSettings(_Fragment):
     log_level: str = "INFO"
     log_format: str = "auto"  # "json", "console" or "auto" (json unless a terminal)
+
+
+class JobLimitSettings(_Fragment):
+    """What one job may ask for (issue 7 hole 6; docs/quotas.md). The job service refuses a job
+    beyond them with a 422 and the writer rejects such a Kafka command the same way."""
+
+    # The executor caps every call at fire time too, under the same name (jobs stored before).
+    max_timeout_seconds: float = Field(default=60, gt=0, le=3600)
+    # Retries closer together than this hammer a failing receiver; applies when a job retries.
+    min_retry_delay_seconds: float = Field(default=1.0, ge=0, le=3600)
+    max_retry_attempts: int = Field(default=20, ge=1, le=100)
+    # The serialized target is copied into Redis and into every run request.
+    quota_payload_bytes: int = Field(default=64 * 1024, ge=1024, le=1024 * 1024)
+
+
+class QuotaSettings(_Fragment):
+    """Per-tenant quotas the job service enforces (docs/quotas.md, ADR 0020). Generous by
+    default: one tenant runs the benchmarks (60,000 jobs at 3,000 creates/s, 200 every-second
+    jobs) well inside them."""
+
+    quota_active_jobs: int = Field(default=1_000_000, ge=1)
+    quota_firings_per_second: float = Field(default=1000.0, gt=0)
+    quota_creates_per_second: float = Field(default=5000.0, gt=0)
+    # How old the usage snapshot read from Postgres may get before it is read again.
+    quota_refresh_seconds: float = Field(default=2.0, gt=0, le=300)

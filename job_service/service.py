@@ -16,21 +16,27 @@ from duetime.redis_client import redis_client
 from duetime.settings import (
     HttpSettings,
     IdSettings,
+    JobLimitSettings,
     KafkaSettings,
     PostgresSettings,
+    QuotaSettings,
     RedisSettings,
 )
 from duetime.sql import load_queries
 from job_service.api import build_app
 from job_service.idempotency import IdempotencyStore
 from job_service.publisher import CommandPublisher
+from job_service.quotas import Quotas
 from job_service.signing_secrets import SigningSecretRoutes
+from job_service.usage import QUERIES as USAGE_QUERIES
+from job_service.usage import UsageCache, postgres_reader
 
 QUERIES = load_queries("job_service")
 STORE_DOWN = "the job store is not answering; the command was not accepted; retry later"
 
 
-class Settings(KafkaSettings, PostgresSettings, RedisSettings, HttpSettings, IdSettings):
+class Settings(KafkaSettings, PostgresSettings, RedisSettings, HttpSettings, IdSettings,
+               JobLimitSettings, QuotaSettings):
     http_port: int = 18101
     publish_timeout_seconds: float = Field(default=5.0, gt=0)
     # Two are enough to rotate; a few more let teams overlap rotations (ADR 0019).
@@ -55,14 +61,20 @@ async def main(lifecycle: Lifecycle) -> None:
         async def redis_ok() -> bool:
             return bool(await redis.ping())
 
+        async def stored(tenant: str, job_id: str) -> tuple[str, dict[str, Any]] | None:
+            row = await pool.fetchrow(USAGE_QUERIES["job_state_and_spec"], job_id, tenant)
+            return None if row is None else (row["state"], row["spec"])
+
         lifecycle.checks["redis"] = redis_ok
+        usage = UsageCache(postgres_reader(pool), settings.quota_refresh_seconds)
         app = build_app(lifecycle, CommandPublisher(producer, settings.publish_timeout_seconds),
                         IdempotencyStore(redis), lookup,
-                        JobIds(settings.id_secret))
+                        JobIds(settings.id_secret), Quotas(settings, usage, stored), settings)
         app.include_router(SigningSecretRoutes(pool, settings.signing_secrets_per_tenant).router())
         lifecycle.ready = True
         try:
             await lifecycle.supervise(
                 {"http": serve(app, settings.http_host, settings.http_port, lifecycle)})
         finally:
+            await usage.aclose()
             await redis.aclose()

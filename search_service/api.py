@@ -24,6 +24,8 @@ from search_service.listing import (
     stats_view,
     stats_windows,
 )
+from search_service.query_limits import DEFAULT_STATEMENT_TIMEOUT_MS
+from search_service.query_limits import install as install_query_limits
 from search_service.views import (
     decode_cursor,
     encode_cursor,
@@ -155,9 +157,11 @@ class SearchRoutes:
 
 
 def build_app(lifecycle: Lifecycle, pool: asyncpg.Pool[Any], q: dict[str, str],
-              ids: JobIds) -> FastAPI:
+              ids: JobIds, statement_timeout_ms: int = DEFAULT_STATEMENT_TIMEOUT_MS) -> FastAPI:
+    """`statement_timeout_ms`: what `pool` was opened with, for the 422 that quotes it."""
     app = FastAPI(title="duetime search service", docs_url=None, redoc_url=None)
     install(app)
+    install_query_limits(app, statement_timeout_ms)
     app.include_router(ops_router(lifecycle))
     app.include_router(SearchRoutes(pool, q, ids).router())
     return app

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pydantic import Field
+
 from duetime import postgres
 from duetime.job_ids import JobIds
 from duetime.lifecycle import Lifecycle
@@ -9,6 +11,7 @@ from duetime.ops import serve
 from duetime.settings import HttpSettings, IdSettings, PostgresSettings
 from duetime.sql import load_queries
 from search_service.api import build_app
+from search_service.query_limits import DEFAULT_STATEMENT_TIMEOUT_MS
 from search_service.signing_secrets import SigningSecretList
 
 QUERIES = load_queries("search_service")
@@ -16,18 +19,22 @@ QUERIES = load_queries("search_service")
 
 class Settings(PostgresSettings, HttpSettings, IdSettings):
     http_port: int = 18102
+    # Postgres stops any read query running longer (docs/quotas.md): DUETIME_READ_STATEMENT_TIMEOUT_MS.
+    read_statement_timeout_ms: int = Field(default=DEFAULT_STATEMENT_TIMEOUT_MS, ge=10,
+                                           le=600_000)
 
 
 async def main(lifecycle: Lifecycle) -> None:
     settings = Settings()
-    async with postgres.pool(settings) as pool:
+    timeout_ms = settings.read_statement_timeout_ms
+    async with postgres.pool(settings, statement_timeout_ms=timeout_ms) as pool:
 
         async def db_ok() -> bool:
             return bool(await pool.fetchval("SELECT true"))
 
         lifecycle.checks["postgres"] = db_ok
         lifecycle.ready = True
-        app = build_app(lifecycle, pool, QUERIES, JobIds(settings.id_secret))
+        app = build_app(lifecycle, pool, QUERIES, JobIds(settings.id_secret), timeout_ms)
         app.include_router(SigningSecretList(pool).router())
         await lifecycle.supervise(
             {"http": serve(app, settings.http_host, settings.http_port, lifecycle)})

@@ -9,13 +9,14 @@ from typing import Any
 
 import asyncpg
 
-from duetime import schedule
+from duetime import job_limits, schedule
 from duetime.catchup import Outage
 from duetime.due_set import MANUAL, MANUAL_OVERRIDE, DueSet, Entry
 from duetime.loading import Plan, entries_for, plan, run_template
 from duetime.merge_patch import merge_patch
 from duetime.postgres import Conn
 from duetime.run_ids import run_id_for
+from duetime.settings import JobLimitSettings
 from duetime.timeutil import to_ms, utcnow
 from schemas.api import JobSpec
 from schemas.events import JobCommand, JobEvent
@@ -38,6 +39,13 @@ class Rejected(Exception):
     """The command is well-formed but cannot apply (unknown job, cancelled job, bad patch)."""
 
 
+def check_limits(spec: JobSpec, limits: JobLimitSettings) -> None:
+    """Reject a job beyond this deployment's limits, as the job service answers 422."""
+    found = job_limits.violations(spec, limits)
+    if found:
+        raise Rejected("; ".join(f"{v.field}: {v.message}" for v in found))
+
+
 def _event(cmd: JobCommand, version: int | None, kind: str | None = None,
            reason: str | None = None) -> JobEvent:
     etype = kind or _OUTCOME.get(cmd.type, "job.updated")
@@ -47,10 +55,12 @@ def _event(cmd: JobCommand, version: int | None, kind: str | None = None,
 
 
 class CommandHandler:
-    def __init__(self, queries: dict[str, str], due_set: DueSet, load_ahead: timedelta) -> None:
+    def __init__(self, queries: dict[str, str], due_set: DueSet, load_ahead: timedelta,
+                 limits: JobLimitSettings) -> None:
         self.q = queries
         self.due_set = due_set
         self.ahead = load_ahead
+        self.limits = limits
 
     async def apply(self, conn: Conn, cmd: JobCommand) -> Applied:
         """Apply `cmd` at most once: a replay of an applied command changes nothing."""
@@ -106,6 +116,7 @@ class CommandHandler:
             schedule.validate(spec, cmd.issued_at)
         except schedule.ScheduleError as exc:
             raise Rejected(f"{exc.field}: {exc}") from exc
+        check_limits(spec, self.limits)
         first, window = await self._schedule_from(conn, cmd, spec, cmd.issued_at,
                                                   cmd.issued_at - timedelta(microseconds=1))
         state = "active" if first is not None else "completed"
@@ -129,6 +140,7 @@ class CommandHandler:
             schedule.validate(spec, cmd.issued_at)
         except (ValueError, schedule.ScheduleError) as exc:  # ValidationError is a ValueError
             raise Rejected(f"the updated job is invalid: {exc}") from exc
+        check_limits(spec, self.limits)
         # Schedules are anchored at the job's creation, whatever the edit (docs/guarantees.md):
         # an interval keeps its phase, a delay counts from the create; the watcher and the run
         # recorder plan from the same anchor, so every component agrees on the instants.

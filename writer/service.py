@@ -28,6 +28,7 @@ from duetime.ops import ops_app, serve
 from duetime.redis_client import redis_client
 from duetime.settings import (
     HttpSettings,
+    JobLimitSettings,
     KafkaSettings,
     PostgresSettings,
     RedeliverySettings,
@@ -77,7 +78,8 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-class Settings(KafkaSettings, PostgresSettings, RedisSettings, RedeliverySettings, HttpSettings):
+class Settings(KafkaSettings, PostgresSettings, RedisSettings, RedeliverySettings, HttpSettings,
+               JobLimitSettings):
     http_port: int = 18103
     # Run history older than this is dropped a whole month at a time (expire_job_runs, ADR 0013).
     # At least 31 days, so last month's partition, which maintenance keeps ready, is never
@@ -120,7 +122,7 @@ class Writer:
                  settings: Settings) -> None:
         self.pool, self.producer, self.due_set = pool, producer, due_set
         self.commands = CommandHandler(QUERIES, due_set,
-                                       timedelta(seconds=settings.load_ahead_seconds))
+                                       timedelta(seconds=settings.load_ahead_seconds), settings)
 
     async def handle_batch(self, messages: list[ConsumerRecord[bytes, bytes]]) -> None:
         """Persist one batch; safe to repeat (every step is idempotent).

@@ -89,7 +89,7 @@ async def test_failing_target_is_retried_then_failed(
 ) -> None:
     # A port the stack's egress allowlist admits but nothing listens on: refused, and retried.
     spec = job(f"http://127.0.0.1:{free_port()}/nothing-listens", {"type": "now"},
-               retry={"max_attempts": 2, "initial_delay_seconds": 0.2, "jitter": False})
+               retry={"max_attempts": 2, "initial_delay_seconds": 1, "jitter": False})
     job_id = (await api.post("/jobs", json=spec)).json()["job_id"]
 
     async def failed() -> list[dict[str, Any]]:

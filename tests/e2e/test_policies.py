@@ -71,7 +71,7 @@ async def test_retries_exhausted_fail_visibly_and_reach_the_dlq(
     api: httpx.AsyncClient, failing_sink: Sink, path: str, env: dict[str, str]
 ) -> None:
     job_id = await create(api, http_job(failing_sink.url(path), {"type": "now"},
-                                        retry={"max_attempts": 3, "initial_delay_seconds": 0.2,
+                                        retry={"max_attempts": 3, "initial_delay_seconds": 1,
                                                "multiplier": 2, "jitter": False}))
     async def final_failure() -> list[dict[str, Any]] | None:
         found = [r for r in await runs(api, job_id) if r["status"] == "failed"

@@ -30,7 +30,9 @@ EDIT_SLACK_MS = 50
 # command sent up to this long after a firing's instant may still win over it.
 LATE_MS = 500
 RECOVERY_MS = 3000
-RETRY_SPAN_MS = 2000  # the harness's retry policy retries within this long after a failure
+# The harness's retry policy retries within this long after a failure (1 s, then 1 s more:
+# the least backoff the API allows, DUETIME_MIN_RETRY_DELAY_SECONDS).
+RETRY_SPAN_MS = 3500
 CLOCK_SLACK_MS = 1  # ms rounding between datetimes, floats and headers
 
 CommandKind = Literal["create", "cancel", "pause", "resume", "patch", "run"]

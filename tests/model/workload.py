@@ -38,7 +38,7 @@ ACTS = {"kill": 4, "stop": 3, "restart-redis": 1, "flush-redis": 1, "restart-pos
         "slow-sink": 1, "failing-sink": 1}
 # Faults that stop firing on time: recurring firings inside them may follow the catch-up policy.
 FIRING_PATH = frozenset({"executor", "dispatcher", "watcher", "redis", "postgres"})
-FAIL_RETRY = {"max_attempts": 3, "initial_delay_seconds": 0.3, "multiplier": 1.0, "jitter": False}
+FAIL_RETRY = {"max_attempts": 3, "initial_delay_seconds": 1.0, "multiplier": 1.0, "jitter": False}
 
 
 def now_ms() -> int:
