@@ -52,10 +52,13 @@ class Hit:
 class Sink:
     host: str = "127.0.0.1"
     port: int = 0
+    ports: range = SINK_PORTS  # where it may bind (tests of the egress policy bind elsewhere)
     delay_seconds: float = 0.0
     status: int = 200
     # Per-request answers (e.g. fail only the first attempt); `status` when None.
     status_for: Callable[[Hit], int] | None = None
+    # The answer's text ("ok" when None), e.g. an endpoint that echoes its request.
+    answer_for: Callable[[Hit], str] | None = None
     hits: list[Hit] = field(default_factory=list)
     _runner: web.AppRunner | None = None
     _arrived: asyncio.Condition | None = None
@@ -65,7 +68,7 @@ class Sink:
         app.router.add_route("*", "/{tail:.*}", self._handle)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        self.port = await start_site(self._runner, self.host)
+        self.port = await start_site(self._runner, self.host, self.ports)
         self._arrived = asyncio.Condition()
         return self
 
@@ -74,7 +77,8 @@ class Sink:
             await self._runner.cleanup()
 
     def url(self, path: str = "/hook") -> str:
-        return f"http://{self.host}:{self.port}{path}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}{path}"
 
     async def _handle(self, request: web.Request) -> web.Response:
         hit = Hit(request.path, request.method, dict(request.headers), await request.read(),
@@ -86,7 +90,8 @@ class Sink:
         if self.delay_seconds:
             await asyncio.sleep(self.delay_seconds)
         status = self.status if self.status_for is None else self.status_for(hit)
-        return web.Response(status=status, text="ok")
+        return web.Response(status=status,
+                            text="ok" if self.answer_for is None else self.answer_for(hit))
 
     def hits_for(self, path: str) -> list[Hit]:
         return [h for h in self.hits if h.path == path]
