@@ -88,8 +88,9 @@ class Quotas:
 
     def _take_create(self, tenant: str) -> None:
         limit, now = self.settings.quota_creates_per_second, time.monotonic()
-        bucket = self.buckets.setdefault(tenant, _Bucket(limit, now))
-        bucket.tokens = min(limit, bucket.tokens + (now - bucket.at) * limit)
+        burst = max(1.0, limit)  # one second's worth, and at least one create
+        bucket = self.buckets.setdefault(tenant, _Bucket(burst, now))
+        bucket.tokens = min(burst, bucket.tokens + (now - bucket.at) * limit)
         bucket.at = now
         if bucket.tokens < 1:
             raise QuotaExceeded("creates_per_second", limit, limit,

@@ -201,6 +201,25 @@ async def _state(pg: asyncpg.Pool[Any], job_id: str, state: str) -> bool:
     return bool(await pg.fetchval("SELECT state = $2 FROM jobs WHERE job_id = $1", job_id, state))
 
 
+async def test_a_burst_of_creates_stops_at_the_creates_per_second_quota(
+    env: dict[str, str], redis: Redis,
+) -> None:
+    # One create per 100 s, a burst of one: of 20 at once exactly one gets through.
+    quotas = QuotaSettings(quota_creates_per_second=0.01)
+    async with job_service(env, redis, quotas) as service:
+        a, b = tenant(), tenant()
+        answers = await asyncio.gather(*(service.client(a).post("/jobs", json=one_shot())
+                                         for _ in range(20)))
+        assert sorted(r.status_code for r in answers) == [202] + [429] * 19
+        for resp in answers[1:]:
+            if resp.status_code == 429:
+                assert quota_problem(resp, "creates_per_second")["limit"] == 0.01
+        assert len(service.published(a)) == 1
+        assert (await service.client(b).post("/jobs", json=one_shot())).status_code == 202
+        for cmd in service.published(a) + service.published(b):
+            await service.client(cmd["tenant"]).delete(f"/jobs/{cmd['job_id']}")
+
+
 async def test_a_200_kib_target_is_refused_and_never_published(service: InProcess) -> None:
     a, b = tenant(), tenant()
     big = one_shot()
