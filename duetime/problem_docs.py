@@ -3,7 +3,7 @@
 FastAPI documents only the success and a 422 in its own `application/json` shape; the services
 answer every error as `application/problem+json`, and the gateway in front of them adds its own.
 So each operation documents, with the Problem schema: what its route declares
-(`responses=problem_responses(...)`), what any request can get from the gateway (401, 429, 503),
+(`responses=problem_responses(...)`), what any request can get from the gateway (401, 414, 429, 503),
 what a body can get (400 malformed JSON, 413 too large, 422 invalid), a 422 for bad parameters,
 and a 404 for an id in the path that does not exist (or belongs to another tenant).
 """
@@ -24,11 +24,12 @@ TITLES = {
     404: "Not found (or not this tenant's)",
     409: "Conflict",
     413: "Payload too large",
+    414: "URI too long",
     422: "Invalid request",
     429: "Too many requests",
     503: "Service unavailable; retry after Retry-After",
 }
-FROM_THE_GATEWAY = (401, 429, 503)
+FROM_THE_GATEWAY = (401, 414, 429, 503)
 FOR_A_BODY = (400, 413, 422)
 METHODS = ("get", "put", "post", "delete", "patch", "head", "options")
 
