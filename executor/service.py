@@ -14,7 +14,7 @@ import logging
 import os
 import socket
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -40,6 +40,7 @@ from duetime.ops import ops_app, serve
 from duetime.redis_client import redis_client
 from duetime.settings import (
     HttpSettings,
+    JobLimitSettings,
     KafkaSettings,
     PostgresSettings,
     RedeliverySettings,
@@ -54,6 +55,7 @@ from executor.signing import SigningKeys, first_load, keep_loaded
 from executor.targets import HttpCalls, fire_http, fire_kafka, without_denied_headers
 from schemas.api import HttpTarget
 from schemas.events import DeadLetter, RunRequested, RunStatusChanged
+from schemas.redaction import scrub_echo
 from schemas.topics import RUNS, RUNS_DLQ, RUNS_STATUS
 
 log = logging.getLogger(__name__)
@@ -72,7 +74,8 @@ COMMIT_FAILURES = Counter("duetime_executor_commit_failures_total",
 TRANSIENT = (KafkaError, RedisError, OSError, TimeoutError)
 
 
-class Settings(KafkaSettings, RedisSettings, RedeliverySettings, HttpSettings, PostgresSettings):
+class Settings(KafkaSettings, RedisSettings, RedeliverySettings, HttpSettings, PostgresSettings,
+               JobLimitSettings):
     http_port: int = 18106
     # Postgres is read for the signing secrets only, off the firing path (executor.signing).
     postgres_pool_min: int = 0  # no connection at start: Postgres may come up after us
@@ -89,9 +92,6 @@ class Settings(KafkaSettings, RedisSettings, RedeliverySettings, HttpSettings, P
     # past that wait aside, holding no slot, and at most tenant_max_waiting runs wait in all.
     tenant_max_in_flight: float = Field(default=0.25, gt=0, le=1)
     tenant_max_waiting: int = Field(default=10_000, ge=1)
-    # The longest a call may take, whatever its job says (the job service refuses more, too;
-    # this also caps jobs stored before that limit).
-    max_timeout_seconds: float = Field(default=60, gt=0, le=3600)
     # Networks (and ports) a call may reach although they are not global unicast, e.g.
     # `127.0.0.1/32:18900-18999,10.1.0.0/16:443` (executor.egress; docs/security.md).
     egress_allow: str = ""
@@ -320,6 +320,7 @@ class Executor:
         Returns whether this was the run's final attempt.
         """
         finished = from_ms(await self.clock.now_ms())  # same clock as `started` and retries' due
+        outcome = without_secrets(outcome, req)
         retry = should_retry(outcome, req.attempt, req.retry)
         retry_at = finished + timedelta(seconds=backoff_seconds(req.retry, req.attempt))
         event = self.status_event(
@@ -368,6 +369,13 @@ NOT_FIRED = {
     Start.STALE: "superseded by an edit of the job",
     Start.PAUSED: "paused",
 }
+
+
+def without_secrets(outcome: Outcome, req: RunRequested) -> Outcome:
+    """The outcome as stored and shown: no secret header value of the call in it."""
+    headers = req.target.headers
+    return replace(outcome, error=scrub_echo(outcome.error, headers),
+                   excerpt=scrub_echo(outcome.excerpt, headers))
 
 
 def _log_fields(req: RunRequested, outcome: Outcome, lateness: int | None) -> dict[str, Any]:
