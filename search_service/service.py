@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg
 from pydantic import Field
 
 from duetime import postgres
@@ -24,10 +29,18 @@ class Settings(PostgresSettings, HttpSettings, IdSettings):
                                            le=600_000)
 
 
+@asynccontextmanager
+async def read_pool(settings: Settings) -> AsyncIterator[asyncpg.Pool[Any]]:
+    """The search service's connections: every statement under the read API's time limit."""
+    async with postgres.pool(settings,
+                             statement_timeout_ms=settings.read_statement_timeout_ms) as pool:
+        yield pool
+
+
 async def main(lifecycle: Lifecycle) -> None:
     settings = Settings()
     timeout_ms = settings.read_statement_timeout_ms
-    async with postgres.pool(settings, statement_timeout_ms=timeout_ms) as pool:
+    async with read_pool(settings) as pool:
 
         async def db_ok() -> bool:
             return bool(await pool.fetchval("SELECT true"))
