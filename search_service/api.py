@@ -15,7 +15,14 @@ from duetime.ops import ops_router
 from duetime.problems import ProblemError, install, tenant_of
 from duetime.timeutil import utcnow
 from schemas.events import RunStatus
-from search_service.filters import JobsQuery, NoQuery, PreviewQuery, RunsQuery, parse_query
+from search_service.filters import (
+    JobsQuery,
+    NoQuery,
+    PreviewQuery,
+    RunsQuery,
+    openapi_parameters,
+    parse_query,
+)
 from search_service.listing import (
     jobs_page,
     jobs_statement,
@@ -145,12 +152,15 @@ class SearchRoutes:
 
     def router(self) -> APIRouter:
         r = APIRouter()
-        r.add_api_route("/jobs", self.list_jobs, methods=["GET"])
+        r.add_api_route("/jobs", self.list_jobs, methods=["GET"],
+                        openapi_extra={"parameters": openapi_parameters(JobsQuery)})
         r.add_api_route("/jobs/{job_id}", self.get_job, methods=["GET"])
         r.add_api_route("/jobs/{job_id}/status", self.job_status, methods=["GET"])
         r.add_api_route("/jobs/{job_id}/runs", self.job_runs, methods=["GET"])
-        r.add_api_route("/jobs/{job_id}/preview", self.job_preview, methods=["GET"])
-        r.add_api_route("/runs", self.list_runs, methods=["GET"])
+        r.add_api_route("/jobs/{job_id}/preview", self.job_preview, methods=["GET"],
+                        openapi_extra={"parameters": openapi_parameters(PreviewQuery)})
+        r.add_api_route("/runs", self.list_runs, methods=["GET"],
+                        openapi_extra={"parameters": openapi_parameters(RunsQuery)})
         r.add_api_route("/stats", self.stats, methods=["GET"])
         r.add_api_route("/timers/{timer_id}", self.get_timer, methods=["GET"])
         return r

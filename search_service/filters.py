@@ -130,6 +130,27 @@ class PreviewQuery(QueryModel):
     count: int = Field(default=10, ge=1, le=1000)
 
 
+def _present(schema: dict[str, Any]) -> dict[str, Any]:
+    """A field's schema as a query parameter: a parameter left out is absent, never null."""
+    branches = [b for b in schema.get("anyOf", []) if b.get("type") != "null"]
+    if len(branches) != 1:
+        return schema
+    rest = {k: v for k, v in schema.items() if k != "anyOf" and not (k == "default" and v is None)}
+    return {**rest, **branches[0]}
+
+
+def openapi_parameters(model: type[QueryModel]) -> list[dict[str, Any]]:
+    """`model`'s fields as OpenAPI query parameters, for `openapi_extra`: parse_query reads the
+    raw pairs itself (see above), so FastAPI would otherwise document none of them."""
+    parameters: list[dict[str, Any]] = []
+    for name, schema in model.model_json_schema()["properties"].items():
+        parameter = {"name": name, "in": "query", "required": False, "schema": _present(schema)}
+        if name in model.repeatable:
+            parameter |= {"style": "form", "explode": True}
+        parameters.append(parameter)
+    return parameters
+
+
 Q = TypeVar("Q", bound=QueryModel)
 
 

@@ -8,7 +8,14 @@ from urllib.parse import parse_qsl
 import pytest
 
 from duetime.problems import ProblemError
-from search_service.filters import JobsQuery, NoQuery, PreviewQuery, RunsQuery, parse_query
+from search_service.filters import (
+    JobsQuery,
+    NoQuery,
+    PreviewQuery,
+    RunsQuery,
+    openapi_parameters,
+    parse_query,
+)
 
 
 def jobs(query: str) -> JobsQuery:
@@ -121,3 +128,14 @@ def test_runs_and_preview_and_stats_parameters() -> None:
     for bad in ("count=0", "count=1001", "count=x", "count=1&count=2"):
         assert fields_of(PreviewQuery, bad) == ["count"]
     assert fields_of(NoQuery, "window=1h") == ["window"]
+
+
+def test_every_query_parameter_is_documented_as_it_is_parsed() -> None:
+    for model in (JobsQuery, RunsQuery, PreviewQuery):
+        documented = {p["name"]: p for p in openapi_parameters(model)}
+        assert set(documented) == set(model.model_fields), model
+        for parameter in documented.values():
+            assert parameter["in"] == "query" and not parameter["required"]
+            assert "null" not in str(parameter["schema"]), parameter  # absent, never null
+    label = {p["name"]: p for p in openapi_parameters(JobsQuery)}["label"]
+    assert label["schema"]["type"] == "array" and label["explode"]  # ?label=a:1&label=b:2
