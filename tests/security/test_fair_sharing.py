@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -20,7 +19,7 @@ import httpx
 import pytest
 
 from tests.support.jobs import http_job
-from tests.support.sink import SINK_PORTS, Sink
+from tests.support.sink import Sink, start_raw_server
 from tests.support.waiting import eventually
 
 FLOOD = 1100  # more runs than the executor's 1,000 slots
@@ -39,14 +38,8 @@ class Tarpit:
         self.port = 0
 
     async def start(self) -> Tarpit:
-        for port in random.sample(SINK_PORTS, len(SINK_PORTS)):
-            try:
-                self.server = await asyncio.start_server(self._hold, "127.0.0.1", port)
-            except OSError:
-                continue
-            self.port = port
-            return self
-        raise RuntimeError("no free sink port")
+        self.server, self.port = await start_raw_server(self._hold)
+        return self
 
     async def _hold(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.open += 1

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -22,7 +21,7 @@ from aiokafka import AIOKafkaProducer
 
 from schemas.topics import JOB_COMMANDS
 from tests.support.jobs import Cleanup, http_job
-from tests.support.sink import SINK_PORTS
+from tests.support.sink import start_raw_server
 from tests.support.waiting import eventually
 
 DENIED = ["Host", "Transfer-Encoding", "Content-Length", "Connection", "Upgrade", "Keep-Alive",
@@ -74,14 +73,8 @@ class RawSink:
         self.server: asyncio.Server | None = None
 
     async def start(self) -> RawSink:
-        for port in random.sample(SINK_PORTS, len(SINK_PORTS)):
-            try:
-                self.server = await asyncio.start_server(self._handle, "127.0.0.1", port)
-            except OSError:
-                continue
-            self.port = port
-            return self
-        raise RuntimeError("no free sink port")
+        self.server, self.port = await start_raw_server(self._handle)
+        return self
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:

@@ -6,7 +6,7 @@ import asyncio
 import random
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -27,6 +27,19 @@ async def start_site(runner: web.AppRunner, host: str = "127.0.0.1",
             await site.stop()
             continue
         return port
+    raise RuntimeError(f"no free port in {ports.start}-{ports.stop - 1}")
+
+
+async def start_raw_server(
+    handle: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
+    ports: range = SINK_PORTS,
+) -> tuple[asyncio.Server, int]:
+    """A plain TCP server (for what an HTTP server would hide) on a free port of `ports`."""
+    for port in random.sample(ports, len(ports)):
+        try:
+            return await asyncio.start_server(handle, "127.0.0.1", port), port
+        except OSError:  # taken
+            continue
     raise RuntimeError(f"no free port in {ports.start}-{ports.stop - 1}")
 
 
