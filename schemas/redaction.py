@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 
 REDACTED = "<redacted>"
+_MIN_ECHO = 6  # shorter values would blank out ordinary words of an answer
 _ALWAYS = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie"})
 # Names that say what they carry: x-api-token, x-webhook-secret, api_key, x-hub-signature, ...
 _SECRETISH = re.compile(r"token|secret|passw|credential|api[-_]?key|signature|auth", re.IGNORECASE)
@@ -69,6 +70,21 @@ def redact_raw(raw: str) -> str:
     redacted = redact_json(parsed)
     # Byte for byte as received unless something had to go.
     return raw if redacted == parsed else orjson.dumps(redacted).decode()
+
+
+def scrub_echo(text: str | None, headers: Mapping[str, str]) -> str | None:
+    """`text` (a receiver's answer, an error) without the secret header values the call sent:
+    an endpoint that echoes its request must not turn them into readable run history."""
+    if not text:
+        return text
+    for name, value in headers.items():
+        if not is_secret_header(name):
+            continue
+        # "Bearer <token>" may come back whole or as the bare token.
+        for part in {value, value.rpartition(" ")[2]}:
+            if len(part) >= _MIN_ECHO and part in text:
+                text = text.replace(part, REDACTED)
+    return text
 
 
 def redact_spec(spec: Mapping[str, Any]) -> dict[str, Any]:

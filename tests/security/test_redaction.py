@@ -22,7 +22,7 @@ from aiokafka import AIOKafkaProducer
 
 from schemas.redaction import REDACTED
 from schemas.topics import JOB_COMMANDS, JOB_COMMANDS_DLQ, JOB_EVENTS, RUNS_DLQ
-from tests.support.jobs import Cleanup, get_job, http_job
+from tests.support.jobs import Cleanup, get_job, http_job, wait_runs
 from tests.support.kafka import find_messages
 from tests.support.sink import Hit, Sink
 from tests.support.stack import ROOT
@@ -165,3 +165,20 @@ async def test_a_failed_runs_dead_letter_does_not_echo_secrets(
     assert request["target"]["headers"]["Authorization"] == REDACTED
     assert logs_mentioning(auth, token) == []
 
+
+
+async def test_an_endpoint_echoing_its_request_does_not_leak_into_run_history(
+        api: httpx.AsyncClient, make_sink: Any, path: str, jobs: Cleanup) -> None:
+    auth, token = planted()
+    echo = await make_sink(answer_for=lambda hit: orjson.dumps(
+        {str(k): v for k, v in hit.headers.items()}).decode())
+    at = (datetime.now(UTC) + timedelta(seconds=1)).isoformat()
+    spec = http_job(echo.url(path), {"type": "once", "at": at})
+    spec["target"] |= {"headers": secret_headers(auth, token), "response_excerpt_bytes": 4096}
+    job_id = await jobs.create(api, spec)
+    await echo.wait_for(path)
+
+    [run] = await wait_runs(api, job_id, "succeeded")
+    assert "X-Team" in run["response_excerpt"]  # the echo is kept, its secrets are not
+    assert_nowhere(orjson.dumps(run).decode(), auth, token, auth.split(" ")[1])
+    assert REDACTED in run["response_excerpt"]

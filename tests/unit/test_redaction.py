@@ -14,6 +14,7 @@ from schemas.redaction import (
     redact_spec,
     redact_text,
     restore_spec,
+    scrub_echo,
 )
 
 
@@ -63,3 +64,11 @@ def test_a_marker_written_back_keeps_the_stored_value() -> None:
         restore_spec({"target": {"headers": {"X-Other": REDACTED}}}, stored)
     with pytest.raises(ValueError):
         restore_spec(new, None)
+
+
+def test_an_echoed_answer_loses_the_secret_values_the_call_sent() -> None:
+    headers = {"Authorization": "Bearer abcdefgh123", "X-Team": "visible-team"}
+    echoed = '{"Authorization": "Bearer abcdefgh123", "token": "abcdefgh123", "X-Team": "visible-team"}'
+    out = scrub_echo(echoed, headers)
+    assert out is not None and "abcdefgh123" not in out and "visible-team" in out
+    assert scrub_echo(None, headers) is None
