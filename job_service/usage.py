@@ -58,11 +58,12 @@ class _Tenant:
     local: deque[list[Any]] = field(default_factory=deque)
 
     def accepted_since(self, since: float) -> Usage:
-        total = Usage()
-        for second, jobs, rate in self.local:
-            if second >= since:
-                total += Usage(jobs, rate)
-        return total
+        jobs, rate = 0, 0.0
+        for bucket in self.local:
+            if bucket[0] >= since:
+                jobs += bucket[1]
+                rate += bucket[2]
+        return Usage(jobs, rate)
 
 
 class UsageCache:
