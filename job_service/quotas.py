@@ -22,6 +22,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from prometheus_client import Counter
 from pydantic import ValidationError
 
 from duetime.firing_rate import peak_rate
@@ -34,6 +35,8 @@ from schemas.api import JobSpec
 StoredJob = Callable[[str, str], Awaitable[tuple[str, dict[str, Any]] | None]]
 # No schedule fires faster than once a second (interval ≥ 1 s; cron has seconds).
 MAX_JOB_RATE = 1.0
+REFUSED = Counter("duetime_quota_refusals_total", "Requests refused by a per-tenant quota",
+                  ["quota"])
 
 
 class QuotaExceeded(ProblemError):
@@ -42,6 +45,7 @@ class QuotaExceeded(ProblemError):
         super().__init__(429, "Quota exceeded", detail,
                          headers={"Retry-After": str(max(1, math.ceil(retry_after)))})
         self.quota, self.limit, self.usage = quota, limit, usage
+        REFUSED.labels(quota).inc()
 
 
 def install(app: FastAPI) -> None:
