@@ -20,6 +20,7 @@ from duetime.problems import ProblemError, tenant_of
 from duetime.sql import load_queries
 from duetime.timeutil import iso
 from duetime.webhook_signing import new_secret
+from schemas.signing_secrets import SigningSecretCreated
 
 QUERIES = load_queries("job_service", "signing_secrets.sql")
 STORE_DOWN = "the secret store is not answering; nothing was changed; retry later"
@@ -54,7 +55,7 @@ class SigningSecretRoutes:
     def __init__(self, pool: asyncpg.Pool[Any], per_tenant: int) -> None:
         self.pool, self.per_tenant = pool, per_tenant
 
-    async def create(self, request: Request, response: Response) -> dict[str, Any]:
+    async def create(self, request: Request, response: Response) -> SigningSecretCreated:
         await _no_body(request)
         tenant, secret_id, secret = tenant_of(request), new_secret_id(), new_secret()
         try:
@@ -71,7 +72,8 @@ class SigningSecretRoutes:
                                "delete one before creating another")
         response.headers["Location"] = f"/signing-secrets/{secret_id}"
         response.headers.update(NO_STORE)
-        return {"id": row["id"], "secret": secret, "created_at": iso(row["created_at"])}
+        return SigningSecretCreated(id=row["id"], secret=secret,
+                                    created_at=iso(row["created_at"]) or "")
 
     async def delete(self, request: Request, secret_id: str) -> Response:
         tenant = tenant_of(request)
