@@ -23,6 +23,10 @@ _MIN_ECHO = 6  # shorter values would blank out ordinary words of an answer
 _ALWAYS = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie"})
 # Names that say what they carry: x-api-token, x-webhook-secret, api_key, x-hub-signature, ...
 _SECRETISH = re.compile(r"token|secret|passw|credential|api[-_]?key|signature|auth", re.IGNORECASE)
+# Every secret name contains one of these: a line without any (most log lines) is left alone
+# after a few substring searches (~3 us, the regex costs ~40 us), off the per-firing cost.
+_HINTS = ("token", "secret", "passw", "credential", "apikey", "api-key", "api_key", "signature",
+          "auth", "cookie")
 # A quoted "name": "value" pair in JSON or in a Python repr (as a validation error or an
 # exception prints it), possibly inside a JSON string (escaped quotes).
 _PAIR = re.compile(
@@ -58,7 +62,8 @@ def _pair(match: re.Match[str]) -> str:
 
 def redact_text(text: str) -> str:
     """Free text (a reason, a log line) with the value of every quoted secret pair redacted."""
-    return _PAIR.sub(_pair, text) if ":" in text else text
+    lower = text.lower()
+    return _PAIR.sub(_pair, text) if any(h in lower for h in _HINTS) else text
 
 
 def redact_raw(raw: str) -> str:
