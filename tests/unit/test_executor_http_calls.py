@@ -1,0 +1,110 @@
+"""One HTTP call of the executor (executor.targets.fire_http) against a local server: the
+timeout cap, the opt-in excerpt, generic errors, egress refusals that are never retried, the
+connection wait kept off the call's clock, and denied headers dropped from stored jobs."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from executor.egress import EgressPolicy, client_session
+from executor.fair_share import ConnectionSlots
+from executor.outcome import should_retry
+from executor.targets import HttpCalls, call_error, fire_http, without_denied_headers
+from schemas.api import HttpTarget, RetryPolicy
+from schemas.events import RunRequested
+
+LOOPBACK = EgressPolicy.parse("127.0.0.1/32")
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[str]:
+    async def answer(request: web.Request) -> web.Response:
+        await asyncio.sleep(float(request.query.get("sleep", "0")))
+        return web.Response(text="abcdef")
+
+    app = web.Application()
+    app.router.add_get("/", answer)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    yield f"http://127.0.0.1:{port}/"
+    await runner.cleanup()
+
+
+def _calls(policy: EgressPolicy = LOOPBACK, max_timeout: float = 60,
+           slots: ConnectionSlots | None = None) -> HttpCalls:
+    return HttpCalls(client_session(policy, 10, 10), policy, slots or ConnectionSlots(10, 10),
+                     max_timeout)
+
+
+def _req(url: str, **target: Any) -> tuple[RunRequested, HttpTarget]:
+    now = datetime.now(UTC)
+    spec = HttpTarget(type="http", url=url, method="GET", **target)
+    req = RunRequested(run_id="r1", job_id="j1", tenant="t", job_version=1, scheduled_at=now,
+                       due_at=now, attempt=1, priority=5, target=spec,
+                       retry=RetryPolicy(max_attempts=3), member="m", dispatched_at=now)
+    return req, spec
+
+
+async def test_the_timeout_is_capped_at_fire_time(server: str) -> None:
+    calls = _calls(max_timeout=0.3)
+    req, target = _req(f"{server}?sleep=2", timeout_seconds=30)
+    async with calls.session:
+        outcome = await asyncio.wait_for(fire_http(calls, req, target), timeout=3)
+    assert (outcome.status, outcome.error) == ("timed_out", "no response within 0.3s")
+
+
+async def test_excerpts_are_opt_in_and_bounded(server: str) -> None:
+    calls = _calls()
+    async with calls.session:
+        none = await fire_http(calls, *_req(server))
+        three = await fire_http(calls, *_req(server, response_excerpt_bytes=3))
+    assert (none.status, none.excerpt) == ("succeeded", None)
+    assert (three.status, three.excerpt) == ("succeeded", "abc")
+
+
+async def test_a_blocked_call_is_never_retried_and_a_refused_one_is(server: str) -> None:
+    calls = _calls(EgressPolicy())
+    policy = RetryPolicy(max_attempts=3)
+    async with calls.session:
+        blocked = await fire_http(calls, *_req(server))
+    assert blocked.error == "blocked by egress policy: loopback address"
+    assert not should_retry(blocked, 1, policy)
+
+    calls = _calls()
+    async with calls.session:
+        refused = await fire_http(calls, *_req("http://127.0.0.1:1/"))
+    assert refused.error == "connection refused" and should_retry(refused, 1, policy)
+
+
+async def test_waiting_for_a_connection_does_not_eat_the_timeout(server: str) -> None:
+    slots = ConnectionSlots(total=1, per_host=1)
+    calls = _calls(max_timeout=0.5, slots=slots)
+    req, target = _req(f"{server}?sleep=0.3")
+    async with calls.session:
+        first = asyncio.create_task(fire_http(calls, req, target))
+        second = asyncio.create_task(fire_http(calls, req, target))  # waits ~0.3 s for a slot
+        outcomes = await asyncio.gather(first, second)
+    assert [o.status for o in outcomes] == ["succeeded", "succeeded"]
+
+
+def test_errors_are_generic() -> None:
+    assert call_error(ValueError("secret internal detail 10.0.0.7")) == "request failed"
+    assert call_error(ConnectionResetError()) == "connection closed by the target"
+
+
+def test_denied_headers_are_dropped_from_stored_targets() -> None:
+    stored = HttpTarget(type="http", url="http://example.com/", headers={
+        "transfer-ENCODING": "chunked", "Host": "internal", "X-Duetime-Run-Id": "forged",
+        "Proxy-Authorization": "x", "webhook-signature": "v1,forged", "X-Kept": "1"})
+    assert without_denied_headers(stored).headers == {"X-Kept": "1"}
+    clean = HttpTarget(type="http", url="http://example.com/", headers={"X-Kept": "1"})
+    assert without_denied_headers(clean) is clean
