@@ -28,10 +28,11 @@ _SECRETISH = re.compile(r"token|secret|passw|credential|api[-_]?key|signature|au
 _HINTS = ("token", "secret", "passw", "credential", "apikey", "api-key", "api_key", "signature",
           "auth", "cookie")
 # A quoted "name": "value" pair in JSON or in a Python repr (as a validation error or an
-# exception prints it), possibly inside a JSON string (escaped quotes).
+# exception prints it), possibly inside a JSON string (escaped quotes); the value may be cut
+# off by the end of the text (a DLQ value is shortened before it is stored).
 _PAIR = re.compile(
     r"""(?P<nq>\\?["'])(?P<name>[^"'\\\s:]{1,200})(?P=nq)(?P<sep>\s*:\s*)"""
-    r"""(?P<vq>\\?["'])(?P<value>.*?)(?<!\\)(?P=vq)""",
+    r"""(?P<vq>\\?["'])(?P<value>.*?)(?:(?<!\\)(?P=vq)|\Z)""",
     re.DOTALL,
 )
 

@@ -72,3 +72,9 @@ def test_an_echoed_answer_loses_the_secret_values_the_call_sent() -> None:
     out = scrub_echo(echoed, headers)
     assert out is not None and "abcdefgh123" not in out and "visible-team" in out
     assert scrub_echo(None, headers) is None
+
+
+def test_a_value_cut_off_by_the_end_of_the_text_is_redacted_too() -> None:
+    cut = '{"spec": {"target": {"headers": {"X-Team": "t", "Authorization": "Bearer abcdefgh'
+    out = redact_raw(cut)
+    assert "abcdefgh" not in out and REDACTED in out and '"X-Team": "t"' in out
