@@ -64,6 +64,8 @@ SKIPPED = Counter("duetime_executor_claims_refused_total", "Run requests not run
 LATENESS = Histogram("duetime_executor_lateness_seconds", "Start time minus due time",
                      buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1, 5, 30))
 IN_FLIGHT = Gauge("duetime_executor_in_flight", "Attempts running now")
+WAITING = Gauge("duetime_executor_waiting_for_tenant_cap",
+                "Run requests set aside because their tenant is at its in-flight cap")
 WRITE_RETRIES = Counter("duetime_executor_write_retries_total",
                         "Writes recording a call that failed and were retried", ["write"])
 RUNNING_NOT_SENT = Counter("duetime_executor_running_status_not_sent_total",
@@ -493,6 +495,7 @@ class Consumer:
             self.share.leave(tenant)
         else:
             while (waiting := self.share.handover(tenant)) is not None:
+                WAITING.set(self.share.waiting_count())
                 msg, generation = waiting
                 if self.owns(TopicPartition(msg.topic, msg.partition), generation):
                     self._spawn(msg, generation, tenant)
@@ -534,6 +537,7 @@ class Consumer:
             if not self.share.admit(tenant):
                 self.slots.release()
                 if await self.share.wait_aside(tenant, (msg, generation)):
+                    WAITING.set(self.share.waiting_count())
                     continue
                 await self.slots.acquire()  # admitted while it waited for room
                 if not self.owns(tp, generation):
