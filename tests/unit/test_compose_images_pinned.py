@@ -1,8 +1,6 @@
 """Every image compose pulls and every base image of deploy/Dockerfile is pinned by digest (ADR 0021).
 
-A tag moves; a digest names bytes. The one exception is an image whose digest could not be
-resolved where it was pinned (no registry access): it must at least name an exact version, and
-it is listed here with the reason, so adding its digest is a visible, deliberate change.
+A tag moves; a digest names bytes.
 """
 
 from __future__ import annotations
@@ -18,17 +16,11 @@ COMPOSE = REPO / "deploy" / "docker-compose.yml"
 DOCKERFILE = REPO / "deploy" / "Dockerfile"
 
 DIGEST_PINNED = re.compile(r"[a-z0-9][a-z0-9./_-]*:[\w][\w.-]*@sha256:[0-9a-f]{64}")
-EXACT_VERSION = re.compile(r"[a-z0-9][a-z0-9./_-]*:\d+\.\d+\.\d+")
-# Not an official image, so no published digest list to take it from, and no registry here.
-DIGEST_UNRESOLVED = {"apache/kafka": "not an official image; no registry access where it was pinned"}
 
 
 def floating(image: str) -> str | None:
     """Why `image` may pull different bytes tomorrow, or None if it cannot."""
     if DIGEST_PINNED.fullmatch(image):
-        return None
-    repository = image.split("@")[0].rsplit(":", 1)[0]
-    if repository in DIGEST_UNRESOLVED and EXACT_VERSION.fullmatch(image):
         return None
     if ":" not in image.split("/")[-1] or image.endswith(":latest"):
         return f"{image}: no tag or :latest"
@@ -48,8 +40,7 @@ def _pulled_images() -> dict[str, str]:
     ("redis:7", "without a digest"),
     ("redis:7.4.11", "without a digest"),
     ("redis:7.4.11@sha256:" + "a" * 64, None),
-    ("apache/kafka:4.1.1", None),
-    ("apache/kafka:4.1", "without a digest"),
+    ("apache/kafka:4.1.1", "without a digest"),
     ("apache/kafka:latest", "no tag"),
 ])
 def test_floating_tells_a_pinned_image_from_a_moving_one(image: str, verdict: str | None) -> None:
