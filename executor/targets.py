@@ -17,6 +17,7 @@ from executor.egress import EgressBlocked, EgressPolicy, blocked_reason
 from executor.fair_share import ConnectionSlots
 from executor.outcome import Outcome, is_success
 from schemas.api import (
+    RESPONSE_EXCERPT_BYTES,
     HttpTarget,
     KafkaTarget,
     is_denied_http_header,
@@ -95,9 +96,9 @@ async def fire_http(calls: HttpCalls, req: RunRequested, target: HttpTarget) -> 
 
 async def _answer(resp: aiohttp.ClientResponse, target: HttpTarget) -> Outcome:
     excerpt = None
-    if target.response_excerpt_bytes:
+    if target.store_response:
         # The answer is any bytes: keep what is valid text, replace what cannot be stored.
-        raw = await resp.content.read(target.response_excerpt_bytes)
+        raw = await resp.content.read(RESPONSE_EXCERPT_BYTES)
         excerpt = storable_text(raw.decode(errors="replace"))
     if is_success(resp.status, target.success_codes):
         return Outcome("succeeded", resp.status, None, excerpt)

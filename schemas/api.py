@@ -162,7 +162,8 @@ DENIED_HTTP_HEADERS = frozenset({
     "trailer", "idempotency-key", "webhook-id", "webhook-timestamp", "webhook-signature",
 })
 DENIED_HTTP_HEADER_PREFIXES = ("proxy-", "x-duetime-")
-MAX_RESPONSE_EXCERPT_BYTES = 4096
+# A run stores at most this much of the answer, and only when its job set store_response (API.md).
+RESPONSE_EXCERPT_BYTES = 1024
 
 
 def is_denied_http_header(name: str) -> bool:
@@ -191,9 +192,9 @@ class HttpTarget(Strict):
     success_codes: list[Annotated[int, Field(ge=100, le=599)]] | None = Field(
         default=None, max_length=100
     )
-    # How much of the answer to store on the run (opt-in: an answer may hold what its tenant
-    # should not read back, and it costs storage on every run).
-    response_excerpt_bytes: int = Field(default=0, ge=0, le=MAX_RESPONSE_EXCERPT_BYTES)
+    # Store the first RESPONSE_EXCERPT_BYTES of the answer on the run (opt-in: an answer may hold
+    # what its tenant should not read back, and it costs storage on every run).
+    store_response: StrictBool = False
 
     _url = field_validator("url")(check_http_url)
 

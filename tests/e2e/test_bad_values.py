@@ -129,7 +129,7 @@ async def test_a_webhook_answering_nul_bytes_is_recorded_and_nothing_stops(
     api: httpx.AsyncClient, pg: asyncpg.Pool[Any], binary_hook: str, sink: Sink, path: str,
 ) -> None:
     spec = http_job(binary_hook, {"type": "now"})
-    spec["target"]["response_excerpt_bytes"] = 1024
+    spec["target"]["store_response"] = True
     job_id = await create(api, spec)
     run = (await wait_runs(api, job_id, "succeeded"))[0]
     excerpt = await pg.fetchval("SELECT response_excerpt FROM job_runs WHERE run_id = $1",

@@ -100,7 +100,7 @@ async def test_http_target_options_and_response_excerpt(api: httpx.AsyncClient, 
                                                         path: str) -> None:
     spec = http_job(sink.url(path), {"type": "now"}, retry={"max_attempts": 1})
     spec["target"].update(method="PUT", body="plain text", headers={"X-A": "b"},
-                          success_codes=[201], response_excerpt_bytes=64)
+                          success_codes=[201], store_response=True)
     job_id = await create(api, spec)
     run = (await wait_runs(api, job_id, "failed", timeout=15))[0]
     assert run["http_status"] == 200 and run["response_excerpt"] == "ok"

@@ -174,7 +174,7 @@ async def test_an_endpoint_echoing_its_request_does_not_leak_into_run_history(
         {str(k): v for k, v in hit.headers.items()}).decode())
     at = (datetime.now(UTC) + timedelta(seconds=1)).isoformat()
     spec = http_job(echo.url(path), {"type": "once", "at": at})
-    spec["target"] |= {"headers": secret_headers(auth, token), "response_excerpt_bytes": 4096}
+    spec["target"] |= {"headers": secret_headers(auth, token), "store_response": True}
     job_id = await jobs.create(api, spec)
     await echo.wait_for(path)
 

@@ -14,6 +14,7 @@ import httpx
 import pytest
 from aiohttp import web
 
+from schemas.api import RESPONSE_EXCERPT_BYTES
 from tests.support.jobs import Cleanup, http_job, wait_runs, wait_state
 from tests.support.sink import SINK_PORTS, Sink, start_site
 
@@ -42,7 +43,7 @@ def _blocked_job(url: str, **target: Any) -> dict[str, Any]:
     spec = http_job(url, {"type": "now"},
                     retry={"max_attempts": 3, "initial_delay_seconds": 1, "jitter": False})
     # Even a job that opts into excerpts gets none back from a blocked call.
-    spec["target"].update(response_excerpt_bytes=4096, **target)
+    spec["target"].update(store_response=True, **target)
     return spec
 
 
@@ -172,15 +173,17 @@ async def test_a_redirect_to_a_blocked_address_is_not_followed(
 async def test_excerpts_are_opt_in_and_bounded(api: httpx.AsyncClient, jobs: Cleanup,
                                                make_sink: Callable[..., Awaitable[Sink]],
                                                path: str) -> None:
-    sink = await make_sink()
+    long_answer = "x" * (3 * RESPONSE_EXCERPT_BYTES)
+    sink = await make_sink(answer_for=lambda _: long_answer)
     default = await jobs.create(api, http_job(sink.url(path), {"type": "now"}))
-    one_byte = http_job(sink.url(path), {"type": "now"})
-    one_byte["target"]["response_excerpt_bytes"] = 1
-    bounded = await jobs.create(api, one_byte)
+    opted_in = http_job(sink.url(path), {"type": "now"})
+    opted_in["target"]["store_response"] = True
+    stored = await jobs.create(api, opted_in)
     assert (await wait_runs(api, default, "succeeded"))[0]["response_excerpt"] is None
-    assert (await wait_runs(api, bounded, "succeeded"))[0]["response_excerpt"] == "o"  # of "ok"
-    too_big = http_job(sink.url(path), {"type": "now"})
-    too_big["target"]["response_excerpt_bytes"] = 4097
-    resp = await api.post("/jobs", json=too_big)
+    excerpt = (await wait_runs(api, stored, "succeeded"))[0]["response_excerpt"]
+    assert excerpt == long_answer[:RESPONSE_EXCERPT_BYTES]
+    not_a_flag = http_job(sink.url(path), {"type": "now"})
+    not_a_flag["target"]["store_response"] = 4096
+    resp = await api.post("/jobs", json=not_a_flag)
     assert resp.status_code == 422, resp.text
-    assert [e["field"] for e in resp.json()["errors"]] == ["target.response_excerpt_bytes"]
+    assert [e["field"] for e in resp.json()["errors"]] == ["target.store_response"]

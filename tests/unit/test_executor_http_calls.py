@@ -16,7 +16,7 @@ from executor.egress import EgressPolicy, client_session
 from executor.fair_share import ConnectionSlots
 from executor.outcome import should_retry
 from executor.targets import HttpCalls, call_error, fire_http, without_denied_headers
-from schemas.api import HttpTarget, RetryPolicy
+from schemas.api import RESPONSE_EXCERPT_BYTES, HttpTarget, RetryPolicy
 from schemas.events import RunRequested
 
 LOOPBACK = EgressPolicy.parse("127.0.0.1/32")
@@ -26,7 +26,7 @@ LOOPBACK = EgressPolicy.parse("127.0.0.1/32")
 async def server() -> AsyncIterator[str]:
     async def answer(request: web.Request) -> web.Response:
         await asyncio.sleep(float(request.query.get("sleep", "0")))
-        return web.Response(text="abcdef")
+        return web.Response(text="abcdef" * 400)  # 2,400 bytes: more than an excerpt keeps
 
     app = web.Application()
     app.router.add_get("/", answer)
@@ -66,9 +66,9 @@ async def test_excerpts_are_opt_in_and_bounded(server: str) -> None:
     calls = _calls()
     async with calls.session:
         none = await fire_http(calls, *_req(server))
-        three = await fire_http(calls, *_req(server, response_excerpt_bytes=3))
+        stored = await fire_http(calls, *_req(server, store_response=True))
     assert (none.status, none.excerpt) == ("succeeded", None)
-    assert (three.status, three.excerpt) == ("succeeded", "abc")
+    assert (stored.status, stored.excerpt) == ("succeeded", ("abcdef" * 400)[:RESPONSE_EXCERPT_BYTES])
 
 
 async def test_a_blocked_call_is_never_retried_and_a_refused_one_is(server: str) -> None:
