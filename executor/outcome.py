@@ -15,6 +15,9 @@ class Outcome:
     error: str | None = None
     excerpt: str | None = None
     reason: str | None = None
+    # False for a refusal that another attempt would meet again (a policy, an authorization):
+    # the run fails at once instead of retrying into the same wall.
+    retryable: bool = True
 
     def __post_init__(self) -> None:
         # Whatever a target answered or an error said, the status must be storable: a NUL
@@ -39,4 +42,5 @@ def backoff_seconds(policy: RetryPolicy, attempt: int, rng: random.Random | None
 
 
 def should_retry(outcome: Outcome, attempt: int, policy: RetryPolicy) -> bool:
-    return outcome.status in ("failed", "timed_out") and attempt < policy.max_attempts
+    return (outcome.status in ("failed", "timed_out") and outcome.retryable
+            and attempt < policy.max_attempts)

@@ -14,11 +14,13 @@ from pydantic import ValidationError
 
 from duetime import schedule
 from duetime.job_ids import JobIds
+from duetime.kafka_targets import TopicPolicy
 from duetime.lifecycle import Lifecycle
 from duetime.merge_patch import merge_patch
 from duetime.ops import ops_router
 from duetime.problems import ProblemError, install, tenant_of, validation_errors
 from duetime.run_ids import run_id_for
+from duetime.settings import KafkaTargetSettings
 from duetime.timeutil import iso, to_ms, utcnow
 from job_service.idempotency import IdempotencyStore, body_hash
 from job_service.publisher import CommandPublisher, Unavailable
@@ -27,6 +29,7 @@ from schemas.api import (
     HttpTarget,
     JobAccepted,
     JobSpec,
+    KafkaTarget,
     RunAccepted,
     RunNowRequest,
     TimerCreated,
@@ -57,6 +60,13 @@ def _invalid(field: str, message: str) -> ProblemError:
     return ProblemError(422, "Invalid request", message, [{"field": field, "message": message}])
 
 
+def _check_target(spec: JobSpec, tenant: str, topics: TopicPolicy) -> None:
+    if isinstance(spec.target, KafkaTarget):
+        refusal = topics.refusal(tenant, spec.target.topic)
+        if refusal is not None:
+            raise _invalid("target.topic", refusal)
+
+
 def _check_schedule(spec: JobSpec, now: datetime) -> None:
     try:
         schedule.validate(spec, now)
@@ -83,9 +93,9 @@ def _run_options(raw: bytes) -> RunNowRequest:
 
 class JobRoutes:
     def __init__(self, publisher: CommandPublisher, idempotency: IdempotencyStore,
-                 lookup: JobLookup, ids: JobIds) -> None:
+                 lookup: JobLookup, ids: JobIds, topics: TopicPolicy) -> None:
         self.publisher, self.idempotency, self.lookup = publisher, idempotency, lookup
-        self.ids = ids
+        self.ids, self.topics = ids, topics
 
     async def publish(self, command: JobCommand) -> None:
         try:
@@ -132,6 +142,7 @@ class JobRoutes:
         tenant = tenant_of(request)
         now = utcnow()
         _check_schedule(spec, now)
+        _check_target(spec, tenant, self.topics)
         job_id = self.ids.new(tenant)
         if key is not None:
             if not 1 <= len(key) <= 255:
@@ -170,6 +181,7 @@ class JobRoutes:
 
     async def replace_job(self, request: Request, job_id: str, spec: JobSpec) -> JobAccepted:
         _check_schedule(spec, utcnow())
+        _check_target(spec, tenant_of(request), self.topics)
         await self.command(request, "update", job_id, spec=spec)
         return _accepted(job_id)
 
@@ -183,6 +195,7 @@ class JobRoutes:
                 raise ProblemError(422, "Invalid request", "the patched job is invalid",
                                    validation_errors(exc.errors())) from exc
             _check_schedule(merged, utcnow())
+            _check_target(merged, tenant_of(request), self.topics)
         await self.command(request, "patch", job_id, patch=patch)
         return _accepted(job_id)
 
@@ -229,9 +242,11 @@ class JobRoutes:
 
 
 def build_app(lifecycle: Lifecycle, publisher: CommandPublisher, idempotency: IdempotencyStore,
-              lookup: JobLookup, ids: JobIds) -> FastAPI:
+              lookup: JobLookup, ids: JobIds, topics: TopicPolicy | None = None) -> FastAPI:
     app = FastAPI(title="duetime job service", docs_url=None, redoc_url=None)
     install(app)
     app.include_router(ops_router(lifecycle))
-    app.include_router(JobRoutes(publisher, idempotency, lookup, ids).router())
+    routes = JobRoutes(publisher, idempotency, lookup, ids,
+                       topics or TopicPolicy(KafkaTargetSettings()))
+    app.include_router(routes.router())
     return app

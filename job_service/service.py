@@ -9,6 +9,7 @@ from pydantic import Field
 
 from duetime import kafka, postgres
 from duetime.job_ids import JobIds
+from duetime.kafka_targets import TopicPolicy
 from duetime.lifecycle import Lifecycle
 from duetime.ops import serve
 from duetime.problems import ProblemError
@@ -17,6 +18,7 @@ from duetime.settings import (
     HttpSettings,
     IdSettings,
     KafkaSettings,
+    KafkaTargetSettings,
     PostgresSettings,
     RedisSettings,
 )
@@ -29,7 +31,8 @@ QUERIES = load_queries("job_service")
 STORE_DOWN = "the job store is not answering; the command was not accepted; retry later"
 
 
-class Settings(KafkaSettings, PostgresSettings, RedisSettings, HttpSettings, IdSettings):
+class Settings(KafkaSettings, KafkaTargetSettings, PostgresSettings, RedisSettings, HttpSettings,
+               IdSettings):
     http_port: int = 18101
     publish_timeout_seconds: float = Field(default=5.0, gt=0)
 
@@ -55,7 +58,7 @@ async def main(lifecycle: Lifecycle) -> None:
         lifecycle.checks["redis"] = redis_ok
         app = build_app(lifecycle, CommandPublisher(producer, settings.publish_timeout_seconds),
                         IdempotencyStore(redis), lookup,
-                        JobIds(settings.id_secret))
+                        JobIds(settings.id_secret), TopicPolicy(settings))
         lifecycle.ready = True
         try:
             await lifecycle.supervise(

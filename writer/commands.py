@@ -13,12 +13,14 @@ from pydantic import ValidationError
 from duetime import schedule
 from duetime.catchup import Outage
 from duetime.due_set import MANUAL, MANUAL_OVERRIDE, DueSet, Entry
+from duetime.kafka_targets import TopicPolicy
 from duetime.loading import Plan, entries_for, plan, run_template
 from duetime.merge_patch import merge_patch
 from duetime.postgres import Conn
 from duetime.run_ids import run_id_for
+from duetime.settings import KafkaTargetSettings
 from duetime.timeutil import to_ms, utcnow
-from schemas.api import JobSpec
+from schemas.api import JobSpec, KafkaTarget
 from schemas.events import JobCommand, JobEvent
 
 log = logging.getLogger(__name__)
@@ -47,10 +49,19 @@ def _event(cmd: JobCommand, version: int | None, kind: str | None = None,
 
 
 class CommandHandler:
-    def __init__(self, queries: dict[str, str], due_set: DueSet, load_ahead: timedelta) -> None:
+    def __init__(self, queries: dict[str, str], due_set: DueSet, load_ahead: timedelta,
+                 topics: TopicPolicy | None = None) -> None:
         self.q = queries
         self.due_set = due_set
         self.ahead = load_ahead
+        self.topics = topics or TopicPolicy(KafkaTargetSettings())
+
+    def _check_target(self, cmd: JobCommand, spec: JobSpec) -> None:
+        """Commands from ingress topics never passed the job service: check their targets."""
+        if isinstance(spec.target, KafkaTarget):
+            refusal = self.topics.refusal(cmd.tenant, spec.target.topic)
+            if refusal is not None:
+                raise Rejected(f"target.topic: {refusal}")
 
     async def apply(self, conn: Conn, cmd: JobCommand) -> Applied:
         """Apply `cmd` at most once: a replay of an applied command changes nothing."""
@@ -106,6 +117,7 @@ class CommandHandler:
             schedule.validate(spec, cmd.issued_at)
         except schedule.ScheduleError as exc:
             raise Rejected(f"{exc.field}: {exc}") from exc
+        self._check_target(cmd, spec)
         first, window = await self._schedule_from(conn, cmd, spec, cmd.issued_at,
                                                   cmd.issued_at - timedelta(microseconds=1))
         state = "active" if first is not None else "completed"
@@ -128,6 +140,7 @@ class CommandHandler:
             schedule.validate(spec, cmd.issued_at)
         except (ValidationError, schedule.ScheduleError) as exc:
             raise Rejected(f"the updated job is invalid: {exc}") from exc
+        self._check_target(cmd, spec)
         # Schedules are anchored at the job's creation, whatever the edit (docs/guarantees.md):
         # an interval keeps its phase, a delay counts from the create; the watcher and the run
         # recorder plan from the same anchor, so every component agrees on the instants.
