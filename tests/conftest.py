@@ -13,8 +13,10 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from redis.asyncio import Redis
 
+from duetime.kafka import client_options
 from tests.support.containers import compose_stack
 from tests.support.jobs import Cleanup
+from tests.support.kafka import kafka_settings
 from tests.support.sink import Sink
 from tests.support.stack import stack_env
 
@@ -22,7 +24,7 @@ from tests.support.stack import stack_env
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         parts = item.path.parts
-        if any(p in parts for p in ("integration", "e2e", "faults", "model")):
+        if any(p in parts for p in ("integration", "e2e", "faults", "model", "security")):
             item.add_marker(pytest.mark.stack)
         if "faults" in parts or "model" in parts:
             item.add_marker(pytest.mark.faults)
@@ -96,7 +98,8 @@ async def make_sink() -> AsyncIterator[Callable[..., Awaitable[Sink]]]:
 
 @pytest.fixture
 async def kafka_producer(env: dict[str, str]) -> AsyncIterator[AIOKafkaProducer]:
-    producer = AIOKafkaProducer(bootstrap_servers=env["DUETIME_KAFKA_BOOTSTRAP"], acks="all")
+    # The services' principal: the only one that may write duetime's own topics.
+    producer = AIOKafkaProducer(**client_options(kafka_settings(env)), acks="all")
     await producer.start()
     yield producer
     await producer.stop()
