@@ -144,7 +144,7 @@ async def _start(rig: Rig, kafka_producer: AIOKafkaProducer,
                  url: str) -> tuple[Lifecycle, asyncio.Task[None], Entry]:
     lifecycle = Lifecycle("test-executor", grace_seconds=15)
     executor = rig.executor()
-    consumer = Consumer(lifecycle, executor, rig.settings, group=f"{rig.topics.runs}.group")
+    consumer = Consumer(lifecycle, executor, rig.settings, group=f"duetime-{rig.topics.runs}")
     service = asyncio.create_task(lifecycle.supervise(workers(executor, consumer)))
     req, entry = await _run_request(rig.due, url)
     await kafka_producer.send_and_wait(rig.topics.runs, kafka.encode(req),
