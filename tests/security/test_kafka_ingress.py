@@ -88,3 +88,20 @@ async def test_the_services_principal_does_get_in(env: dict[str, str]) -> None:
         meta = await producer.client.fetch_all_metadata()
     assert JOB_COMMANDS in meta.topics()
     assert kafka_options(env)["kafka_security_protocol"] == "SASL_PLAINTEXT"
+
+
+@pytest.mark.parametrize("topic", [JOB_COMMANDS, "tenant-b.orders"])
+async def test_an_ingress_create_cannot_aim_a_kafka_target_outside_the_tenants_topics(
+    env: dict[str, str], topic: str
+) -> None:
+    # Ingress commands never pass the job service's validation: the writer applies the policy.
+    cmd = {"command_id": uuid.uuid4().hex, "type": "create",
+           "issued_at": datetime.now(UTC).isoformat(),
+           "spec": {"name": "relay", "schedule": {"type": "now"},
+                    "target": {"type": "kafka", "topic": topic, "value": {"type": "cancel"}}}}
+    async with producer_as(ingress_settings(env, "dev")) as producer:
+        await producer.send_and_wait(ingress_topic("dev"), orjson.dumps(cmd))
+    [outcome] = await find_messages(kafka_settings(env), JOB_EVENTS,
+                                    lambda m: m.get("command_id") == cmd["command_id"])
+    assert outcome["type"] == "job.rejected"
+    assert outcome["reason"].startswith("target.topic")
