@@ -512,6 +512,10 @@ kafka_ready() {
 start_kafka() {
     local logf
     logf=$(component_log kafka)
+    if is_running kafka && [[ ! -f $KAFKA_DIR/data/$KAFKA_AUTH_MARKER_NAME ]]; then
+        log "kafka: running without authentication (started by an older stack.sh): restarting it with SASL"
+        stop_component kafka
+    fi
     if is_running kafka; then
         log "kafka: already running (pid $(read_pid kafka))"
         KAFKA_LOG_OFFSET=0
@@ -709,8 +713,9 @@ redis_cli() {
     REDISCLI_AUTH=$(credential redis) timeout 3 redis-cli -h 127.0.0.1 -p "$REDIS_PORT" --user duetime "$@"
 }
 
+# Logged in as duetime (redis-cli goes on as `default` when AUTH fails, so PING would not tell).
 redis_ready() {
-    [[ $(redis_cli ping 2>/dev/null) == PONG ]]
+    [[ $(redis_cli ACL WHOAMI 2>/dev/null) == duetime ]]
 }
 
 # Redis: one ACL user with a password; the default (passwordless) user is disabled.
