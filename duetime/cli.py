@@ -13,7 +13,14 @@ from duetime import logs, run_ids
 from duetime.kafka import ensure_topics
 from duetime.lifecycle import Lifecycle
 from duetime.postgres import migrate
-from duetime.settings import IdSettings, KafkaSettings, LogSettings, PostgresSettings
+from duetime.settings import (
+    IdSettings,
+    IngressSettings,
+    KafkaSettings,
+    LogSettings,
+    PostgresSettings,
+)
+from schemas.topics import INGRESS_PARTITIONS, ingress_topic
 
 SERVICES = ("job_service", "search_service", "writer", "watcher", "dispatcher", "executor")
 log = logging.getLogger("duetime")
@@ -52,7 +59,9 @@ def main(argv: list[str] | None = None) -> int:
             applied = asyncio.run(migrate(PostgresSettings().postgres_dsn))
             log.info("migrations done", extra={"applied": applied})
         elif args.command == "topics":
-            created = asyncio.run(ensure_topics(KafkaSettings()))
+            ingress = {ingress_topic(t): INGRESS_PARTITIONS
+                       for t in IngressSettings().ingress_tenant_list}
+            created = asyncio.run(ensure_topics(KafkaSettings(), ingress))
             log.info("topics ready", extra={"topics_created": created})
     except Exception:
         log.exception("command failed", extra={"command": args.command})

@@ -22,16 +22,44 @@ from aiokafka.errors import (
     TopicAlreadyExistsError,
     UnknownProducerId,
 )
+from aiokafka.helpers import create_ssl_context
 from prometheus_client import Counter
 from pydantic import BaseModel
 
 from duetime.settings import KafkaSettings
-from schemas.topics import CONFIGS, PARTITIONS
+from schemas.topics import PARTITIONS, configs_for
 
 log = logging.getLogger(__name__)
 LOG_APPEND_TIME = 1  # record timestamp type: set by the broker on append
 RENEWED = Counter("duetime_kafka_producers_renewed_total",
                   "Producers replaced after an error they cannot recover from", ["client"])
+
+
+def client_options(settings: KafkaSettings) -> dict[str, Any]:
+    """Bootstrap and authentication options every client is built with (docs/security.md)."""
+    options: dict[str, Any] = {"bootstrap_servers": settings.kafka_bootstrap,
+                               "security_protocol": settings.kafka_security_protocol}
+    if settings.kafka_security_protocol != "PLAINTEXT":
+        options.update(sasl_mechanism=settings.kafka_sasl_mechanism,
+                       sasl_plain_username=settings.kafka_username,
+                       sasl_plain_password=settings.kafka_password)
+    if settings.kafka_security_protocol == "SASL_SSL":
+        options["ssl_context"] = create_ssl_context(cafile=settings.kafka_ssl_cafile)
+    return options
+
+
+def admin_client(settings: KafkaSettings, **overrides: Any) -> AIOKafkaAdminClient:
+    return AIOKafkaAdminClient(**{**client_options(settings), **overrides})
+
+
+@asynccontextmanager
+async def admin(settings: KafkaSettings) -> AsyncIterator[AIOKafkaAdminClient]:
+    client = admin_client(settings)
+    await client.start()
+    try:
+        yield client
+    finally:
+        await client.close()
 
 
 def encode(message: BaseModel) -> bytes:
@@ -135,7 +163,7 @@ class RenewingProducer:
 async def producer(settings: KafkaSettings, client_id: str) -> AsyncIterator[RenewingProducer]:
     # aiokafka's defaults are not durable (acks=1, no idempotence): accepted must mean durable.
     p = RenewingProducer(lambda: AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap,
+        **client_options(settings),
         client_id=client_id,
         acks="all",
         enable_idempotence=True,
@@ -154,7 +182,7 @@ async def consumer(
     settings: KafkaSettings, group_id: str, client_id: str, *topics: str, **overrides: Any
 ) -> AsyncIterator[AIOKafkaConsumer]:
     options: dict[str, Any] = {
-        "bootstrap_servers": settings.kafka_bootstrap,
+        **client_options(settings),
         "group_id": group_id,
         "client_id": client_id,
         "enable_auto_commit": False,
@@ -184,19 +212,15 @@ async def consumer(
 async def ensure_topics(settings: KafkaSettings, extra: dict[str, int] | None = None) -> list[str]:
     """Create the topics duetime uses (idempotent); returns the ones created."""
     wanted = {**PARTITIONS, **(extra or {})}
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-    await admin.start()
-    try:
-        existing = set(await admin.list_topics())
-        missing = [NewTopic(name, n, 1, topic_configs=CONFIGS.get(name))
+    async with admin(settings) as client:
+        existing = set(await client.list_topics())
+        missing = [NewTopic(name, n, 1, topic_configs=configs_for(name))
                    for name, n in wanted.items() if name not in existing]
         if missing:
             # Another instance may have created them first.
             with contextlib.suppress(TopicAlreadyExistsError):
-                await admin.create_topics(missing)
+                await client.create_topics(missing)
         # Topics created by an older version get today's configs too.
-        await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, name, configs)
-                                   for name, configs in CONFIGS.items()])
+        await client.alter_configs([ConfigResource(ConfigResourceType.TOPIC, name, configs)
+                                    for name in wanted if (configs := configs_for(name))])
         return [t.name for t in missing]
-    finally:
-        await admin.close()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -16,6 +18,32 @@ class KafkaSettings(_Fragment):
     # adds up to half a second of lateness per hop; a few ms keeps the pipeline precise.
     kafka_fetch_max_wait_ms: int = Field(default=5, ge=0, le=500)
     kafka_request_timeout_ms: int = Field(default=5000, ge=500)
+    # How clients authenticate (docs/security.md): the local stack uses SASL_PLAINTEXT with
+    # SCRAM on loopback; a deployment across machines uses SASL_SSL.
+    kafka_security_protocol: Literal["PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN"] = "SCRAM-SHA-256"
+    kafka_username: str | None = None
+    kafka_password: str | None = Field(default=None, repr=False)
+    # The broker's CA for SASL_SSL (None: the system's trust store).
+    kafka_ssl_cafile: str | None = None
+
+
+class KafkaTargetSettings(_Fragment):
+    # Which topics each tenant's Kafka targets may publish to (duetime.kafka_targets): a JSON
+    # object tenant -> list of topic globs. A tenant not listed may use "<tenant>.*". Internal
+    # topics (duetime.*, __*) are never allowed, whatever this says.
+    kafka_target_topics: dict[str, list[str]] = Field(default_factory=dict)
+
+
+class IngressSettings(_Fragment):
+    # Tenants whose ingress topic (duetime.ingress.<tenant>) the writer consumes and
+    # `duetime topics` creates: comma-separated. Each needs its Kafka principal ingress-<tenant>
+    # with WRITE on that topic alone (docs/operations.md, "Kafka ingress").
+    ingress_tenants: str = ""
+
+    @property
+    def ingress_tenant_list(self) -> list[str]:
+        return [t for t in (p.strip() for p in self.ingress_tenants.split(",")) if t]
 
 
 class PostgresSettings(_Fragment):

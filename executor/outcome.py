@@ -15,7 +15,8 @@ class Outcome:
     error: str | None = None
     excerpt: str | None = None
     reason: str | None = None
-    # False when another attempt cannot do better (a call the egress policy refused).
+    # False for a refusal that another attempt would meet again (a policy, an authorization):
+    # the run fails at once instead of retrying into the same wall.
     retryable: bool = True
 
     def __post_init__(self) -> None:

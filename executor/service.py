@@ -13,7 +13,8 @@ import contextlib
 import logging
 import os
 import socket
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -35,6 +36,7 @@ from redis.exceptions import RedisError
 from duetime import kafka, postgres
 from duetime.clock import ReferenceClock
 from duetime.due_set import Claim, DueSet, Entry, Start
+from duetime.kafka_targets import TopicPolicy
 from duetime.lifecycle import Lifecycle
 from duetime.ops import ops_app, serve
 from duetime.redis_client import redis_client
@@ -42,6 +44,7 @@ from duetime.settings import (
     HttpSettings,
     JobLimitSettings,
     KafkaSettings,
+    KafkaTargetSettings,
     PostgresSettings,
     RedeliverySettings,
     RedisSettings,
@@ -76,13 +79,18 @@ COMMIT_FAILURES = Counter("duetime_executor_commit_failures_total",
 TRANSIENT = (KafkaError, RedisError, OSError, TimeoutError)
 
 
-class Settings(KafkaSettings, RedisSettings, RedeliverySettings, HttpSettings, PostgresSettings,
-               JobLimitSettings):
+class Settings(KafkaSettings, KafkaTargetSettings, RedisSettings, RedeliverySettings, HttpSettings,
+               PostgresSettings, JobLimitSettings):
     http_port: int = 18106
     # Postgres is read for the signing secrets only, off the firing path (executor.signing).
     postgres_pool_min: int = 0  # no connection at start: Postgres may come up after us
     postgres_pool_max: int = 2
     signing_refresh_seconds: float = Field(default=2.0, gt=0, le=60)
+    # The principal Kafka targets are published as: it may write tenant topics only (ADR
+    # 0015), never duetime's own, so a target cannot forge commands or statuses. Unset: this
+    # executor fails Kafka targets instead of publishing them with its own credentials.
+    kafka_target_username: str | None = None
+    kafka_target_password: str | None = Field(default=None, repr=False)
     # Run requests arrive ~100 ms before they are due (the dispatcher's lookahead), so a
     # longer fetch wait costs no lateness and spares the broker hundreds of empty fetches/s.
     kafka_fetch_max_wait_ms: int = 20
@@ -123,13 +131,15 @@ class Executor:
     def __init__(self, due_set: DueSet, producer: AIOKafkaProducer,
                  session: aiohttp.ClientSession, settings: Settings,
                  topics: Topics | None = None, clock: ReferenceClock | None = None,
-                 signing: SigningKeys | None = None) -> None:
+                 signing: SigningKeys | None = None, target_producer: Any = None) -> None:
         self.due_set, self.producer, self.session = due_set, producer, session
         self.http = HttpCalls(session, EgressPolicy.parse(settings.egress_allow),
                               ConnectionSlots(settings.http_connections,
                                               settings.http_connections_per_host),
                               settings.max_timeout_seconds)
         self.signing = signing or SigningKeys()
+        self.target_producer = target_producer
+        self.target_topics = TopicPolicy(settings)
         # "Due" and leases are judged by the due-set's Redis clock, not this machine's (ADR 0012).
         self.clock = clock or ReferenceClock(due_set.server_time_ms)
         self.settings = settings
@@ -283,7 +293,8 @@ class Executor:
             target = without_denied_headers(req.target)
             call = asyncio.create_task(fire_http(self.http, req, self.signing.sign(req, target)))
         else:
-            call = asyncio.create_task(fire_kafka(self.producer, req, req.target))
+            call = asyncio.create_task(fire_kafka(self.target_producer, self.target_topics, req,
+                                                  req.target))
         self.calls[entry.runkey] = (call, req)
         IN_FLIGHT.inc()
         try:
@@ -628,19 +639,34 @@ def workers(executor: Executor, consumer: Consumer) -> dict[str, Coroutine[Any, 
     }
 
 
+@asynccontextmanager
+async def target_producer(settings: Settings) -> AsyncIterator[Any]:
+    """The producer Kafka targets go through, authenticated as the target principal."""
+    if settings.kafka_security_protocol != "PLAINTEXT" and not settings.kafka_target_username:
+        log.warning("no Kafka target principal configured: Kafka targets will fail")
+        yield None
+        return
+    creds = settings.model_copy(update={"kafka_username": settings.kafka_target_username,
+                                        "kafka_password": settings.kafka_target_password})
+    async with kafka.producer(creds, "executor-targets") as producer:
+        yield producer
+
+
 async def main(lifecycle: Lifecycle) -> None:
     settings = Settings()
     redis = redis_client(settings)
     session = client_session(EgressPolicy.parse(settings.egress_allow), settings.http_connections,
                              settings.http_connections_per_host)
     async with kafka.producer(settings, "executor") as producer, \
+            target_producer(settings) as targets, \
             session, \
             postgres.pool(settings, read_only=True) as pool:
         # A finished attempt's done flag lives as long as its request can be redelivered.
         due_set = DueSet(redis, settings.due_shards,
                          redelivery_window_s=settings.run_redelivery_seconds)
         signing = SigningKeys()
-        executor = Executor(due_set, producer, session, settings, signing=signing)
+        executor = Executor(due_set, producer, session, settings, signing=signing,
+                            target_producer=targets)
         consumer = Consumer(lifecycle, executor, settings)
         try:
             if not await first_load(signing, pool, lifecycle):

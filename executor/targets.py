@@ -9,9 +9,10 @@ from typing import Any
 import aiohttp
 import orjson
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, TopicAuthorizationFailedError
 from yarl import URL
 
+from duetime.kafka_targets import TopicPolicy
 from duetime.timeutil import iso
 from executor.egress import EgressBlocked, EgressPolicy, blocked_reason
 from executor.fair_share import ConnectionSlots
@@ -132,7 +133,16 @@ def call_error(exc: Exception) -> str:
     return "request failed"
 
 
-async def fire_kafka(producer: AIOKafkaProducer, req: RunRequested, target: KafkaTarget) -> Outcome:
+async def fire_kafka(producer: AIOKafkaProducer | None, topics: TopicPolicy, req: RunRequested,
+                     target: KafkaTarget) -> Outcome:
+    # Checked again at fire time: the job may predate the tenant's current allowlist, or have
+    # reached the due-set some other way than through the job service's validation.
+    refusal = topics.refusal(req.tenant, target.topic)
+    if refusal is None and producer is None:
+        refusal = "this executor has no Kafka target credentials (DUETIME_KAFKA_TARGET_USERNAME)"
+    if refusal is not None or producer is None:
+        return Outcome("failed", None, f"refused by the Kafka target policy: {refusal}",
+                       retryable=False)
     value: Any = target.value
     payload = value.encode() if isinstance(value, str) else orjson.dumps(value)
     # Headers named duetime-* are ours: a job stored before that was refused never sends one.
@@ -142,6 +152,10 @@ async def fire_kafka(producer: AIOKafkaProducer, req: RunRequested, target: Kafk
         await producer.send_and_wait(target.topic, payload,
                                      key=target.key.encode() if target.key else None,
                                      headers=headers)
+    except TopicAuthorizationFailedError as exc:
+        # Kafka's ACLs refused the target principal: retrying cannot change that.
+        return Outcome("failed", None, f"refused by Kafka: {type(exc).__name__}: {exc}"[:2000],
+                       retryable=False)
     except (TimeoutError, KafkaError) as exc:
         log.info("message not sent", extra={"run_id": req.run_id, "job_id": req.job_id,
                                             "error": repr(exc)[:500]})

@@ -14,13 +14,14 @@ from pydantic import ValidationError
 
 from duetime import job_limits, schedule
 from duetime.job_ids import JobIds
+from duetime.kafka_targets import TopicPolicy
 from duetime.lifecycle import Lifecycle
 from duetime.merge_patch import merge_patch
 from duetime.ops import ops_router
 from duetime.problem_docs import problem_responses
 from duetime.problems import ProblemError, install, tenant_of, validation_errors
 from duetime.run_ids import run_id_for
-from duetime.settings import JobLimitSettings, QuotaSettings
+from duetime.settings import JobLimitSettings, KafkaTargetSettings, QuotaSettings
 from duetime.timeutil import iso, to_ms, utcnow
 from job_service.idempotency import IdempotencyStore, body_hash
 from job_service.publisher import CommandPublisher, Unavailable
@@ -32,6 +33,7 @@ from schemas.api import (
     HttpTarget,
     JobAccepted,
     JobSpec,
+    KafkaTarget,
     RunAccepted,
     RunNowRequest,
     TimerCreated,
@@ -71,6 +73,13 @@ def _restorable(spec: dict[str, Any], stored: dict[str, Any] | None) -> dict[str
         return restore_spec(spec, stored)
     except ValueError as exc:
         raise _invalid("target.headers", str(exc)) from exc
+
+
+def _check_target(spec: JobSpec, tenant: str, topics: TopicPolicy) -> None:
+    if isinstance(spec.target, KafkaTarget):
+        refusal = topics.refusal(tenant, spec.target.topic)
+        if refusal is not None:
+            raise _invalid("target.topic", refusal)
 
 
 def _check_schedule(spec: JobSpec, now: datetime) -> None:
@@ -116,9 +125,9 @@ def _run_options(raw: bytes) -> RunNowRequest:
 class JobRoutes:
     def __init__(self, publisher: CommandPublisher, idempotency: IdempotencyStore,
                  lookup: JobLookup, ids: JobIds, quotas: Quotas,
-                 limits: JobLimitSettings) -> None:
+                 limits: JobLimitSettings, topics: TopicPolicy) -> None:
         self.publisher, self.idempotency, self.lookup = publisher, idempotency, lookup
-        self.ids, self.quotas, self.limits = ids, quotas, limits
+        self.ids, self.quotas, self.limits, self.topics = ids, quotas, limits, topics
 
     async def publish_reserved(self, command: JobCommand, reservation: Reservation) -> None:
         """Publish; a command that was not accepted gives its quota room back."""
@@ -178,6 +187,7 @@ class JobRoutes:
         _check_schedule(spec, now)
         _check_headers(spec)
         _check_limits(spec, self.limits)
+        _check_target(spec, tenant, self.topics)
         _restorable(spec.model_dump(mode="json"), None)  # a new job has nothing to restore
         job_id = self.ids.new(tenant)
         if key is not None:
@@ -220,6 +230,7 @@ class JobRoutes:
         _check_schedule(spec, utcnow())
         _check_headers(spec)
         _check_limits(spec, self.limits)
+        _check_target(spec, tenant_of(request), self.topics)
         if has_redacted(edited := spec.model_dump(mode="json")):
             _restorable(edited, await self.current_spec(request, job_id))
         await self.ensure_known(request, job_id)
@@ -239,6 +250,7 @@ class JobRoutes:
             _check_schedule(merged, utcnow())
             _check_headers(merged)
             _check_limits(merged, self.limits)
+            _check_target(merged, tenant_of(request), self.topics)
             reservation = await self.quotas.admit_update(tenant_of(request), job_id, merged)
         else:
             reservation = None  # not stored yet: the writer checks the merged job's limits
@@ -298,8 +310,9 @@ class JobRoutes:
 
 def build_app(lifecycle: Lifecycle, publisher: CommandPublisher, idempotency: IdempotencyStore,
               lookup: JobLookup, ids: JobIds, quotas: Quotas | None = None,
-              limits: JobLimitSettings | None = None) -> FastAPI:
-    """`quotas` and `limits` default to the environment's settings, usage counted in memory."""
+              limits: JobLimitSettings | None = None,
+              topics: TopicPolicy | None = None) -> FastAPI:
+    """`quotas`, `limits` and `topics` default to the environment's settings, usage counted in memory."""
     settings = QuotaSettings()
     quotas = quotas or Quotas(settings, UsageCache(None, settings.quota_refresh_seconds))
     app = FastAPI(title="duetime job service", docs_url=None, redoc_url=None)
@@ -307,5 +320,6 @@ def build_app(lifecycle: Lifecycle, publisher: CommandPublisher, idempotency: Id
     install_quotas(app)
     app.include_router(ops_router(lifecycle))
     app.include_router(JobRoutes(publisher, idempotency, lookup, ids, quotas,
-                                 limits or JobLimitSettings()).router())
+                                 limits or JobLimitSettings(),
+                                 topics or TopicPolicy(KafkaTargetSettings())).router())
     return app

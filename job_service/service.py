@@ -9,6 +9,7 @@ from pydantic import Field
 
 from duetime import kafka, postgres
 from duetime.job_ids import JobIds
+from duetime.kafka_targets import TopicPolicy
 from duetime.lifecycle import Lifecycle
 from duetime.ops import serve
 from duetime.problems import ProblemError
@@ -18,6 +19,7 @@ from duetime.settings import (
     IdSettings,
     JobLimitSettings,
     KafkaSettings,
+    KafkaTargetSettings,
     PostgresSettings,
     QuotaSettings,
     RedisSettings,
@@ -35,8 +37,8 @@ QUERIES = load_queries("job_service")
 STORE_DOWN = "the job store is not answering; the command was not accepted; retry later"
 
 
-class Settings(KafkaSettings, PostgresSettings, RedisSettings, HttpSettings, IdSettings,
-               JobLimitSettings, QuotaSettings):
+class Settings(KafkaSettings, KafkaTargetSettings, PostgresSettings, RedisSettings, HttpSettings,
+               IdSettings, JobLimitSettings, QuotaSettings):
     http_port: int = 18101
     publish_timeout_seconds: float = Field(default=5.0, gt=0)
     # Two are enough to rotate; a few more let teams overlap rotations (ADR 0019).
@@ -69,7 +71,8 @@ async def main(lifecycle: Lifecycle) -> None:
         usage = UsageCache(postgres_reader(pool), settings.quota_refresh_seconds)
         app = build_app(lifecycle, CommandPublisher(producer, settings.publish_timeout_seconds),
                         IdempotencyStore(redis), lookup,
-                        JobIds(settings.id_secret), Quotas(settings, usage, stored), settings)
+                        JobIds(settings.id_secret), Quotas(settings, usage, stored), settings,
+                        TopicPolicy(settings))
         app.include_router(SigningSecretRoutes(pool, settings.signing_secrets_per_tenant).router())
         lifecycle.ready = True
         try:

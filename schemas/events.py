@@ -28,7 +28,12 @@ class Message(BaseModel):
 
 
 class JobCommand(Message, Storable):
-    """A request to change a job, on `duetime.jobs.commands` (key = job_id)."""
+    """A request to change a job (key = job_id).
+
+    On `duetime.jobs.commands` (written by the job service alone) `tenant` is the gateway's.
+    On an ingress topic `duetime.ingress.<tenant>` the tenant is the topic's: `tenant` may be
+    left out, and a command whose `tenant` names another is rejected (ADR 0015).
+    """
 
     command_id: str = Field(pattern=ID_PATTERN)
     type: CommandType

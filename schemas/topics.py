@@ -8,6 +8,25 @@ JOB_EVENTS = "duetime.jobs.events"
 RUNS = "duetime.runs"
 RUNS_STATUS = "duetime.runs.status"
 RUNS_DLQ = "duetime.runs.dlq"
+# Commands from outside producers: one topic per tenant, writable only by that tenant's Kafka
+# principal (ingress-<tenant>), so the writer takes the tenant from the topic, never from the
+# body (ADR 0015). `duetime.jobs.commands` is written by the job service alone.
+INGRESS_PREFIX = "duetime.ingress."
+INGRESS_PARTITIONS = 6
+# Every topic whose name starts with one of these is duetime's or Kafka's own: no Kafka target
+# may ever publish to it (duetime.kafka_targets).
+INTERNAL_PREFIXES = ("duetime.", "__")
+
+
+def ingress_topic(tenant: str) -> str:
+    return f"{INGRESS_PREFIX}{tenant}"
+
+
+def ingress_tenant(topic: str) -> str | None:
+    """The tenant an ingress topic belongs to; None for any other topic."""
+    tenant = topic.removeprefix(INGRESS_PREFIX)
+    return tenant if tenant != topic and tenant else None
+
 
 # Partitions bound consumer parallelism; every topic is keyed by job_id.
 PARTITIONS: dict[str, int] = {
@@ -26,3 +45,8 @@ PARTITIONS: dict[str, int] = {
 CONFIGS: dict[str, dict[str, str]] = {
     JOB_COMMANDS: {"message.timestamp.type": "LogAppendTime"},
 }
+
+
+def configs_for(topic: str) -> dict[str, str] | None:
+    """Ingress topics carry commands too: the same broker-assigned timestamps."""
+    return CONFIGS.get(JOB_COMMANDS if ingress_tenant(topic) else topic)

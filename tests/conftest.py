@@ -14,8 +14,10 @@ from aiokafka import AIOKafkaProducer
 from redis.asyncio import Redis
 
 from duetime import run_ids
+from duetime.kafka import client_options
 from tests.support.containers import COMPOSE_ENV, compose_stack
 from tests.support.jobs import Cleanup
+from tests.support.kafka import kafka_settings
 from tests.support.sink import Sink
 from tests.support.stack import stack_env
 
@@ -105,7 +107,8 @@ async def make_sink() -> AsyncIterator[Callable[..., Awaitable[Sink]]]:
 
 @pytest.fixture
 async def kafka_producer(env: dict[str, str]) -> AsyncIterator[AIOKafkaProducer]:
-    producer = AIOKafkaProducer(bootstrap_servers=env["DUETIME_KAFKA_BOOTSTRAP"], acks="all")
+    # The services' principal: the only one that may write duetime's own topics.
+    producer = AIOKafkaProducer(**client_options(kafka_settings(env)), acks="all")
     await producer.start()
     yield producer
     await producer.stop()

@@ -12,13 +12,14 @@ import asyncpg
 from duetime import job_limits, schedule
 from duetime.catchup import Outage
 from duetime.due_set import MANUAL, MANUAL_OVERRIDE, DueSet, Entry
+from duetime.kafka_targets import TopicPolicy
 from duetime.loading import Plan, entries_for, plan, run_template
 from duetime.merge_patch import merge_patch
 from duetime.postgres import Conn
 from duetime.run_ids import run_id_for
-from duetime.settings import JobLimitSettings
+from duetime.settings import JobLimitSettings, KafkaTargetSettings
 from duetime.timeutil import to_ms, utcnow
-from schemas.api import JobSpec
+from schemas.api import JobSpec, KafkaTarget
 from schemas.events import JobCommand, JobEvent
 from schemas.redaction import restore_spec
 
@@ -56,11 +57,19 @@ def _event(cmd: JobCommand, version: int | None, kind: str | None = None,
 
 class CommandHandler:
     def __init__(self, queries: dict[str, str], due_set: DueSet, load_ahead: timedelta,
-                 limits: JobLimitSettings) -> None:
+                 limits: JobLimitSettings, topics: TopicPolicy | None = None) -> None:
         self.q = queries
         self.due_set = due_set
         self.ahead = load_ahead
         self.limits = limits
+        self.topics = topics or TopicPolicy(KafkaTargetSettings())
+
+    def _check_target(self, cmd: JobCommand, spec: JobSpec) -> None:
+        """Commands from ingress topics never passed the job service: check their targets."""
+        if isinstance(spec.target, KafkaTarget):
+            refusal = self.topics.refusal(cmd.tenant, spec.target.topic)
+            if refusal is not None:
+                raise Rejected(f"target.topic: {refusal}")
 
     async def apply(self, conn: Conn, cmd: JobCommand) -> Applied:
         """Apply `cmd` at most once: a replay of an applied command changes nothing."""
@@ -117,6 +126,7 @@ class CommandHandler:
         except schedule.ScheduleError as exc:
             raise Rejected(f"{exc.field}: {exc}") from exc
         check_limits(spec, self.limits)
+        self._check_target(cmd, spec)
         first, window = await self._schedule_from(conn, cmd, spec, cmd.issued_at,
                                                   cmd.issued_at - timedelta(microseconds=1))
         state = "active" if first is not None else "completed"
@@ -141,6 +151,7 @@ class CommandHandler:
         except (ValueError, schedule.ScheduleError) as exc:  # ValidationError is a ValueError
             raise Rejected(f"the updated job is invalid: {exc}") from exc
         check_limits(spec, self.limits)
+        self._check_target(cmd, spec)
         # Schedules are anchored at the job's creation, whatever the edit (docs/guarantees.md):
         # an interval keeps its phase, a delay counts from the create; the watcher and the run
         # recorder plan from the same anchor, so every component agrees on the instants.

@@ -23,13 +23,16 @@ from redis import exceptions as redis_errors
 
 from duetime import kafka, postgres
 from duetime.due_set import DueSet
+from duetime.kafka_targets import TopicPolicy
 from duetime.lifecycle import Lifecycle
 from duetime.ops import ops_app, serve
 from duetime.redis_client import redis_client
 from duetime.settings import (
     HttpSettings,
+    IngressSettings,
     JobLimitSettings,
     KafkaSettings,
+    KafkaTargetSettings,
     PostgresSettings,
     RedeliverySettings,
     RedisSettings,
@@ -37,7 +40,15 @@ from duetime.settings import (
 from duetime.sql import load_queries
 from duetime.timeutil import to_ms, utcnow
 from schemas.events import ID_PATTERN, DeadLetter, JobCommand, JobEvent, RunStatusChanged
-from schemas.topics import JOB_COMMANDS, JOB_COMMANDS_DLQ, JOB_EVENTS, RUNS_DLQ, RUNS_STATUS
+from schemas.topics import (
+    JOB_COMMANDS,
+    JOB_COMMANDS_DLQ,
+    JOB_EVENTS,
+    RUNS_DLQ,
+    RUNS_STATUS,
+    ingress_tenant,
+    ingress_topic,
+)
 from writer import runs
 from writer.commands import CommandHandler, Rejected
 
@@ -78,8 +89,8 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-class Settings(KafkaSettings, PostgresSettings, RedisSettings, RedeliverySettings, HttpSettings,
-               JobLimitSettings):
+class Settings(KafkaSettings, KafkaTargetSettings, IngressSettings, PostgresSettings,
+               RedisSettings, RedeliverySettings, HttpSettings, JobLimitSettings):
     http_port: int = 18103
     # Run history older than this is dropped a whole month at a time (expire_job_runs, ADR 0013).
     # At least 31 days, so last month's partition, which maintenance keeps ready, is never
@@ -117,12 +128,26 @@ def _names(raw: bytes | None) -> tuple[str | None, str | None, str | None]:
     return ok[0], ok[1], ok[2]
 
 
+def ingress_command(raw: bytes | None, tenant: str) -> JobCommand:
+    """A command from `tenant`'s ingress topic: the tenant is the topic's, whose only writer is
+    that tenant's Kafka principal (ADR 0015). A body naming another tenant is refused whole."""
+    data = orjson.loads(raw or b"")
+    if not isinstance(data, dict):
+        raise ValueError("a command must be a JSON object")
+    claimed = data.get("tenant", tenant)
+    if claimed != tenant:
+        raise ValueError(f"tenant {str(claimed)[:64]!r} in the body is not the tenant of "
+                         f"ingress topic {ingress_topic(tenant)!r} ({tenant!r})")
+    return JobCommand.model_validate({**data, "tenant": tenant})
+
+
 class Writer:
     def __init__(self, pool: asyncpg.Pool[Any], producer: AIOKafkaProducer, due_set: DueSet,
                  settings: Settings) -> None:
         self.pool, self.producer, self.due_set = pool, producer, due_set
         self.commands = CommandHandler(QUERIES, due_set,
-                                       timedelta(seconds=settings.load_ahead_seconds), settings)
+                                       timedelta(seconds=settings.load_ahead_seconds), settings,
+                                       TopicPolicy(settings))
 
     async def handle_batch(self, messages: list[ConsumerRecord[bytes, bytes]]) -> None:
         """Persist one batch; safe to repeat (every step is idempotent).
@@ -181,11 +206,15 @@ class Writer:
 
     async def _command(self, msg: ConsumerRecord[bytes, bytes]) -> Outbox:
         """Apply one command in its own transaction; poison is dead-lettered and rejected."""
+        owner = ingress_tenant(msg.topic)
         try:
-            cmd = JobCommand.model_validate_json(msg.value or b"")
-        except ValidationError as exc:
+            cmd = JobCommand.model_validate_json(msg.value or b"") if owner is None \
+                else ingress_command(msg.value, owner)
+        except (ValidationError, ValueError) as exc:
             APPLIED.labels("unknown", "invalid").inc()
-            return self._poison_command(msg, f"invalid command: {exc}", *_names(msg.value))
+            command_id, job_id, tenant = _names(msg.value)
+            return self._poison_command(msg, f"invalid command: {exc}", command_id, job_id,
+                                        owner or tenant)
         try:
             return await self._apply(msg, cmd)
         except Exception as exc:
@@ -264,8 +293,9 @@ class Writer:
 
 
 async def consume(lifecycle: Lifecycle, writer: Writer, settings: Settings) -> None:
+    ingress = [ingress_topic(t) for t in settings.ingress_tenant_list]
     async with kafka.consumer(settings, "duetime-writer", "writer", JOB_COMMANDS,
-                              RUNS_STATUS) as consumer:
+                              RUNS_STATUS, *ingress) as consumer:
         lifecycle.ready = True
         while not lifecycle.stop.is_set():
             batches = await consumer.getmany(timeout_ms=100, max_records=1000)

@@ -28,7 +28,7 @@ def spec(**changes: Any) -> dict[str, Any]:
 
 
 def kafka_target(**fields: Any) -> dict[str, Any]:
-    return {"type": "kafka", "topic": "user.events", **fields}
+    return {"type": "kafka", "topic": "dev.user.events", **fields}
 
 
 CRON = {"type": "cron", "expression": "0 0 * * *", "timezone": "UTC"}

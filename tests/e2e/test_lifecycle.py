@@ -14,7 +14,7 @@ import pytest
 
 from schemas.topics import JOB_EVENTS
 from tests.support.jobs import Cleanup, create, get_job, http_job, runs, wait_runs, wait_state
-from tests.support.kafka import find_messages
+from tests.support.kafka import find_messages, kafka_settings
 from tests.support.sink import Sink
 from tests.support.waiting import eventually
 
@@ -73,7 +73,7 @@ async def test_cancel_before_due_means_no_firing(api: httpx.AsyncClient, sink: S
     await asyncio.sleep(2.5)  # the point: nothing fires in the next seconds
     assert len(sink.hits_for(path)) == count
     assert (await api.post(f"/jobs/{job_id}/resume")).status_code == 202  # accepted, no effect
-    outcome = await find_messages(env["DUETIME_KAFKA_BOOTSTRAP"], JOB_EVENTS,
+    outcome = await find_messages(kafka_settings(env), JOB_EVENTS,
                                   lambda m: m.get("job_id") == job_id
                                   and m.get("command_type") == "resume")
     assert outcome and outcome[0]["type"] == "job.rejected", outcome

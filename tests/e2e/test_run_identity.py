@@ -13,7 +13,7 @@ import httpx
 from duetime.run_ids import run_id_for
 from schemas.topics import JOB_EVENTS
 from tests.support.jobs import create, http_job, wait_state
-from tests.support.kafka import find_messages
+from tests.support.kafka import find_messages, kafka_settings
 from tests.support.sink import Sink
 
 LOOKAHEAD_S = 0.1  # the dispatcher's lookahead_ms
@@ -21,7 +21,7 @@ LOOKAHEAD_S = 0.1  # the dispatcher's lookahead_ms
 
 async def _applied_at(env: dict[str, str], job_id: str) -> float:
     """When the writer applied the job's edit (its job.updated event)."""
-    [event] = await find_messages(env["DUETIME_KAFKA_BOOTSTRAP"], JOB_EVENTS,
+    [event] = await find_messages(kafka_settings(env), JOB_EVENTS,
                                   lambda m: m.get("job_id") == job_id
                                   and m.get("type") == "job.updated")
     return datetime.fromisoformat(event["at"].replace("Z", "+00:00")).timestamp()

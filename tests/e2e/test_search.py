@@ -108,7 +108,7 @@ async def fleet(api: httpx.AsyncClient, tag: str) -> AsyncIterator[Fleet]:
     f = Fleet(api, tag)
     await f.add("a", f"{tag}-alpha", labels={"team": "red"})
     await f.add("b", f"{tag}-beta", schedule=never("2098-06-01T00:00:00Z"),
-                target={"type": "kafka", "topic": "search-e2e"}, labels={"team": "blue"})
+                target={"type": "kafka", "topic": "dev.search-e2e"}, labels={"team": "blue"})
     await f.add("c", f"{tag}-gamma", schedule={"type": "cron", "expression": "0 0 1 1 *"},
                 labels={"team": "red", "env": "prod"})
     await f.add("d", f"{tag}-Delta_50%", schedule={"type": "interval", "every_seconds": 3600})

@@ -11,7 +11,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from schemas.topics import RUNS, RUNS_DLQ, RUNS_STATUS
-from tests.support.kafka import find_messages
+from tests.support.kafka import find_messages, kafka_settings
 from tests.support.sink import Sink
 
 BAD = [
@@ -34,7 +34,7 @@ async def test_bad_messages_are_dead_lettered_and_the_pipeline_keeps_working(
     marker = uuid.uuid4().hex
     for raw in BAD:
         await kafka_producer.send_and_wait(topic, raw, key=marker.encode())
-    letters = await find_messages(env["DUETIME_KAFKA_BOOTSTRAP"], RUNS_DLQ,
+    letters = await find_messages(kafka_settings(env), RUNS_DLQ,
                                   lambda m: m.get("key") == marker, count=len(BAD))
     assert len(letters) == len(BAD)
     assert {m["source_topic"] for m in letters} == {topic}

@@ -16,7 +16,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import NewTopic
 from aiokafka.errors import KafkaTimeoutError
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -27,7 +27,7 @@ from duetime.lifecycle import Lifecycle
 from duetime.timeutil import now_ms
 from executor.service import Consumer, Executor, Settings, Topics, workers
 from schemas.events import RunRequested
-from tests.support.kafka import find_messages
+from tests.support.kafka import find_messages, kafka_options
 from tests.support.sink import Sink
 from tests.support.waiting import eventually
 
@@ -52,18 +52,20 @@ class Rig:
         return score
 
     async def statuses(self, entry: Entry, count: int = 1) -> list[dict[str, Any]]:
-        return await find_messages(self.settings.kafka_bootstrap, self.topics.status,
+        return await find_messages(self.settings, self.topics.status,
                                    lambda m: m.get("run_id") == entry.run_id, count=count)
 
 
 @pytest.fixture
 async def rig(env: dict[str, str], redis: Redis) -> AsyncIterator[Rig]:
     tag = uuid.uuid4().hex[:12]
-    topics = Topics(runs=f"test.{tag}.runs", status=f"test.{tag}.status", dlq=f"test.{tag}.dlq")
-    settings = Settings(kafka_bootstrap=env["DUETIME_KAFKA_BOOTSTRAP"],
+    # Under duetime.: the services' principal (which the executor logs in as) may create them.
+    topics = Topics(runs=f"duetime.test.{tag}.runs", status=f"duetime.test.{tag}.status",
+                    dlq=f"duetime.test.{tag}.dlq")
+    settings = Settings(**kafka_options(env),
                         redis_url=env["DUETIME_REDIS_URL"], due_shards=1, lease_ms=LEASE_MS,
                         executor_id=f"test-{tag}")
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin = kafka.admin_client(settings)
     await admin.start()
     names = [topics.runs, topics.status, topics.dlq]
     await admin.create_topics([NewTopic(name, 1, 1) for name in names])
@@ -142,7 +144,7 @@ async def _start(rig: Rig, kafka_producer: AIOKafkaProducer,
                  url: str) -> tuple[Lifecycle, asyncio.Task[None], Entry]:
     lifecycle = Lifecycle("test-executor", grace_seconds=15)
     executor = rig.executor()
-    consumer = Consumer(lifecycle, executor, rig.settings, group=f"{rig.topics.runs}.group")
+    consumer = Consumer(lifecycle, executor, rig.settings, group=f"duetime-{rig.topics.runs}")
     service = asyncio.create_task(lifecycle.supervise(workers(executor, consumer)))
     req, entry = await _run_request(rig.due, url)
     await kafka_producer.send_and_wait(rig.topics.runs, kafka.encode(req),

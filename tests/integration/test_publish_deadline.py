@@ -28,6 +28,7 @@ from duetime.settings import KafkaSettings
 from job_service.api import build_app
 from job_service.idempotency import IdempotencyStore
 from job_service.publisher import CommandPublisher
+from tests.support.kafka import kafka_options
 from tests.support.sink import Sink
 from tests.support.waiting import eventually
 
@@ -64,7 +65,7 @@ class LateKafka:
 
 @pytest.fixture
 async def late_kafka(env: dict[str, str]) -> AsyncIterator[LateKafka]:
-    settings = KafkaSettings(kafka_bootstrap=env["DUETIME_KAFKA_BOOTSTRAP"])
+    settings = KafkaSettings(**kafka_options(env))
     async with kafka.producer(settings, f"test-{uuid.uuid4().hex[:8]}") as producer:
         wrapper = LateKafka(producer)
         yield wrapper

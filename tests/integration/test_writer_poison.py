@@ -26,7 +26,7 @@ from duetime import kafka
 from duetime.due_set import DueSet
 from duetime.timeutil import utcnow
 from schemas.topics import JOB_COMMANDS, JOB_COMMANDS_DLQ, JOB_EVENTS, RUNS_DLQ, RUNS_STATUS
-from tests.support.kafka import find_messages
+from tests.support.kafka import find_messages, kafka_options, kafka_settings
 from writer.service import Settings, Writer, transient
 
 LATENESS_2000 = 850_000_000_000  # a once.at of 2000-01-01, fired in 2026
@@ -35,7 +35,7 @@ LATENESS_2000 = 850_000_000_000  # a once.at of 2000-01-01, fired in 2026
 @pytest.fixture
 async def writer(env: dict[str, str], redis: Redis) -> AsyncIterator[Writer]:
     tag = uuid.uuid4().hex[:12]
-    settings = Settings(kafka_bootstrap=env["DUETIME_KAFKA_BOOTSTRAP"],
+    settings = Settings(**kafka_options(env),
                         postgres_dsn=env["DUETIME_POSTGRES_DSN"],
                         redis_url=env["DUETIME_REDIS_URL"], due_shards=1)
     due = DueSet(redis, shards=1, prefix=f"test{tag}")
@@ -115,7 +115,7 @@ async def run_row(pg: asyncpg.Pool[Any], run_id: str) -> asyncpg.Record | None:
 
 
 async def letters(env: dict[str, str], topic: str, key: str, count: int = 1) -> list[dict[str, Any]]:
-    return await find_messages(env["DUETIME_KAFKA_BOOTSTRAP"], topic,
+    return await find_messages(kafka_settings(env), topic,
                                lambda m: m.get("key") == key, count=count)
 
 
@@ -177,7 +177,7 @@ async def test_commands_that_cannot_apply_are_dead_lettered_and_rejected(
         assert dead[0]["reason"].startswith(reason), dead[0]["reason"]
         assert dead[0]["source_topic"] == JOB_COMMANDS
     ids = {nul["command_id"]: nul_job, run_now["command_id"]: broken}
-    events = await find_messages(env["DUETIME_KAFKA_BOOTSTRAP"], JOB_EVENTS,
+    events = await find_messages(kafka_settings(env), JOB_EVENTS,
                                  lambda m: m.get("command_id") in ids, count=2)
     assert {e["command_id"]: (e["type"], e["job_id"]) for e in events} == {
         c: ("job.rejected", j) for c, j in ids.items()}

@@ -23,8 +23,11 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from redis.asyncio import Redis
 
+from duetime.kafka import client_options
+from duetime.settings import KafkaSettings
 from schemas.topics import JOB_EVENTS, PARTITIONS
 from tests.model.model import Command, Hit, JobHistory, Slot, Verdict, check, expect
+from tests.support.kafka import kafka_settings
 from tests.support.sink import Hit as SinkHit
 from tests.support.sink import Sink
 from tests.support.stack import ROOT, stack
@@ -128,8 +131,8 @@ class Report:
 class Events:
     """Collects the writer's `job.*` events: when (and whether) each command was applied."""
 
-    def __init__(self, bootstrap: str) -> None:
-        self.consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    def __init__(self, settings: KafkaSettings) -> None:
+        self.consumer = AIOKafkaConsumer(**client_options(settings), enable_auto_commit=False)
         self.applied: dict[str, dict[str, int]] = {}  # job_id -> command_id -> applied ms
         self.task: asyncio.Task[None] | None = None
 
@@ -351,7 +354,7 @@ async def run(api: httpx.AsyncClient, pg: asyncpg.Pool[Any], env: dict[str, str]
     nemesis = Nemesis(random.Random(seed + 1), sink, env["DUETIME_REDIS_URL"])
     sink.status_for = nemesis.status_for
     await sink.start()
-    events = Events(env["DUETIME_KAFKA_BOOTSTRAP"])
+    events = Events(kafka_settings(env))
     await events.start()
     try:
         deadline = time.monotonic() + seconds

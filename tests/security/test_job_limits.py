@@ -17,7 +17,7 @@ from aiokafka import AIOKafkaProducer
 
 from schemas.topics import JOB_COMMANDS, JOB_EVENTS
 from tests.support.jobs import Cleanup, get_job
-from tests.support.kafka import find_messages
+from tests.support.kafka import find_messages, kafka_settings
 from tests.support.problems import problem
 
 URL = "http://127.0.0.1:18999/never-called"
@@ -94,7 +94,7 @@ async def test_kafka_ingress_commands_beyond_the_limits_are_rejected(
 
     await kafka_producer.send_and_wait(JOB_COMMANDS, orjson.dumps(cmd), key=job_id.encode())
 
-    outcome = (await find_messages(env["DUETIME_KAFKA_BOOTSTRAP"], JOB_EVENTS,
+    outcome = (await find_messages(kafka_settings(env), JOB_EVENTS,
                                    lambda m: m.get("command_id") == cmd["command_id"]))[0]
     assert outcome["type"] == "job.rejected"
     assert "target.timeout_seconds" in outcome["reason"]

@@ -23,7 +23,7 @@ from aiokafka import AIOKafkaProducer
 from schemas.redaction import REDACTED
 from schemas.topics import JOB_COMMANDS, JOB_COMMANDS_DLQ, JOB_EVENTS, RUNS_DLQ
 from tests.support.jobs import Cleanup, get_job, http_job, wait_runs
-from tests.support.kafka import find_messages
+from tests.support.kafka import find_messages, kafka_settings
 from tests.support.sink import Hit, Sink
 from tests.support.stack import ROOT
 from tests.support.waiting import eventually
@@ -131,7 +131,7 @@ async def test_rejected_commands_dead_letters_and_logs_do_not_echo_secrets(
     key = uuid.uuid4().hex.encode()
     await kafka_producer.send_and_wait(JOB_COMMANDS, orjson.dumps(cmd), key=key)
 
-    bootstrap = env["DUETIME_KAFKA_BOOTSTRAP"]
+    bootstrap = kafka_settings(env)
     [rejected] = await find_messages(bootstrap, JOB_EVENTS,
                                      lambda m: m.get("command_id") == cmd["command_id"])
     [letter] = await find_messages(bootstrap, JOB_COMMANDS_DLQ,
@@ -158,7 +158,7 @@ async def test_a_failed_runs_dead_letter_does_not_echo_secrets(
     [hit] = await failing.wait_for(path)
     assert hit.headers["Authorization"] == auth
 
-    [letter] = await find_messages(env["DUETIME_KAFKA_BOOTSTRAP"], RUNS_DLQ,
+    [letter] = await find_messages(kafka_settings(env), RUNS_DLQ,
                                    lambda m: m.get("key") == job_id)
     assert_nowhere(orjson.dumps(letter).decode(), auth, token)
     request = orjson.loads(letter["value"])

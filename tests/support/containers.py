@@ -22,9 +22,21 @@ COMPOSE_ENV = {
     "DUETIME_API_KEY": "dev-only-insecure-key-replace-me",
     "DUETIME_API_KEY_B": "dev-only-insecure-key-b-replace-me",
     "DUETIME_KAFKA_BOOTSTRAP": "127.0.0.1:19092",
-    "DUETIME_POSTGRES_DSN": "postgresql://duetime@127.0.0.1:15432/duetime",
-    "DUETIME_REDIS_URL": "redis://127.0.0.1:16379/0",
+    # The development passwords deploy/docker-compose.yml falls back to (ADR 0015).
+    "DUETIME_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+    "DUETIME_KAFKA_SASL_MECHANISM": "SCRAM-SHA-256",
+    "DUETIME_KAFKA_USERNAME": "duetime-services",
+    "DUETIME_KAFKA_PASSWORD": "compose-dev-kafka-services-password",
+    "DUETIME_KAFKA_TARGET_USERNAME": "duetime-target",
+    "DUETIME_KAFKA_TARGET_PASSWORD": "compose-dev-kafka-target-password",
+    "DUETIME_KAFKA_ADMIN_USERNAME": "admin",
+    "DUETIME_KAFKA_ADMIN_PASSWORD": "compose-dev-kafka-admin-password",
+    "DUETIME_KAFKA_INGRESS_PASSWORDS": "dev:compose-dev-kafka-ingress-dev-password,"
+                                       "tenant-b:compose-dev-kafka-ingress-tenant-b-password",
+    "DUETIME_INGRESS_TENANTS": "dev,tenant-b",
     "DUETIME_ID_SECRET": "compose-development-id-secret",
+    "DUETIME_POSTGRES_DSN": "postgresql://duetime:compose-dev-postgres-password@127.0.0.1:15432/duetime",
+    "DUETIME_REDIS_URL": "redis://duetime:compose-dev-redis-password@127.0.0.1:16379/0",
 }
 
 

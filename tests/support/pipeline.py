@@ -29,6 +29,7 @@ from executor.service import Executor, Topics
 from executor.service import Settings as ExecutorSettings
 from schemas.events import RunRequested
 from schemas.topics import JOB_COMMANDS, RUNS_STATUS
+from tests.support.kafka import kafka_options
 from writer.service import Settings as WriterSettings
 from writer.service import Writer
 
@@ -143,10 +144,10 @@ async def _jsonb(conn: asyncpg.Connection[Any]) -> None:
 async def pipeline(env: dict[str, str], redis: Redis,
                    pg: asyncpg.Pool[Any]) -> AsyncIterator[Pipeline]:
     tag = uuid.uuid4().hex[:12]
-    wsettings = WriterSettings(kafka_bootstrap=env["DUETIME_KAFKA_BOOTSTRAP"],
+    wsettings = WriterSettings(**kafka_options(env),
                                postgres_dsn=env["DUETIME_POSTGRES_DSN"],
                                redis_url=env["DUETIME_REDIS_URL"], due_shards=1)
-    esettings = ExecutorSettings(kafka_bootstrap=env["DUETIME_KAFKA_BOOTSTRAP"],
+    esettings = ExecutorSettings(**kafka_options(env),
                                  redis_url=env["DUETIME_REDIS_URL"], due_shards=1,
                                  executor_id=f"test-{tag}")
     due = DueSet(redis, shards=1, prefix=f"test{tag}")

@@ -45,6 +45,8 @@ CONNECTION_FIELDS = ("kafka_bootstrap", "postgres_dsn", "redis_url")
 # (and adds a HOST listener for clients outside the compose network).
 KAFKA_LOCAL_ONLY = {"listeners", "advertised.listeners", "listener.security.protocol.map",
                     "controller.quorum.voters", "log.dirs"}
+# Broker properties that carry a password: compose sets them from its own variables.
+KAFKA_SECRET_SUFFIX = ".sasl.jaas.config"
 
 
 def _rel(path: Path) -> str:
@@ -322,9 +324,12 @@ def _url_problems(name: str, var: str, value: str, local_default: str) -> list[s
     if url.port not in _published(host):
         problems.append(f"{name}: {var} port {url.port} is not the port {host} publishes "
                         f"({sorted(_published(host))})")
-    if (url.username, url.path) != (local.username, local.path):
-        problems.append(f"{name}: {var} user/path {url.username!r} {url.path!r} differ from the "
-                        f"local default {local_default!r}")
+    if url.path != local.path:
+        problems.append(f"{name}: {var} path {url.path!r} differs from the local default "
+                        f"{local_default!r}")
+    if not (url.username and url.password):
+        problems.append(f"{name}: {var} carries no user and password (ADR 0015: Postgres and "
+                        "Redis authenticate every client)")
     return problems
 
 
@@ -344,8 +349,10 @@ def test_connection_settings_point_at_the_compose_services() -> None:
     if (postgres.get("POSTGRES_DB"), postgres.get("POSTGRES_USER")) != ("duetime", "duetime"):
         problems.append(f"postgres: POSTGRES_DB/POSTGRES_USER are {postgres.get('POSTGRES_DB')!r}/"
                         f"{postgres.get('POSTGRES_USER')!r}, expected duetime/duetime")
-    if postgres.get("POSTGRES_HOST_AUTH_METHOD") != "trust":
-        problems.append("postgres: POSTGRES_HOST_AUTH_METHOD is not trust (the DSNs carry no password)")
+    if postgres.get("POSTGRES_HOST_AUTH_METHOD") != "scram-sha-256" or \
+            not postgres.get("POSTGRES_PASSWORD"):
+        problems.append("postgres: POSTGRES_HOST_AUTH_METHOD is not scram-sha-256 with a "
+                        "POSTGRES_PASSWORD (the DSNs carry the password)")
     assert not problems, _report("connection settings do not reach the compose services", problems)
 
 
@@ -384,6 +391,10 @@ def test_kafka_broker_config_matches_the_local_stack() -> None:
         var = _kafka_env_name(prop)
         if var not in env:
             problems.append(f"kafka: {var} not set ({prop}={value} in {_rel(STACK_SH)})")
+        elif prop.endswith(KAFKA_SECRET_SUFFIX):
+            login = value.split(" required", 1)[0]
+            if not env[var].startswith(login):
+                problems.append(f"kafka: {var} does not use {login} ({prop} in {_rel(STACK_SH)})")
         elif prop not in KAFKA_LOCAL_ONLY and env[var] != value:
             problems.append(f"kafka: {var}={env[var]!r}, expected {value!r} ({prop} in {_rel(STACK_SH)})")
     assert not problems, _report("the broker configuration disagrees with the local stack", problems)

@@ -21,7 +21,7 @@ from duetime.timeutil import to_ms
 from executor.service import Executor, Settings
 from schemas.events import RunRequested
 
-TARGET_TOPIC = "the.target"
+TARGET_TOPIC = "t.target"  # tenant "t" may use "t.*" (the default allowlist)
 
 
 class FlakyProducer:
@@ -87,7 +87,8 @@ async def _this_machine() -> float:
 
 def _executor(producer: FlakyProducer, fail_completes: int = 0) -> tuple[Executor, FlakyDueSet]:
     executor = Executor(cast(DueSet, None), cast(Any, producer), cast(Any, None),
-                        Settings(executor_id="x1"), clock=ReferenceClock(_this_machine))
+                        Settings(executor_id="x1"), clock=ReferenceClock(_this_machine),
+                        target_producer=producer)
     due = FlakyDueSet(executor.held, fail_completes)
     executor.due_set = cast(DueSet, due)
     return executor, due
