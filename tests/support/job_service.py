@@ -21,7 +21,6 @@ from duetime.lifecycle import Lifecycle
 from duetime.settings import (
     IdSettings,
     JobLimitSettings,
-    KafkaSettings,
     PostgresSettings,
     QuotaSettings,
 )
@@ -30,6 +29,7 @@ from job_service.idempotency import IdempotencyStore
 from job_service.publisher import CommandPublisher
 from job_service.quotas import Quotas
 from job_service.usage import QUERIES, UsageCache, postgres_reader
+from tests.support.kafka import kafka_settings as kafka_settings_of
 
 
 class RecordingProducer:
@@ -67,7 +67,7 @@ class InProcess:
 @asynccontextmanager
 async def job_service(env: dict[str, str], redis: Redis, quotas: QuotaSettings | None = None,
                       limits: JobLimitSettings | None = None) -> AsyncIterator[InProcess]:
-    kafka_settings = KafkaSettings(kafka_bootstrap=env["DUETIME_KAFKA_BOOTSTRAP"])
+    kafka_settings = kafka_settings_of(env)
     pg_settings = PostgresSettings(postgres_dsn=env["DUETIME_POSTGRES_DSN"], postgres_pool_max=4)
     quota_settings = quotas or QuotaSettings()
     async with postgres.pool(pg_settings) as pool, \
