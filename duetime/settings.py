@@ -58,3 +58,15 @@ class IdSettings(_Fragment):
 class LogSettings(_Fragment):
     log_level: str = "INFO"
     log_format: str = "auto"  # "json", "console" or "auto" (json unless a terminal)
+
+
+class GatewaySettings(_Fragment):
+    # The key the gateway signs its tenant assertions with (duetime.tenant_assertion, ADR 0017).
+    # No default: a service without it cannot tell the gateway from anyone else.
+    gateway_secret: str = Field(default="", repr=False)
+    # How far an assertion's timestamp may be from this service's clock, either way.
+    assertion_max_age_seconds: float = Field(default=30.0, gt=0, le=300)
+    # "dev" allows the published development keys and secrets; anything else refuses them.
+    env: str = "production"
+    # The gateway's API keys file (hashes only); when set, checked for published development keys.
+    api_keys_file: str = ""

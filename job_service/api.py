@@ -13,12 +13,14 @@ from fastapi import APIRouter, Body, FastAPI, Header, Request, Response
 from pydantic import ValidationError
 
 from duetime import schedule
+from duetime.gateway_auth import GatewayAuthentication
 from duetime.job_ids import JobIds
 from duetime.lifecycle import Lifecycle
 from duetime.merge_patch import merge_patch
 from duetime.ops import ops_router
 from duetime.problems import ProblemError, install, tenant_of, validation_errors
 from duetime.run_ids import run_id_for
+from duetime.tenant_assertion import TenantAssertions
 from duetime.timeutil import iso, to_ms, utcnow
 from job_service.idempotency import IdempotencyStore, body_hash
 from job_service.publisher import CommandPublisher, Unavailable
@@ -229,9 +231,10 @@ class JobRoutes:
 
 
 def build_app(lifecycle: Lifecycle, publisher: CommandPublisher, idempotency: IdempotencyStore,
-              lookup: JobLookup, ids: JobIds) -> FastAPI:
+              lookup: JobLookup, ids: JobIds, assertions: TenantAssertions) -> FastAPI:
     app = FastAPI(title="duetime job service", docs_url=None, redoc_url=None)
     install(app)
+    app.add_middleware(GatewayAuthentication, assertions=assertions)
     app.include_router(ops_router(lifecycle))
     app.include_router(JobRoutes(publisher, idempotency, lookup, ids).router())
     return app

@@ -8,12 +8,14 @@ import asyncpg
 from pydantic import Field
 
 from duetime import kafka, postgres
+from duetime.development_secrets import refuse_development_secrets
 from duetime.job_ids import JobIds
 from duetime.lifecycle import Lifecycle
 from duetime.ops import serve
 from duetime.problems import ProblemError
 from duetime.redis_client import redis_client
 from duetime.settings import (
+    GatewaySettings,
     HttpSettings,
     IdSettings,
     KafkaSettings,
@@ -21,6 +23,7 @@ from duetime.settings import (
     RedisSettings,
 )
 from duetime.sql import load_queries
+from duetime.tenant_assertion import TenantAssertions
 from job_service.api import build_app
 from job_service.idempotency import IdempotencyStore
 from job_service.publisher import CommandPublisher
@@ -29,13 +32,15 @@ QUERIES = load_queries("job_service")
 STORE_DOWN = "the job store is not answering; the command was not accepted; retry later"
 
 
-class Settings(KafkaSettings, PostgresSettings, RedisSettings, HttpSettings, IdSettings):
+class Settings(KafkaSettings, PostgresSettings, RedisSettings, HttpSettings, IdSettings,
+               GatewaySettings):
     http_port: int = 18101
     publish_timeout_seconds: float = Field(default=5.0, gt=0)
 
 
 async def main(lifecycle: Lifecycle) -> None:
     settings = Settings()
+    refuse_development_secrets(settings)
     settings.kafka_request_timeout_ms = int(settings.publish_timeout_seconds * 1000)
     redis = redis_client(settings)
     async with postgres.pool(settings) as pool, kafka.producer(settings, "job_service") as producer:
@@ -55,7 +60,8 @@ async def main(lifecycle: Lifecycle) -> None:
         lifecycle.checks["redis"] = redis_ok
         app = build_app(lifecycle, CommandPublisher(producer, settings.publish_timeout_seconds),
                         IdempotencyStore(redis), lookup,
-                        JobIds(settings.id_secret))
+                        JobIds(settings.id_secret),
+                        TenantAssertions(settings.gateway_secret, settings.assertion_max_age_seconds))
         lifecycle.ready = True
         try:
             await lifecycle.supervise(
