@@ -617,7 +617,14 @@ load_common_env() {
 }
 
 create_api_key() {
-    "$PY" -m duetime keys --keys-file "$API_KEYS_FILE" --no-reload create --tenant "$1" 2>/dev/null
+    "$PY" -m duetime keys --keys-file "$API_KEYS_FILE" --no-reload create --tenant "$1" \
+        2>>"$LOGS/keys.log"
+}
+
+# True when the key's hash is in the keys file (not revoked, not from an older .stack).
+key_known() {
+    [[ -n $1 && -s $API_KEYS_FILE ]] || return 1
+    grep -q "^\"$(printf '%s' "$1" | sha256sum | cut -d' ' -f1)\"" "$API_KEYS_FILE"
 }
 
 # The dev environment's test keys for tenants dev and tenant-b. The keys file holds only their
@@ -625,11 +632,11 @@ create_api_key() {
 ensure_dev_keys() {
     DUETIME_API_KEY=$(env_file_value DUETIME_API_KEY)
     DUETIME_API_KEY_B=$(env_file_value DUETIME_API_KEY_B)
-    if [[ -z $DUETIME_API_KEY || -z $DUETIME_API_KEY_B || ! -s $API_KEYS_FILE ]]; then
+    if ! key_known "$DUETIME_API_KEY" || ! key_known "$DUETIME_API_KEY_B"; then
         ensure_python
         log "creating the dev environment's API keys (tenants dev, tenant-b; hashes in $API_KEYS_FILE)"
-        DUETIME_API_KEY=$(create_api_key dev) || die "could not create an API key in $API_KEYS_FILE"
-        DUETIME_API_KEY_B=$(create_api_key tenant-b) || die "could not create an API key in $API_KEYS_FILE"
+        DUETIME_API_KEY=$(create_api_key dev) || die "could not create an API key (log: $LOGS/keys.log)"
+        DUETIME_API_KEY_B=$(create_api_key tenant-b) || die "could not create an API key (log: $LOGS/keys.log)"
     fi
     write_env_file
 }
