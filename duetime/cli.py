@@ -1,4 +1,4 @@
-"""The `duetime` command: run a service, migrate the database, create topics, export schemas."""
+"""The `duetime` command: run a service, migrate the database, create topics, manage API keys."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import importlib
 import logging
 import sys
 
-from duetime import logs, run_ids
+from duetime import keys_command, logs, run_ids
 from duetime.kafka import ensure_topics
 from duetime.lifecycle import Lifecycle
 from duetime.postgres import migrate
@@ -47,7 +47,10 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("service", choices=SERVICES)
     sub.add_parser("migrate", help="apply pending database migrations")
     sub.add_parser("topics", help="create the Kafka topics duetime uses")
+    keys_command.add_parser(sub)
     args = parser.parse_args(argv)
+    if args.command == "keys":
+        return keys_command.run(args)
 
     log_settings = LogSettings()
     logs.configure(log_settings.log_level, log_settings.log_format,

@@ -82,9 +82,18 @@ def install(app: FastAPI) -> None:
         return problem(500, "Internal error", "an unexpected error occurred")
 
 
+UNAUTHORIZED = ("this request did not come through the gateway with a valid API key "
+                "(missing, invalid or expired tenant assertion)")
+
+
 def tenant_of(request: Request) -> str:
-    """The tenant the gateway resolved from the API key."""
-    tenant = request.headers.get("x-duetime-tenant", "")
+    """The tenant the gateway vouched for in its signed assertion (duetime.gateway_auth checked it
+    before routing); 401 for anything else.
+
+    Client-settable headers (`X-Duetime-Tenant` and the like) are never read: reaching a service
+    port is not proof of anything (ADR 0017).
+    """
+    tenant: str | None = getattr(request.state, "tenant", None)
     if not tenant:
-        raise ProblemError(401, "Unauthorized", "missing or unknown API key")
+        raise ProblemError(401, "Unauthorized", UNAUTHORIZED)
     return tenant

@@ -111,3 +111,15 @@ class QuotaSettings(_Fragment):
     quota_creates_per_second: float = Field(default=5000.0, gt=0)
     # How old the usage snapshot read from Postgres may get before it is read again.
     quota_refresh_seconds: float = Field(default=2.0, gt=0, le=300)
+
+
+class GatewaySettings(_Fragment):
+    # The key the gateway signs its tenant assertions with (duetime.tenant_assertion, ADR 0017).
+    # No default: a service without it cannot tell the gateway from anyone else.
+    gateway_secret: str = Field(default="", repr=False)
+    # How far an assertion's timestamp may be from this service's clock, either way.
+    assertion_max_age_seconds: float = Field(default=30.0, gt=0, le=300)
+    # "dev" allows the published development keys and secrets; anything else refuses them.
+    env: str = "production"
+    # The gateway's API keys file (hashes only); when set, checked for published development keys.
+    api_keys_file: str = ""

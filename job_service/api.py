@@ -13,6 +13,7 @@ from fastapi import APIRouter, Body, FastAPI, Header, Request, Response
 from pydantic import ValidationError
 
 from duetime import job_limits, schedule
+from duetime.gateway_auth import GatewayAuthentication
 from duetime.job_ids import JobIds
 from duetime.kafka_targets import TopicPolicy
 from duetime.lifecycle import Lifecycle
@@ -22,6 +23,7 @@ from duetime.problem_docs import problem_responses
 from duetime.problems import ProblemError, install, tenant_of, validation_errors
 from duetime.run_ids import run_id_for
 from duetime.settings import JobLimitSettings, KafkaTargetSettings, QuotaSettings
+from duetime.tenant_assertion import TenantAssertions
 from duetime.timeutil import iso, to_ms, utcnow
 from job_service.idempotency import IdempotencyStore, body_hash
 from job_service.publisher import CommandPublisher, Unavailable
@@ -309,7 +311,8 @@ class JobRoutes:
 
 
 def build_app(lifecycle: Lifecycle, publisher: CommandPublisher, idempotency: IdempotencyStore,
-              lookup: JobLookup, ids: JobIds, quotas: Quotas | None = None,
+              lookup: JobLookup, ids: JobIds, assertions: TenantAssertions,
+              quotas: Quotas | None = None,
               limits: JobLimitSettings | None = None,
               topics: TopicPolicy | None = None) -> FastAPI:
     """`quotas`, `limits` and `topics` default to the environment's settings, usage counted in memory."""
@@ -317,6 +320,7 @@ def build_app(lifecycle: Lifecycle, publisher: CommandPublisher, idempotency: Id
     quotas = quotas or Quotas(settings, UsageCache(None, settings.quota_refresh_seconds))
     app = FastAPI(title="duetime job service", docs_url=None, redoc_url=None)
     install(app)
+    app.add_middleware(GatewayAuthentication, assertions=assertions)
     install_quotas(app)
     app.include_router(ops_router(lifecycle))
     app.include_router(JobRoutes(publisher, idempotency, lookup, ids, quotas,

@@ -8,6 +8,7 @@ import asyncpg
 from pydantic import Field
 
 from duetime import kafka, postgres
+from duetime.development_secrets import refuse_development_secrets
 from duetime.job_ids import JobIds
 from duetime.kafka_targets import TopicPolicy
 from duetime.lifecycle import Lifecycle
@@ -15,6 +16,7 @@ from duetime.ops import serve
 from duetime.problems import ProblemError
 from duetime.redis_client import redis_client
 from duetime.settings import (
+    GatewaySettings,
     HttpSettings,
     IdSettings,
     JobLimitSettings,
@@ -25,6 +27,7 @@ from duetime.settings import (
     RedisSettings,
 )
 from duetime.sql import load_queries
+from duetime.tenant_assertion import TenantAssertions
 from job_service.api import build_app
 from job_service.idempotency import IdempotencyStore
 from job_service.publisher import CommandPublisher
@@ -38,7 +41,7 @@ STORE_DOWN = "the job store is not answering; the command was not accepted; retr
 
 
 class Settings(KafkaSettings, KafkaTargetSettings, PostgresSettings, RedisSettings, HttpSettings,
-               IdSettings, JobLimitSettings, QuotaSettings):
+               IdSettings, JobLimitSettings, QuotaSettings, GatewaySettings):
     http_port: int = 18101
     publish_timeout_seconds: float = Field(default=5.0, gt=0)
     # Two are enough to rotate; a few more let teams overlap rotations (ADR 0019).
@@ -47,6 +50,7 @@ class Settings(KafkaSettings, KafkaTargetSettings, PostgresSettings, RedisSettin
 
 async def main(lifecycle: Lifecycle) -> None:
     settings = Settings()
+    refuse_development_secrets(settings)
     settings.kafka_request_timeout_ms = int(settings.publish_timeout_seconds * 1000)
     redis = redis_client(settings)
     async with postgres.pool(settings) as pool, kafka.producer(settings, "job_service") as producer:
@@ -71,7 +75,9 @@ async def main(lifecycle: Lifecycle) -> None:
         usage = UsageCache(postgres_reader(pool), settings.quota_refresh_seconds)
         app = build_app(lifecycle, CommandPublisher(producer, settings.publish_timeout_seconds),
                         IdempotencyStore(redis), lookup,
-                        JobIds(settings.id_secret), Quotas(settings, usage, stored), settings,
+                        JobIds(settings.id_secret),
+                        TenantAssertions(settings.gateway_secret, settings.assertion_max_age_seconds),
+                        Quotas(settings, usage, stored), settings,
                         TopicPolicy(settings))
         app.include_router(SigningSecretRoutes(pool, settings.signing_secrets_per_tenant).router())
         lifecycle.ready = True

@@ -9,10 +9,12 @@ from typing import Annotated, Any
 import asyncpg
 from fastapi import APIRouter, FastAPI, Query, Request
 
+from duetime.gateway_auth import GatewayAuthentication
 from duetime.job_ids import JobIds
 from duetime.lifecycle import Lifecycle
 from duetime.ops import ops_router
 from duetime.problems import ProblemError, install, tenant_of
+from duetime.tenant_assertion import TenantAssertions
 from duetime.timeutil import utcnow
 from schemas.events import RunStatus
 from search_service.filters import (
@@ -167,10 +169,12 @@ class SearchRoutes:
 
 
 def build_app(lifecycle: Lifecycle, pool: asyncpg.Pool[Any], q: dict[str, str],
-              ids: JobIds, statement_timeout_ms: int = DEFAULT_STATEMENT_TIMEOUT_MS) -> FastAPI:
+              ids: JobIds, assertions: TenantAssertions,
+              statement_timeout_ms: int = DEFAULT_STATEMENT_TIMEOUT_MS) -> FastAPI:
     """`statement_timeout_ms`: what `pool` was opened with, for the 422 that quotes it."""
     app = FastAPI(title="duetime search service", docs_url=None, redoc_url=None)
     install(app)
+    app.add_middleware(GatewayAuthentication, assertions=assertions)
     install_query_limits(app, statement_timeout_ms)
     app.include_router(ops_router(lifecycle))
     app.include_router(SearchRoutes(pool, q, ids).router())

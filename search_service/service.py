@@ -10,11 +10,13 @@ import asyncpg
 from pydantic import Field
 
 from duetime import postgres
+from duetime.development_secrets import refuse_development_secrets
 from duetime.job_ids import JobIds
 from duetime.lifecycle import Lifecycle
 from duetime.ops import serve
-from duetime.settings import HttpSettings, IdSettings, PostgresSettings
+from duetime.settings import GatewaySettings, HttpSettings, IdSettings, PostgresSettings
 from duetime.sql import load_queries
+from duetime.tenant_assertion import TenantAssertions
 from search_service.api import build_app
 from search_service.query_limits import DEFAULT_STATEMENT_TIMEOUT_MS
 from search_service.signing_secrets import SigningSecretList
@@ -22,7 +24,7 @@ from search_service.signing_secrets import SigningSecretList
 QUERIES = load_queries("search_service")
 
 
-class Settings(PostgresSettings, HttpSettings, IdSettings):
+class Settings(PostgresSettings, HttpSettings, IdSettings, GatewaySettings):
     http_port: int = 18102
     # Postgres stops any read query running longer (docs/quotas.md): DUETIME_READ_STATEMENT_TIMEOUT_MS.
     read_statement_timeout_ms: int = Field(default=DEFAULT_STATEMENT_TIMEOUT_MS, ge=10,
@@ -39,6 +41,7 @@ async def read_pool(settings: Settings) -> AsyncIterator[asyncpg.Pool[Any]]:
 
 async def main(lifecycle: Lifecycle) -> None:
     settings = Settings()
+    refuse_development_secrets(settings)
     timeout_ms = settings.read_statement_timeout_ms
     async with read_pool(settings) as pool:
 
@@ -47,7 +50,9 @@ async def main(lifecycle: Lifecycle) -> None:
 
         lifecycle.checks["postgres"] = db_ok
         lifecycle.ready = True
-        app = build_app(lifecycle, pool, QUERIES, JobIds(settings.id_secret), timeout_ms)
+        assertions = TenantAssertions(settings.gateway_secret, settings.assertion_max_age_seconds)
+        app = build_app(lifecycle, pool, QUERIES, JobIds(settings.id_secret), assertions,
+                        timeout_ms)
         app.include_router(SigningSecretList(pool).router())
         await lifecycle.supervise(
             {"http": serve(app, settings.http_host, settings.http_port, lifecycle)})

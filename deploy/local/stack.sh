@@ -10,6 +10,7 @@
 #   stack.sh restart <component>
 #   stack.sh status [component]  exit 0 when it (default: everything `up` starts) runs, else 1
 #   stack.sh logs <component>    follow its log
+#   stack.sh reload gateway      re-render nginx.conf and reload nginx (keys take effect)
 #
 # Components: kafka postgres redis job_service search_service writer watcher dispatcher
 # executor gateway (alias nginx). A second (third, …) instance of a service is
@@ -33,6 +34,8 @@ PG_DIR="$STACK/pg"
 REDIS_DIR="$STACK/redis"
 API_KEYS_FILE="$STACK/api_keys"
 ID_SECRET_FILE="$STACK/id_secret"
+GATEWAY_SECRET_FILE="$STACK/gateway_secret"
+NJS_MODULE="${DUETIME_NJS_MODULE:-/usr/lib/nginx/modules/ngx_http_js_module.so}"
 ENV_FILE="$STACK/env"
 # Generated passwords of the Kafka principals, the Postgres role and the Redis user (mode 0600).
 CREDENTIALS_FILE="$STACK/credentials"
@@ -300,20 +303,23 @@ ensure_packages() {
     pg_bin_dir >/dev/null || missing+=(postgres)
     { have redis-server && have redis-cli; } || missing+=(redis)
     nginx_bin >/dev/null || missing+=(nginx)
+    # njs: the gateway hashes API keys and signs tenant assertions with it (ADR 0017).
+    [[ -f $NJS_MODULE ]] || missing+=(njs)
     ((${#missing[@]} == 0)) && return 0
-    log "missing: ${missing[*]} — installing postgresql redis-server nginx-light with apt-get"
+    log "missing: ${missing[*]} — installing postgresql redis-server nginx-light libnginx-mod-http-js with apt-get"
     local sudo=()
     if ! is_root; then
-        have sudo || die "need root (or sudo) to apt-get install postgresql redis-server nginx-light"
+        have sudo || die "need root (or sudo) to apt-get install postgresql redis-server nginx-light libnginx-mod-http-js"
         sudo=(sudo)
     fi
     "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
     "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
         -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
-        postgresql redis-server nginx-light
+        postgresql redis-server nginx-light libnginx-mod-http-js
     pg_bin_dir >/dev/null || die "postgres binaries still missing after apt-get install"
     { have redis-server && have redis-cli; } || die "redis-server still missing after apt-get install"
     nginx_bin >/dev/null || die "nginx still missing after apt-get install"
+    [[ -f $NJS_MODULE ]] || die "$NJS_MODULE still missing after apt-get install (set DUETIME_NJS_MODULE)"
 }
 
 ensure_tools() {
@@ -367,7 +373,12 @@ KAFKA_SERVICES_USER=duetime-services
 KAFKA_TARGET_USER=duetime-target
 
 # The stack's tenants (from the API keys file): each gets an ingress topic and principal.
-stack_tenants() { api_key_lines | awk '{print $2}' | sort -u; }
+stack_tenants() {
+    {
+        printf '%s\n' dev tenant-b  # the dev environment's test tenants (ensure_dev_keys)
+        [[ -f $API_KEYS_FILE ]] && sed -n 's/^"[0-9a-f]\{64\}"[[:space:]]*"\([A-Za-z0-9][A-Za-z0-9_.-]*\)";.*/\1/p' "$API_KEYS_FILE"
+    } | sort -u
+}
 
 kafka_users() {
     printf '%s\n' admin "$KAFKA_SERVICES_USER" "$KAFKA_TARGET_USER"
@@ -529,7 +540,6 @@ start_kafka() {
     have java || die "kafka: 'java' (17+) is required but not installed"
     ensure_kafka_libs
     mkdir -p "$KAFKA_DIR/data"
-    ensure_api_keys
     ensure_credentials
     write_kafka_properties
     local cp="$KAFKA_LIBS/*" l4j="$SCRIPT_DIR/kafka-log4j2.properties"
@@ -770,19 +780,12 @@ start_redis() {
 # API keys, env
 # ---------------------------------------------------------------------------------------------
 
-random_key() { python3 -c 'import secrets; print(secrets.token_hex(16))'; }
+random_key() { python3 -c 'import secrets; print(secrets.token_hex(32))'; }
 
-ensure_api_keys() {
-    if [[ ! -s $API_KEYS_FILE ]]; then
-        log "generating API keys in $API_KEYS_FILE (tenants dev, tenant-b)"
-        (
-            umask 077
-            {
-                echo "# <api-key> <tenant> — read by deploy/local/stack.sh when the gateway starts"
-                echo "$(random_key) dev"
-                echo "$(random_key) tenant-b"
-            } >"$API_KEYS_FILE"
-        )
+# ensure_secret <file>: a random secret of this stack, created once, readable by its owner only.
+ensure_secret() {
+    if [[ ! -s $1 ]]; then
+        (umask 077; random_key >"$1")
     fi
 }
 
@@ -801,49 +804,33 @@ credential() {
 
 ensure_credentials() {
     local name
-    ensure_api_keys
     (umask 077; touch "$CREDENTIALS_FILE")
     chmod 600 "$CREDENTIALS_FILE"
     for name in postgres redis; do credential "$name" >/dev/null; done
     for name in $(kafka_users); do credential "kafka-$name" >/dev/null; done
 }
 
-# The key job ids are signed with (ADR 0009): shared by job_service and search_service.
-ensure_id_secret() {
-    if [[ ! -s $ID_SECRET_FILE ]]; then
-        (umask 077; random_key >"$ID_SECRET_FILE")
-    fi
-}
-
-# Valid "<key> <tenant>" lines of the keys file, as "key tenant".
-api_key_lines() {
-    local key tenant rest
-    while read -r key tenant rest || [[ -n $key ]]; do
-        [[ -z $key || $key == \#* ]] && continue
-        if [[ ! $key =~ ^[A-Za-z0-9._~+/=-]{16,}$ || ! $tenant =~ ^[A-Za-z0-9][A-Za-z0-9_.-]*$ ]]; then
-            warn "ignoring malformed line in $API_KEYS_FILE (key: 16+ chars of [A-Za-z0-9._~+/=-], tenant: [A-Za-z0-9_.-])"
-            continue
-        fi
-        echo "$key $tenant"
-    done <"$API_KEYS_FILE"
-}
-
-api_key_for() {
-    api_key_lines | awk -v t="$1" '$2 == t {print $1; exit}'
+# The value of VAR in the env file, or nothing.
+env_file_value() {
+    [[ -f $ENV_FILE ]] || return 0
+    sed -n "s/^$1=//p" "$ENV_FILE" | tail -n1
 }
 
 # What every service process gets. Only the executor also gets the target principal
 # (service_env); the admin and ingress passwords never reach a service.
 load_common_env() {
-    ensure_api_keys
-    ensure_id_secret
+    # The key job ids are signed with (ADR 0009), and the one the gateway signs tenant assertions
+    # with (ADR 0017): both shared by job_service and search_service.
+    ensure_secret "$ID_SECRET_FILE"
+    ensure_secret "$GATEWAY_SECRET_FILE"
     ensure_credentials
     DUETIME_ID_SECRET=$(<"$ID_SECRET_FILE")
-    export DUETIME_ID_SECRET
+    DUETIME_GATEWAY_SECRET=$(<"$GATEWAY_SECRET_FILE")
+    export DUETIME_ID_SECRET DUETIME_GATEWAY_SECRET
+    # A development environment: its two test keys are kept in plaintext in the env file.
+    export DUETIME_ENV=dev
+    export DUETIME_API_KEYS_FILE="$API_KEYS_FILE"
     export DUETIME_URL="http://127.0.0.1:$GATEWAY_PORT"
-    DUETIME_API_KEY=$(api_key_for dev)
-    DUETIME_API_KEY_B=$(api_key_for tenant-b)
-    export DUETIME_API_KEY DUETIME_API_KEY_B
     export DUETIME_KAFKA_BOOTSTRAP="127.0.0.1:$KAFKA_PORT"
     export DUETIME_KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT DUETIME_KAFKA_SASL_MECHANISM=SCRAM-SHA-256
     export DUETIME_KAFKA_USERNAME="$KAFKA_SERVICES_USER"
@@ -866,6 +853,36 @@ service_env() {
     fi
 }
 
+create_api_key() {
+    "$PY" -m duetime keys --keys-file "$API_KEYS_FILE" --no-reload create --tenant "$1" \
+        2>>"$LOGS/keys.log"
+}
+
+# True when the key's hash is in the keys file (not revoked, not from an older .stack).
+key_known() {
+    [[ -n $1 && -s $API_KEYS_FILE ]] || return 1
+    grep -q "^\"$(printf '%s' "$1" | sha256sum | cut -d' ' -f1)\"" "$API_KEYS_FILE"
+}
+
+# The dev environment's test keys for tenants dev and tenant-b. The keys file holds only their
+# hashes (like every key's); the plaintext is kept in the env file (0600) for tests and scripts.
+ensure_dev_keys() {
+    if [[ -s $API_KEYS_FILE ]] && grep -qv '^\(#\|"\|$\)' "$API_KEYS_FILE"; then
+        # A keys file from before hashed keys (plaintext "<key> <tenant>" lines): set aside.
+        warn "moving the old plaintext keys file to $API_KEYS_FILE.plaintext-old; new dev keys follow"
+        mv "$API_KEYS_FILE" "$API_KEYS_FILE.plaintext-old"
+    fi
+    DUETIME_API_KEY=$(env_file_value DUETIME_API_KEY)
+    DUETIME_API_KEY_B=$(env_file_value DUETIME_API_KEY_B)
+    if ! key_known "$DUETIME_API_KEY" || ! key_known "$DUETIME_API_KEY_B"; then
+        ensure_python
+        log "creating the dev environment's API keys (tenants dev, tenant-b; hashes in $API_KEYS_FILE)"
+        DUETIME_API_KEY=$(create_api_key dev) || die "could not create an API key (log: $LOGS/keys.log)"
+        DUETIME_API_KEY_B=$(create_api_key tenant-b) || die "could not create an API key (log: $LOGS/keys.log)"
+    fi
+    write_env_file
+}
+
 # .stack/env is for the tests and the operator at this machine (mode 0600): it also holds the
 # admin, target and ingress principals' passwords, which the security tests log in with.
 write_env_file() {
@@ -877,9 +894,14 @@ write_env_file() {
     (
         umask 077
         cat >"$tmp" <<EOF
+DUETIME_ENV=dev
 DUETIME_URL=$DUETIME_URL
 DUETIME_API_KEY=$DUETIME_API_KEY
 DUETIME_API_KEY_B=$DUETIME_API_KEY_B
+DUETIME_API_KEYS_FILE=$DUETIME_API_KEYS_FILE
+DUETIME_GATEWAY_SECRET=$DUETIME_GATEWAY_SECRET
+DUETIME_JOB_SERVICE_URL=http://127.0.0.1:$(service_base_port job_service)
+DUETIME_SEARCH_SERVICE_URL=http://127.0.0.1:$(service_base_port search_service)
 DUETIME_KAFKA_BOOTSTRAP=$DUETIME_KAFKA_BOOTSTRAP
 DUETIME_KAFKA_SECURITY_PROTOCOL=$DUETIME_KAFKA_SECURITY_PROTOCOL
 DUETIME_KAFKA_SASL_MECHANISM=$DUETIME_KAFKA_SASL_MECHANISM
@@ -960,32 +982,18 @@ start_service() {
 # ---------------------------------------------------------------------------------------------
 
 render_gateway_config() {
-    ensure_api_keys
-    local keys="$NGINX_DIR/api_keys.conf" tmp key tenant user_directive=""
-    tmp="$keys.tmp.$$"
-    # shellcheck disable=SC2016 # nginx variables, not shell ones
-    {
-        echo "# generated by deploy/local/stack.sh from $API_KEYS_FILE — do not edit"
-        echo 'map $http_x_api_key $duetime_tenant_from_key {'
-        echo '    default "";'
-        while read -r key tenant; do printf '    "%s" "%s";\n' "$key" "$tenant"; done < <(api_key_lines)
-        echo '}'
-        echo 'map $http_authorization $duetime_tenant_from_bearer {'
-        echo '    default "";'
-        while read -r key tenant; do
-            # map compares strings case-insensitively, so this also covers "bearer <key>".
-            printf '    "Bearer %s" "%s";\n' "$key" "$tenant"
-        done < <(api_key_lines)
-        echo '}'
-    } >"$tmp"
-    chmod 600 "$tmp"
-    mv "$tmp" "$keys"
+    local user_directive=""
+    [[ -f $NJS_MODULE ]] || die "gateway: njs module $NJS_MODULE missing (apt-get install libnginx-mod-http-js, or set DUETIME_NJS_MODULE)"
+    [[ -s $API_KEYS_FILE ]] || die "gateway: no keys file $API_KEYS_FILE (make up creates it)"
     is_root && user_directive="user root;"
     sed -e "s|@NGINX_DIR@|$NGINX_DIR|g" \
         -e "s|@GATEWAY_PORT@|$GATEWAY_PORT|g" \
         -e "s|@JOB_SERVICE_PORT@|$(service_base_port job_service)|g" \
         -e "s|@SEARCH_SERVICE_PORT@|$(service_base_port search_service)|g" \
         -e "s|@USER_DIRECTIVE@|$user_directive|g" \
+        -e "s|@NJS_MODULE@|$NJS_MODULE|g" \
+        -e "s|@GATEWAY_JS@|$SCRIPT_DIR/gateway.js|g" \
+        -e "s|@API_KEYS_FILE@|$API_KEYS_FILE|g" \
         "$SCRIPT_DIR/nginx.conf.template" >"$NGINX_DIR/nginx.conf.tmp.$$"
     mv "$NGINX_DIR/nginx.conf.tmp.$$" "$NGINX_DIR/nginx.conf"
 }
@@ -1008,6 +1016,8 @@ start_gateway() {
     ensure_port_free gateway "$GATEWAY_PORT" DUETIME_GATEWAY_PORT
     ngx=$(nginx_bin) || die "nginx not installed"
     mkdir -p "$NGINX_DIR"
+    load_common_env
+    ensure_dev_keys
     render_gateway_config
     # shellcheck disable=SC2046
     if ! "$ngx" -t -q $(nginx_args) >>"$logf" 2>&1; then
@@ -1015,10 +1025,26 @@ start_gateway() {
     fi
     log "gateway: starting nginx on 127.0.0.1:$GATEWAY_PORT"
     # shellcheck disable=SC2046
-    setsid nohup "$ngx" $(nginx_args) >>"$logf" 2>&1 </dev/null 9>&- &
+    # `env DUETIME_GATEWAY_SECRET;` in nginx.conf hands this one variable to gateway.js.
+    setsid nohup env DUETIME_GATEWAY_SECRET="$DUETIME_GATEWAY_SECRET" "$ngx" $(nginx_args) \
+        >>"$logf" 2>&1 </dev/null 9>&- &
     echo $! >"$(pid_file gateway)"
     wait_ready gateway "$GATEWAY_READY_TIMEOUT" gateway_ready "$logf" "$NGINX_DIR/error.log"
     log "gateway: ready (pid $(read_pid gateway))"
+}
+
+# Re-render nginx.conf and SIGHUP nginx: new workers read the keys file again. nginx keeps the
+# old configuration (and logs why) when the new one does not load.
+reload_gateway() {
+    local ngx
+    is_running gateway || die "gateway is not running"
+    ngx=$(nginx_bin) || die "nginx not installed"
+    load_common_env
+    render_gateway_config
+    # shellcheck disable=SC2046
+    "$ngx" -t -q $(nginx_args) || die "nginx -t rejected $NGINX_DIR/nginx.conf; the gateway keeps its old configuration"
+    kill -HUP "$(read_pid gateway)"
+    log "gateway: reloaded (pid $(read_pid gateway))"
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -1141,7 +1167,6 @@ cmd_up() {
     ensure_packages
     ensure_tools
     ensure_dirs
-    ensure_api_keys
     local c
     for c in "${INFRA[@]}"; do start_component "$c"; done
     if [[ ${DUETIME_STACK_INFRA_ONLY:-0} == 1 ]]; then
@@ -1152,17 +1177,19 @@ cmd_up() {
         for c in "${SERVICES[@]}"; do start_component "$c"; done
     fi
     start_component gateway
-    write_env_file
     cat <<EOF
 
-duetime local stack is up.
+duetime local stack is up (a development environment: DUETIME_ENV=dev).
   gateway   $DUETIME_URL
-  API key   $DUETIME_API_KEY   (tenant dev; tenant-b: $DUETIME_API_KEY_B)
+  API keys  stored hashed in $API_KEYS_FILE; create one (printed once) with
+              make key TENANT=<tenant>   (python -m duetime keys create --tenant <tenant>)
+            the dev environment's test keys (tenants dev, tenant-b) are in the env file
   env file  $ENV_FILE   (set -a; . $ENV_FILE; set +a)
   logs      $LOGS/
 
 try:
-  curl -H "Authorization: Bearer $DUETIME_API_KEY" -H 'Content-Type: application/json' -d '{"seconds":10,"url":"http://127.0.0.1:9/hook"}' $DUETIME_URL/timers
+  KEY=\$(make -s key TENANT=me)
+  curl -H "Authorization: Bearer \$KEY" -H 'Content-Type: application/json' -d '{"seconds":10,"url":"http://127.0.0.1:9/hook"}' $DUETIME_URL/timers
 EOF
 }
 
@@ -1227,6 +1254,11 @@ main() {
             esac
             ;;
         status) cmd_status "$@" ;;
+        reload)
+            [[ $# == 1 && $(canonical "$1") == gateway ]] || die "usage: stack.sh reload gateway"
+            take_lock
+            reload_gateway
+            ;;
         logs)
             (($# == 1)) || die "usage: stack.sh logs <component>"
             local name

@@ -25,9 +25,11 @@ from duetime import kafka
 from duetime.job_ids import JobIds
 from duetime.lifecycle import Lifecycle
 from duetime.settings import KafkaSettings
+from duetime.tenant_assertion import TenantAssertions
 from job_service.api import build_app
 from job_service.idempotency import IdempotencyStore
 from job_service.publisher import CommandPublisher
+from tests.support.gateway import AsTenant
 from tests.support.kafka import kafka_options
 from tests.support.sink import Sink
 from tests.support.waiting import eventually
@@ -78,12 +80,13 @@ async def job_service(late_kafka: LateKafka, redis: Redis) -> AsyncIterator[http
         return None
 
     publisher = CommandPublisher(late_kafka, TIMEOUT_S, max_skew_seconds=SKEW_S)
+    assertions = TenantAssertions("test-publish-deadline-gateway-secret")
     app = build_app(Lifecycle("job_service"), publisher,
                     IdempotencyStore(redis, prefix=f"test{uuid.uuid4().hex[:8]}"), lookup,
-                    JobIds("test-publish-deadline-secret"))
+                    JobIds("test-publish-deadline-secret"), assertions)
     tenant = f"clock-{uuid.uuid4().hex[:8]}"
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://js",
-                                 headers={"x-duetime-tenant": tenant}) as client:
+                                 auth=AsTenant(assertions, tenant)) as client:
         yield client
 
 

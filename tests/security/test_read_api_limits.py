@@ -23,9 +23,11 @@ from redis.asyncio import Redis
 from duetime import schedule
 from duetime.job_ids import JobIds
 from duetime.lifecycle import Lifecycle
+from duetime.tenant_assertion import TenantAssertions
 from search_service.api import build_app
 from search_service.service import QUERIES, Settings, read_pool
 from tests.integration.conftest import fresh_db
+from tests.support.gateway import AsTenant
 from tests.support.job_service import job_service
 from tests.support.problems import problem
 
@@ -42,10 +44,11 @@ async def search(env: dict[str, str], fresh_db: asyncpg.Pool[Any]) -> AsyncItera
     dsn = f"{env['DUETIME_POSTGRES_DSN'].rsplit('/', 1)[0]}/{name}"
     settings = Settings(postgres_dsn=dsn, postgres_pool_max=2, read_statement_timeout_ms=TIMEOUT_MS)
     async with read_pool(settings) as pool:
+        assertions = TenantAssertions("read-limits-gateway-secret-0123456789abcdef")
         app = build_app(Lifecycle("search_service"), pool, QUERIES, JobIds("read-limits-secret"),
-                        TIMEOUT_MS)
+                        assertions, TIMEOUT_MS)
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://ss",
-                                     headers={"x-duetime-tenant": "reader"}) as client:
+                                     auth=AsTenant(assertions, "reader")) as client:
             yield client
 
 

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 import urllib.request
@@ -37,6 +38,12 @@ COMPOSE_ENV = {
     "DUETIME_ID_SECRET": "compose-development-id-secret",
     "DUETIME_POSTGRES_DSN": "postgresql://duetime:compose-dev-postgres-password@127.0.0.1:15432/duetime",
     "DUETIME_REDIS_URL": "redis://duetime:compose-dev-redis-password@127.0.0.1:16379/0",
+    # deploy/docker-compose.yml's published development defaults (ADR 0017).
+    "DUETIME_GATEWAY_SECRET": "compose-development-gateway-secret",
+    "DUETIME_API_KEYS_FILE": str(ROOT / "deploy" / "compose" / "api_keys.conf"),
+    "DUETIME_ENV": "dev",
+    "DUETIME_JOB_SERVICE_URL": "http://127.0.0.1:18101",
+    "DUETIME_SEARCH_SERVICE_URL": "http://127.0.0.1:18102",
 }
 
 
@@ -52,6 +59,8 @@ def compose_stack(timeout: float = 300) -> Iterator[dict[str, str]]:
     """Start the compose topology, wait for the gateway, stop and remove it afterwards."""
     from testcontainers.compose import DockerCompose  # only needed with an engine
 
+    # The services refuse the published development keys and secrets unless told this is dev.
+    os.environ.setdefault("DUETIME_ENV", "dev")
     compose = DockerCompose(str(COMPOSE_FILE.parent), compose_file_name=COMPOSE_FILE.name,
                             build=True, wait=True)
     compose.start()

@@ -24,11 +24,13 @@ from duetime.settings import (
     PostgresSettings,
     QuotaSettings,
 )
+from duetime.tenant_assertion import TenantAssertions
 from job_service.api import build_app
 from job_service.idempotency import IdempotencyStore
 from job_service.publisher import CommandPublisher
 from job_service.quotas import Quotas
 from job_service.usage import QUERIES, UsageCache, postgres_reader
+from tests.support.gateway import AsTenant
 from tests.support.kafka import kafka_settings as kafka_settings_of
 
 
@@ -50,12 +52,14 @@ class InProcess:
     app: Any
     producer: RecordingProducer
     pool: asyncpg.Pool[Any]
+    assertions: TenantAssertions
     clients: list[httpx.AsyncClient] = field(default_factory=list)
 
     def client(self, tenant: str) -> httpx.AsyncClient:
         """A client that the service takes for `tenant` (as the gateway would say)."""
         c = httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app),
-                              base_url="http://job-service", headers={"x-duetime-tenant": tenant})
+                              base_url="http://job-service",
+                              auth=AsTenant(self.assertions, tenant))
         self.clients.append(c)
         return c
 
@@ -84,11 +88,12 @@ async def job_service(env: dict[str, str], redis: Redis, quotas: QuotaSettings |
 
         usage = UsageCache(postgres_reader(pool), quota_settings.quota_refresh_seconds)
         secret = env.get("DUETIME_ID_SECRET", IdSettings().id_secret)
+        assertions = TenantAssertions(f"in-process-gateway-secret-{uuid.uuid4().hex}")
         app = build_app(Lifecycle("job_service"), CommandPublisher(producer, 5.0),
                         IdempotencyStore(redis, prefix=f"test{uuid.uuid4().hex[:8]}"), lookup,
-                        JobIds(secret), Quotas(quota_settings, usage, stored),
+                        JobIds(secret), assertions, Quotas(quota_settings, usage, stored),
                         limits or JobLimitSettings())
-        service = InProcess(app, producer, pool)
+        service = InProcess(app, producer, pool, assertions)
         try:
             yield service
         finally:

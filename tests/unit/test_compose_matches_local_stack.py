@@ -22,7 +22,9 @@ import yaml
 from pydantic_settings import BaseSettings
 
 from duetime import settings as shared
+from duetime.api_keys import hash_key, read_keys
 from duetime.cli import SERVICES
+from duetime.development_secrets import PUBLISHED_API_KEYS
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
@@ -32,6 +34,7 @@ STACK_SH = DEPLOY / "local" / "stack.sh"
 LOCAL_NGINX = DEPLOY / "local" / "nginx.conf.template"
 COMPOSE_NGINX = DEPLOY / "compose" / "nginx.conf"
 COMPOSE_KEYS = DEPLOY / "compose" / "api_keys.conf"
+GATEWAY_JS = DEPLOY / "local" / "gateway.js"
 
 # The one-shot steps `stack.sh up` runs before the services, and the settings each one reads.
 ONE_SHOT: dict[str, type[BaseSettings]] = {
@@ -424,9 +427,13 @@ def test_gateway_routes_reads_to_search_service_and_writes_to_job_service() -> N
     if mounts.get(COMPOSE_NGINX) != "/etc/nginx/nginx.conf":
         problems.append(f"gateway does not mount {_rel(COMPOSE_NGINX)} at /etc/nginx/nginx.conf ({mounts})")
     keys_target = mounts.get(COMPOSE_KEYS)
-    if keys_target is None or f"include {keys_target};" not in text:
+    if keys_target is None or text.count(f"include {keys_target};") != 2:
         problems.append(f"gateway mounts {_rel(COMPOSE_KEYS)} at {keys_target!r}, which nginx.conf "
-                        "does not include")
+                        "does not include in both key maps")
+    script_target = mounts.get(GATEWAY_JS)
+    if script_target is None or f"js_import gateway from {script_target};" not in text:
+        problems.append(f"gateway mounts {_rel(GATEWAY_JS)} at {script_target!r}, which nginx.conf "
+                        "does not js_import")
     assert not problems, _report(f"{_rel(COMPOSE_NGINX)} routing", problems)
 
 
@@ -437,35 +444,55 @@ def test_gateway_keeps_the_local_key_check_limits_and_error_bodies() -> None:
         diff = difflib.unified_diff(_server_block(local), _server_block(compose), _rel(LOCAL_NGINX),
                                     _rel(COMPOSE_NGINX), lineterm="")
         problems.append("server blocks differ (other than listen):\n" + "\n".join(diff))
-    limits = ("limit_req_zone", "limit_req_status", "client_max_body_size", "map_hash_bucket_size")
+    limits = ("limit_req_zone", "limit_req_status", "client_max_body_size", "map_hash_bucket_size",
+              "js_set", "env")
     if _directives(local, *limits) != _directives(compose, *limits):
         problems.append(f"limits differ: {_directives(local, *limits)} != {_directives(compose, *limits)}")
-    for key in (("$duetime_tenant_from_key", "$tenant"), ("$request_method", "$duetime_backend")):
-        want, got = _maps(local).get(key), _maps(compose).get(key)
+    for key in (("$duetime_tenant_from_key", "$tenant"), ("$request_method", "$duetime_backend"),
+                ("$duetime_key_hash", "$duetime_tenant_from_key"),
+                ("$duetime_bearer_hash", "$duetime_tenant_from_bearer")):
+        # The keys file's path differs (a mount in compose); what the map does may not.
+        want, got = ({k: v for k, v in (maps.get(key) or {}).items() if k != "include"}
+                     for maps in (_maps(local), _maps(compose)))
         if want != got:
             problems.append(f"map {' '.join(key)} differs: {want} (local) != {got} (compose)")
     assert not problems, _report(f"{_rel(COMPOSE_NGINX)} drifted from {_rel(LOCAL_NGINX)}", problems)
 
 
-def test_compose_api_keys_are_marked_development_only() -> None:
+def test_compose_api_keys_are_hashes_of_the_published_development_keys() -> None:
     text = COMPOSE_KEYS.read_text()
-    maps = _maps(_nginx(COMPOSE_KEYS))
-    by_key = maps.get(("$http_x_api_key", "$duetime_tenant_from_key"), {})
-    by_bearer = maps.get(("$http_authorization", "$duetime_tenant_from_bearer"), {})
+    records = read_keys(COMPOSE_KEYS)
+    published = {hash_key(key): key for key in PUBLISHED_API_KEYS}
     problems = []
-    if by_key.get("default") != "" or by_bearer.get("default") != "":
-        problems.append("both maps ($http_x_api_key, $http_authorization) need `default \"\";`")
-    keys = {key: tenant for key, tenant in by_key.items() if key != "default"}
-    if not keys:
+    if not records:
         problems.append("no API key")
-    for key, tenant in keys.items():
-        if by_bearer.get(f"Bearer {key}") != tenant:
-            problems.append(f"key {key!r} (tenant {tenant!r}) has no matching \"Bearer {key}\" entry")
-        if not re.fullmatch(r"[A-Za-z0-9._~+/=-]{16,}", key):
-            problems.append(f"key {key!r} is not 16+ chars of [A-Za-z0-9._~+/=-] (stack.sh's rule)")
+    for record in records:
+        if record.sha256 not in published:
+            problems.append(f"key {record.key_id}: not the hash of a published development key, so "
+                            "the services would not know to refuse it outside DUETIME_ENV=dev")
+        elif published[record.sha256] in text.split('"'):
+            problems.append(f"key {record.key_id}: the plaintext key is a map entry")
     if not re.search(r"(?i)development", text) or not re.search(r"(?i)replace", text):
-        problems.append("the file must say that its key is for development only and must be replaced")
+        problems.append("the file must say that its keys are for development only and must be replaced")
     assert not problems, _report(_rel(COMPOSE_KEYS), problems)
+
+
+def test_gateway_and_api_services_share_the_gateway_secret() -> None:
+    problems = []
+    secret = _env("gateway").get("DUETIME_GATEWAY_SECRET")
+    if not secret:
+        problems.append("gateway: DUETIME_GATEWAY_SECRET not set (gateway.js signs with it)")
+    for name in ("job_service", "search_service"):
+        env = _env(name)
+        if env.get("DUETIME_GATEWAY_SECRET") != secret:
+            problems.append(f"{name}: DUETIME_GATEWAY_SECRET {env.get('DUETIME_GATEWAY_SECRET')!r} "
+                            f"!= the gateway's {secret!r}")
+        if _volumes(name).get(COMPOSE_KEYS) != env.get("DUETIME_API_KEYS_FILE"):
+            problems.append(f"{name}: DUETIME_API_KEYS_FILE is not where {_rel(COMPOSE_KEYS)} is mounted")
+        if "production" not in str(env.get("DUETIME_ENV")):
+            problems.append(f"{name}: DUETIME_ENV must default to production (the published keys "
+                            f"and secrets then refuse to start), not {env.get('DUETIME_ENV')!r}")
+    assert not problems, _report("gateway secret and keys in compose", problems)
 
 
 # ---- redis ----------------------------------------------------------------------------------

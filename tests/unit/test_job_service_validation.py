@@ -17,15 +17,18 @@ import pytest
 
 from duetime.job_ids import JobIds
 from duetime.lifecycle import Lifecycle
+from duetime.tenant_assertion import TenantAssertions
 from job_service.api import build_app
 from job_service.idempotency import IdempotencyStore
 from job_service.publisher import CommandPublisher
 from schemas.events import JobCommand
+from tests.support.gateway import AsTenant
 from tests.support.problems import problem
 
 TENANT = "tenant-a"
 GOOD_URL = "http://127.0.0.1:9/hook"
 IDS = JobIds("unit-test-secret")
+ASSERTIONS = TenantAssertions("unit-test-gateway-secret")
 
 
 class Published(CommandPublisher):
@@ -67,10 +70,10 @@ async def service() -> AsyncIterator[Service]:
     async def lookup(job_id: str) -> tuple[str, dict[str, Any]] | None:
         return jobs.get(job_id)
 
-    app = build_app(Lifecycle("job_service"), published, Reserved(), lookup, IDS)
+    app = build_app(Lifecycle("job_service"), published, Reserved(), lookup, IDS, ASSERTIONS)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://job-service",
-                                 headers={"X-Duetime-Tenant": TENANT}) as client:
+                                 auth=AsTenant(ASSERTIONS, TENANT)) as client:
         yield Service(client, published, jobs)
 
 
@@ -141,9 +144,10 @@ async def test_a_valid_timer_is_published(service: Service) -> None:
     assert [c.type for c in service.published.commands] == ["create"]
 
 
-async def test_without_the_gateways_tenant_it_is_401(service: Service) -> None:
+async def test_without_the_gateways_assertion_it_is_401(service: Service) -> None:
     resp = await service.client.post("/timers", json={"seconds": 5, "url": GOOD_URL},
-                                     headers={"X-Duetime-Tenant": ""})
+                                     headers={"X-Duetime-Tenant": TENANT},
+                                     auth=httpx.Auth())
     await refused(service, resp, 401)
 
 
