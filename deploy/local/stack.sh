@@ -376,7 +376,7 @@ KAFKA_TARGET_USER=duetime-target
 stack_tenants() {
     {
         printf '%s\n' dev tenant-b  # the dev environment's test tenants (ensure_dev_keys)
-        [[ -f $API_KEYS_FILE ]] && sed -n 's/^"[0-9a-f]\{64\}"[[:space:]]*"\([A-Za-z0-9][A-Za-z0-9_.-]*\)";.*/\1/p' "$API_KEYS_FILE"
+        if [[ -f $API_KEYS_FILE ]]; then sed -n 's/^"[0-9a-f]\{64\}"[[:space:]]*"\([A-Za-z0-9][A-Za-z0-9_.-]*\)";.*/\1/p' "$API_KEYS_FILE"; fi
     } | sort -u
 }
 
@@ -819,6 +819,7 @@ env_file_value() {
 # What every service process gets. Only the executor also gets the target principal
 # (service_env); the admin and ingress passwords never reach a service.
 load_common_env() {
+    set_aside_plaintext_keys
     # The key job ids are signed with (ADR 0009), and the one the gateway signs tenant assertions
     # with (ADR 0017): both shared by job_service and search_service.
     ensure_secret "$ID_SECRET_FILE"
@@ -858,6 +859,16 @@ create_api_key() {
         2>>"$LOGS/keys.log"
 }
 
+# A keys file from before hashed keys (plaintext "<key> <tenant>" lines) is set aside: the
+# services refuse to read it and nginx could not include it. ensure_dev_keys makes new keys.
+set_aside_plaintext_keys() {
+    if [[ -s $API_KEYS_FILE ]] && grep -qv '^\(#\|"\|$\)' "$API_KEYS_FILE"; then
+        warn "moving the old plaintext keys file to $API_KEYS_FILE.plaintext-old; new dev keys follow"
+        mv "$API_KEYS_FILE" "$API_KEYS_FILE.plaintext-old"
+        chmod 600 "$API_KEYS_FILE.plaintext-old"
+    fi
+}
+
 # True when the key's hash is in the keys file (not revoked, not from an older .stack).
 key_known() {
     [[ -n $1 && -s $API_KEYS_FILE ]] || return 1
@@ -867,11 +878,6 @@ key_known() {
 # The dev environment's test keys for tenants dev and tenant-b. The keys file holds only their
 # hashes (like every key's); the plaintext is kept in the env file (0600) for tests and scripts.
 ensure_dev_keys() {
-    if [[ -s $API_KEYS_FILE ]] && grep -qv '^\(#\|"\|$\)' "$API_KEYS_FILE"; then
-        # A keys file from before hashed keys (plaintext "<key> <tenant>" lines): set aside.
-        warn "moving the old plaintext keys file to $API_KEYS_FILE.plaintext-old; new dev keys follow"
-        mv "$API_KEYS_FILE" "$API_KEYS_FILE.plaintext-old"
-    fi
     DUETIME_API_KEY=$(env_file_value DUETIME_API_KEY)
     DUETIME_API_KEY_B=$(env_file_value DUETIME_API_KEY_B)
     if ! key_known "$DUETIME_API_KEY" || ! key_known "$DUETIME_API_KEY_B"; then
@@ -1189,7 +1195,7 @@ duetime local stack is up (a development environment: DUETIME_ENV=dev).
 
 try:
   KEY=\$(make -s key TENANT=me)
-  curl -H "Authorization: Bearer \$KEY" -H 'Content-Type: application/json' -d '{"seconds":10,"url":"http://127.0.0.1:9/hook"}' $DUETIME_URL/timers
+  curl -H "Authorization: Bearer \$KEY" -H 'Content-Type: application/json' -d '{"seconds":10,"url":"http://127.0.0.1:18999/hook"}' $DUETIME_URL/timers
 EOF
 }
 
