@@ -80,6 +80,7 @@ model: setup
 test: lint unit audit test-stack
 
 bench: setup
+	$(PY) -m bench.cron_next_fire
 	deploy/local/with-stack.sh bash -c '$(PY) -m bench.timers && $(PY) -m bench.recurring && $(PY) -m bench.read_lag'
 
 schemas: setup

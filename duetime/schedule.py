@@ -46,6 +46,9 @@ _LATEST = datetime(9990, 1, 1, tzinfo=UTC)
 _TRANSITION_SAMPLE_SECONDS = 6 * 3600
 _SECOND = timedelta(seconds=1)
 _DAY = timedelta(days=1)
+# A fixed-time firing of the wall day before t's that is not yet past lies less than the size of
+# an offset change after t; no zone's offset has changed by more than 26 hours (UTC-12 to UTC+14).
+_FIXED_REACH = timedelta(days=2)
 
 
 class ScheduleError(ValueError):
@@ -340,8 +343,14 @@ def _resolve_fixed(wall: datetime, tz: ZoneInfo) -> datetime:
 
 def _fixed_time(c: Cron, tz: ZoneInfo, t: datetime, horizon: datetime) -> Iterator[datetime]:
     """Instants >= t of a fixed-time expression: one per matching day, gaps and repeats resolved."""
-    # A firing moved forward out of a gap can land on the next day: start a day early.
-    wall = _naive(t, t.astimezone(tz).utcoffset() or timedelta(0)) - _DAY
+    wall = _naive(t, t.astimezone(tz).utcoffset() or timedelta(0))
+    # A firing moved forward out of a gap that crosses midnight (Apia skipped all of 2011-12-30)
+    # lands on a later wall day, so the day before t's can still fire at or after t. It then
+    # fires at an offset change at or after t, or at a reading earlier than t's that only an
+    # offset change after t can put later; either way a change lies within _FIXED_REACH of t.
+    # Without one that day's firing is already past, and searching it would double the cost.
+    if _next_transition(tz, t - _SECOND, t + _FIXED_REACH) is not None:
+        wall -= _DAY
     until = _naive(horizon, timedelta(days=1))
     while (found := _next_wall(c, wall.replace(hour=0, minute=0, second=0), until)) is not None:
         instant = _resolve_fixed(found, tz)

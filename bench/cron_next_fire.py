@@ -1,0 +1,98 @@
+"""Benchmark: schedule.next_fire calls per second for cron jobs (no stack needed).
+
+The writer asks for the next fire time after every run of a recurring job, so this call sits on
+the firing path. Each case calls next_fire the way the writer does, with `after` set to the
+previous answer, for CYCLE calls from 2026-01-01 00:00 UTC and then again from there (so the
+per-year offset-change cache is warm, as in a long-running writer); the best of three timed
+rounds counts, as the box is shared.
+
+    .venv/bin/python -m bench.cron_next_fire [--seconds 1] [--against REV ...]
+
+`--against REV` also measures the duetime/ and schemas/ of a git revision (extracted to a
+temporary directory and run in a child process), so one run prints before and after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from datetime import UTC, datetime
+from io import BytesIO
+from pathlib import Path
+
+CASES = (("* * * * * *", "Europe/Berlin"), ("*/5 * * * * *", "Europe/Berlin"),
+         ("0 30 2 * * *", "Europe/Berlin"))
+CYCLE = 500
+START = datetime(2026, 1, 1, tzinfo=UTC)
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def calls_per_second(expression: str, timezone: str, seconds: float) -> float:
+    from duetime import schedule  # imported here so --against measures the revision's copy
+    from schemas.api import JobSpec
+
+    spec = JobSpec.model_validate({"name": "bench", "target": {"type": "http", "url": "http://x/y"},
+                                   "schedule": {"type": "cron", "expression": expression,
+                                                "timezone": timezone}})
+
+    def run(limit: float, most: int) -> tuple[int, float]:
+        """Calls made and seconds taken, stopping at `limit` seconds or `most` calls."""
+        calls, after, began = 0, START, time.perf_counter()
+        while calls < most and time.perf_counter() - began < limit:
+            nxt = schedule.next_fire(spec, START, after)
+            assert nxt is not None
+            calls += 1
+            after = START if calls % CYCLE == 0 else nxt
+        return calls, time.perf_counter() - began
+
+    run(seconds, CYCLE)  # warm the caches (the slow croniter-era code may not finish a cycle)
+    return max(calls / elapsed for calls, elapsed in (run(seconds / 3, 10**9) for _ in range(3)))
+
+
+def measure(seconds: float) -> list[float]:
+    return [calls_per_second(expression, timezone, seconds) for expression, timezone in CASES]
+
+
+def measure_revision(rev: str, seconds: float) -> list[float]:
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "duetime", "schemas"],
+                             check=True, capture_output=True).stdout
+    with tempfile.TemporaryDirectory() as tmp:
+        with tarfile.open(fileobj=BytesIO(archive)) as tar:
+            tar.extractall(tmp, filter="data")
+        # The child finds the revision's packages first (its working directory leads sys.path)
+        # and this bench in the project.
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([tmp, str(ROOT)])}
+        out = subprocess.run([sys.executable, "-m", "bench.cron_next_fire", "--seconds", str(seconds),
+                              "--json"], cwd=tmp, env=env, check=True, capture_output=True,
+                             text=True).stdout
+    figures: list[float] = json.loads(out.splitlines()[-1])
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=1.0, help="timed seconds per case")
+    parser.add_argument("--against", action="append", default=[], metavar="REV",
+                        help="also measure this git revision (repeatable)")
+    parser.add_argument("--json", action="store_true", help="print this tree's figures as JSON only")
+    args = parser.parse_args()
+    if args.json:
+        print(json.dumps(measure(args.seconds)))
+        return
+    columns = [*args.against, "working tree"]
+    rows = [measure_revision(rev, args.seconds) for rev in args.against] + [measure(args.seconds)]
+    print("| expression | zone | " + " | ".join(f"`{c}` calls/s" for c in columns) + " |")
+    print("|---|---|" + "---:|" * len(columns))
+    for i, (expression, timezone) in enumerate(CASES):
+        cells = " | ".join(f"{row[i]:,.0f}" for row in rows)
+        print(f"| `{expression}` | {timezone} | {cells} |")
+
+
+if __name__ == "__main__":
+    main()
