@@ -12,12 +12,14 @@ import sys
 from duetime import keys_command, logs, run_ids
 from duetime.kafka import ensure_topics
 from duetime.lifecycle import Lifecycle
+from duetime.loops import run_loop
 from duetime.postgres import migrate
 from duetime.settings import (
     IdSettings,
     IngressSettings,
     KafkaSettings,
     LogSettings,
+    LoopSettings,
     PostgresSettings,
 )
 from schemas.topics import INGRESS_PARTITIONS, ingress_topic
@@ -57,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
                    args.service if args.command == "run" else args.command)
     try:
         if args.command == "run":
-            asyncio.run(_run_service(args.service))
+            run_loop(_run_service(args.service), LoopSettings().event_loop)
         elif args.command == "migrate":
             applied = asyncio.run(migrate(PostgresSettings().postgres_dsn))
             log.info("migrations done", extra={"applied": applied})

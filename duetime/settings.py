@@ -83,6 +83,12 @@ class IdSettings(_Fragment):
     id_secret: str = Field(default="duetime-development-id-secret", min_length=16, repr=False)
 
 
+class LoopSettings(_Fragment):
+    # uvloop runs the services' event loops (ADR 0022); "asyncio" is the stdlib loop, kept for
+    # comparing the two and as a way out should uvloop misbehave on some platform.
+    event_loop: Literal["uvloop", "asyncio"] = "uvloop"
+
+
 class LogSettings(_Fragment):
     log_level: str = "INFO"
     log_format: str = "auto"  # "json", "console" or "auto" (json unless a terminal)
