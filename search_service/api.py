@@ -10,6 +10,7 @@ import asyncpg
 from fastapi import APIRouter, FastAPI, Query, Request
 
 from duetime.gateway_auth import GatewayAuthentication
+from duetime.http_metrics import RequestMetrics
 from duetime.job_ids import JobIds
 from duetime.lifecycle import Lifecycle
 from duetime.ops import ops_router
@@ -175,6 +176,8 @@ def build_app(lifecycle: Lifecycle, pool: asyncpg.Pool[Any], q: dict[str, str],
     app = FastAPI(title="duetime search service", docs_url=None, redoc_url=None)
     install(app)
     app.add_middleware(GatewayAuthentication, assertions=assertions)
+    # Outermost (added last): times every answer, the 401s of the line above included.
+    app.add_middleware(RequestMetrics)
     install_query_limits(app, statement_timeout_ms)
     app.include_router(ops_router(lifecycle))
     app.include_router(SearchRoutes(pool, q, ids).router())
