@@ -319,7 +319,8 @@ def build_app(lifecycle: Lifecycle, publisher: CommandPublisher, idempotency: Id
     """`quotas`, `limits` and `topics` default to the environment's settings, usage counted in memory."""
     settings = QuotaSettings()
     quotas = quotas or Quotas(settings, UsageCache(None, settings.quota_refresh_seconds))
-    app = FastAPI(title="duetime job service", docs_url=None, redoc_url=None)
+    # The API's document is both services', served by the search service (search_service/api_docs.py).
+    app = FastAPI(title="duetime job service", docs_url=None, redoc_url=None, openapi_url=None)
     install(app)
     app.add_middleware(GatewayAuthentication, assertions=assertions)
     # Outermost (added last): times every answer, the 401s of the line above included.
