@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STACK := deploy/local/stack.sh
 
-.PHONY: setup lock audit up down status key test lint unit test-stack model bench schemas clean
+.PHONY: setup lock audit up down status logs key test lint unit test-stack model bench schemas clean
 
 REQS := requirements
 # Hashes of every file of every locked version (so --require-hashes installs on any platform), and
@@ -54,6 +54,11 @@ down:
 
 status:
 	$(STACK) status
+
+# Every component's log, readable and followed: `make logs ARGS="executor --level warning"`,
+# `make logs ARGS="--match <job id>"` (python -m duetime logs --help).
+logs: setup
+	@$(PY) -m duetime logs $(ARGS)
 
 # An API key for TENANT, printed once (only its hash is stored); the running gateway reloads.
 key: setup
