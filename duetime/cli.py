@@ -43,10 +43,23 @@ async def _run_service(name: str) -> None:
     await module.main(lifecycle)
 
 
+def _console(argv: list[str]) -> int:
+    """`duetime jobs|runs|stack …` (duetime/console), imported only when asked for."""
+    from duetime.console.app import app
+
+    try:
+        app(args=argv, prog_name="duetime")
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else 1
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["logs"]:  # its own parser: it needs no settings and no logging setup
         return log_view.main(argv[1:])
+    if argv[:1] not in (["run"], ["migrate"], ["topics"], ["keys"]):
+        return _console(argv)
     parser = argparse.ArgumentParser(prog="duetime")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run one service until SIGTERM")
