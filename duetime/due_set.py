@@ -8,8 +8,9 @@ live on one Redis Cluster node.
 
 from __future__ import annotations
 
+import functools
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from importlib import resources
@@ -65,6 +66,51 @@ class Load(NamedTuple):
     state: str
     template: dict[str, Any] | None
     entries: Sequence[Entry]
+
+
+@dataclass
+class _ShardLoad:
+    """The Redis changes of many loads into one shard, as the loads one after the other would
+    leave them: the last state of each job wins; entries are only ever added."""
+
+    states: dict[str, str] = field(default_factory=dict)
+    specs: dict[str, bytes | None] = field(default_factory=dict)  # None: delete the template
+    finished: dict[str, int | None] = field(default_factory=dict)  # None: not finished
+    due: dict[str, int] = field(default_factory=dict)
+    nexts: dict[str, int] = field(default_factory=dict)
+
+    def add(self, load: Load) -> None:
+        job_id = load.job_id
+        self.states[job_id] = f"{load.version}|{load.state}"
+        if load.state == "cancelled":
+            self.specs[job_id] = None
+        elif load.template is not None:
+            self.specs[job_id] = orjson.dumps(load.template)
+        if load.state in FINISHED_STATES:
+            self.finished[job_id] = max([now_ms(), *(e.scheduled_ms for e in load.entries)])
+        else:
+            self.finished[job_id] = None
+        for e in load.entries:
+            self.due.setdefault(e.member(), e.scheduled_ms)  # ZADD NX: the first one stays
+            if e.next_ms is not None:
+                self.nexts[e.member()] = e.next_ms
+
+    def queue(self, pipe: Pipeline, key: Callable[[str], str]) -> None:
+        pipe.hset(key("jobs"), mapping=self.states)  # type: ignore[arg-type]
+        kept = {job_id: spec for job_id, spec in self.specs.items() if spec is not None}
+        if kept:
+            pipe.hset(key("specs"), mapping=kept)  # type: ignore[arg-type]
+        if dropped := [job_id for job_id, spec in self.specs.items() if spec is None]:
+            pipe.hdel(key("specs"), *dropped)
+        ended = {job_id: at for job_id, at in self.finished.items() if at is not None}
+        if ended:
+            pipe.zadd(key("finished"), ended)
+        if alive := [job_id for job_id, at in self.finished.items() if at is None]:
+            pipe.zrem(key("finished"), *alive)
+        if self.due:
+            pipe.zadd(key("due"), self.due, nx=True)
+        if self.nexts:
+            pipe.hset(key("nexts"), mapping=self.nexts)  # type: ignore[arg-type]
 
 
 class StartVerdict(NamedTuple):
@@ -196,34 +242,15 @@ class DueSet:
         """
         if not loads:
             return
+        shards: dict[int, _ShardLoad] = {}
+        for load in loads:
+            shards.setdefault(self.shard_of(load.job_id), _ShardLoad()).add(load)
         # One MULTI over every shard: fine on one Redis; a cluster would need one per node.
+        # A few commands per shard, not per job: redis-py parses every reply in Python.
         async with self.redis.pipeline(transaction=True) as pipe:
-            for job_id, version, state, template, entries in loads:
-                self._queue_load(pipe, job_id, version, state, template, entries)
+            for shard, changes in shards.items():
+                changes.queue(pipe, functools.partial(self.key, shard=shard))
             await pipe.execute()
-
-    def _queue_load(self, pipe: Pipeline, job_id: str, version: int, state: str,
-                    template: dict[str, Any] | None, entries: Sequence[Entry]) -> None:
-        shard = self.shard_of(job_id)
-        pipe.hset(self.key("jobs", shard), job_id, f"{version}|{state}")
-        if state == "cancelled":
-            pipe.hdel(self.key("specs", shard), job_id)
-        elif template is not None:
-            pipe.hset(self.key("specs", shard), job_id, orjson.dumps(template))
-        if state in FINISHED_STATES:
-            ended = max([now_ms(), *(e.scheduled_ms for e in entries)])
-            pipe.zadd(self.key("finished", shard), {job_id: ended})
-        else:
-            pipe.zrem(self.key("finished", shard), job_id)
-        if entries:
-            pipe.zadd(
-                self.key("due", shard),
-                {e.member(): e.scheduled_ms for e in entries},
-                nx=True,
-            )
-            nexts = {e.member(): e.next_ms for e in entries if e.next_ms is not None}
-            if nexts:
-                pipe.hset(self.key("nexts", shard), mapping=nexts)  # type: ignore[arg-type]
 
     async def add_due(self, entries: Sequence[tuple[Entry, int]]) -> None:
         """Add entries due at explicit instants (retries re-created from Postgres)."""

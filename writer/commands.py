@@ -234,7 +234,7 @@ class CommandHandler:
         await conn.execute(
             self.q["insert_jobs"], [cmd.job_id for cmd, _, _ in rows],
             [cmd.tenant for cmd, _, _ in rows], [spec.name for spec in specs],
-            [orjson.dumps(spec.model_dump(mode="json")).decode() for spec in specs],
+            [spec.model_dump_json() for spec in specs],
             [spec.schedule.type for spec in specs], [spec.target.type for spec in specs],
             ["active" if first is not None else "completed" for _, first, _ in rows],
             [spec.priority for spec in specs], [orjson.dumps(spec.labels).decode() for spec in specs],
