@@ -100,21 +100,21 @@ async def run(count: int, timeout: float) -> dict[str, float]:
         await forget(values, ids)
     finally:
         await pg.close()
-    if stored < count:
-        raise SystemExit(f"only {stored} of {count} jobs stored after {timeout:.0f} s")
     writer = after.get("writer", 0.0) - before.get("writer", 0.0)
     postgres = after.get("postgres", 0.0) - before.get("postgres", 0.0)
-    return {"commands": count, "produced_s": produced, "persisted_s": elapsed,
-            "commands_per_s": count / elapsed,
+    # Past the timeout the rate is of the jobs stored by then; the commands still queued are
+    # applied later, under the run's tenant (delete its jobs by hand).
+    return {"commands": count, "stored": stored, "produced_s": produced, "persisted_s": elapsed,
+            "commands_per_s": stored / elapsed,
             "writer_cpu_s": writer, "postgres_cpu_s": postgres,
-            "writer_pg_cpu_ms_per_job": 1000 * (writer + postgres) / count}
+            "writer_pg_cpu_us_per_job": 1e6 * (writer + postgres) / max(stored, 1)}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--commands", type=int, default=50_000)
     parser.add_argument("--timeout", type=float, default=300.0,
-                        help="give up when not every job is stored by then (s)")
+                        help="stop waiting then (s); the rate is of the jobs stored by then")
     parser.add_argument("--label", default="current code")
     args = parser.parse_args()
     result = asyncio.run(run(args.commands, args.timeout))
