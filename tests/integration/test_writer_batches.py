@@ -10,6 +10,7 @@ job into poison, and a due-set prefix of its own, so the stack's dispatcher fire
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
@@ -281,3 +282,47 @@ async def test_finished_jobs_of_a_status_batch_are_forgotten_with_one_pipeline(
         assert await due.redis.hget(due.key("jobs", shard), cmd["job_id"]) == b"1|completed"
         assert await due.redis.hget(due.key("specs", shard), cmd["job_id"]) is None
         assert await due.redis.zscore(due.key("finished", shard), cmd["job_id"]) is not None
+
+
+async def test_hostile_and_boundary_commands_in_a_batch_of_creates(
+    writer: Writer, fresh_db: asyncpg.Pool[Any], env: dict[str, str],
+) -> None:
+    good = [create(_id(), name=f"good-{i}") for i in range(3)]
+    derived = create(_id(), name="id-from-command")
+    del derived["job_id"]  # other services may leave the id to the writer
+    twice = _id()
+    first, second = create(twice, name="first-of-two"), create(twice, name="second-of-two")
+    shared_id = create(_id(), name="owns-the-command-id")
+    same_command = {**create(_id(), name="same-command-id"),
+                    "command_id": shared_id["command_id"]}
+    expired = {**create(_id(), name="too-late"),
+               "accept_by": (utcnow() - timedelta(minutes=1)).isoformat()}
+    batch = batch_of(*good[:1], first, shared_id, same_command, second, *good[1:])
+    poison = {f"garbage-{_id()}": b"\xff\xfe not json", f"array-{_id()}": b"[1, 2, 3]",
+              f"no-spec-{_id()}": orjson.dumps({**create(_id()), "spec": None})}
+    for key, value in poison.items():
+        batch.add(JOB_COMMANDS, key, value)
+    batch.add(JOB_COMMANDS, derived["command_id"], derived)
+    batch.add(JOB_COMMANDS, expired["job_id"], expired)
+    late = batch.records[-1]
+    # Kafka appended it after its accept_by: the job service already answered 503.
+    batch.records[-1] = dataclasses.replace(late, timestamp_type=kafka.LOG_APPEND_TIME,
+                                            timestamp=to_ms(utcnow()))
+
+    await writer.handle_batch(batch.records)
+
+    names = dict(await fresh_db.fetch("SELECT job_id, name FROM jobs"))
+    # The first of two creates of one job applies, the second is a conflict; one command id
+    # applies once, to the first job that carried it.
+    assert names == {**{c["job_id"]: c["spec"]["name"] for c in good},
+                     derived["command_id"]: "id-from-command", twice: "first-of-two",
+                     shared_id["job_id"]: "owns-the-command-id"}
+    events = await events_for(env, [*good, derived, first, second, shared_id, expired])
+    assert events[derived["command_id"]]["job_id"] == derived["command_id"]
+    assert events[second["command_id"]]["type"] == "job.rejected"
+    assert events[expired["command_id"]]["type"] == "job.rejected"
+    assert events[expired["command_id"]]["reason"].startswith("expired")
+    dead = await find_messages(kafka_settings(env), JOB_COMMANDS_DLQ,
+                               lambda m: m.get("key") in poison, count=len(poison))
+    assert sorted(d["key"] for d in dead) == sorted(poison)
+    assert all(d["reason"].startswith("invalid command") for d in dead)
