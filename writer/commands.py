@@ -229,6 +229,7 @@ class CommandHandler:
                            rows: list[tuple[JobCommand, datetime | None, Plan]]) -> None:
         if not rows:
             return
+        rows = sorted(rows, key=lambda row: row[0].job_id or "")  # the order lock_jobs locks in
         specs = [cmd.spec for cmd, _, _ in rows if cmd.spec is not None]
         assert len(specs) == len(rows)
         await conn.execute(

@@ -126,7 +126,9 @@ WHERE command_id IN (SELECT command_id FROM applied_commands
 
 -- name: lock_jobs
 -- The jobs of a batch of creates that exist already: those creates take the one-by-one path.
-SELECT job_id FROM jobs WHERE job_id = ANY($1::text[]) FOR UPDATE
+-- Locked in one order, as insert_jobs inserts, so two writers (during a rebalance) wait for
+-- each other rather than deadlock.
+SELECT job_id FROM jobs WHERE job_id = ANY($1::text[]) ORDER BY job_id FOR UPDATE
 
 -- name: record_commands
 -- record_command for a batch; returns the ids not applied before (the others are replays).
