@@ -14,10 +14,9 @@ from redis.exceptions import RedisError
 from duetime import postgres
 from duetime.due_set import DueSet
 from duetime.lifecycle import Lifecycle
-from duetime.loading import entries_for, plan, run_template
+from duetime.loading import entries_for, plan, record_skipped, run_template
 from duetime.ops import ops_app, serve
 from duetime.redis_client import redis_client
-from duetime.run_ids import run_id_for
 from duetime.settings import (
     HttpSettings,
     KafkaSettings,
@@ -78,7 +77,7 @@ class Watcher:
                 rows = await conn.fetch(QUERIES["claim_due_jobs"], horizon,
                                         self.settings.batch_size)
                 ids, cursors, planned = [], [], []
-                skipped: list[tuple[str, str, str, datetime]] = []
+                skipped: list[tuple[str, str, datetime]] = []
                 for row in rows:
                     spec = JobSpec.model_validate(row["spec"])
                     window = plan(spec, row["created_at"], row["enqueue_at"], now, horizon,
@@ -92,13 +91,11 @@ class Watcher:
                     ids.append(row["job_id"])
                     cursors.append(window.cursor)
                     planned.append(len(window.fire))
-                    skipped += [(run_id_for(row["job_id"], to_ms(t)), row["job_id"],
-                                 row["tenant"], t) for t in window.skipped]
+                    skipped += [(row["job_id"], row["tenant"], t) for t in window.skipped]
                     total += len(window.fire)
                 if ids:
                     await conn.execute(QUERIES["advance_cursors"], ids, cursors, planned)
-                if skipped:
-                    await conn.execute(QUERIES["record_skipped"], *map(list, zip(*skipped, strict=True)))
+                await record_skipped(conn, skipped)
             if len(rows) < self.settings.batch_size:
                 break
         LOADED.inc(total)
