@@ -12,7 +12,7 @@ from pydantic import Field
 from redis.exceptions import RedisError
 
 from duetime import postgres
-from duetime.due_set import DueSet
+from duetime.due_set import DueSet, Load
 from duetime.lifecycle import Lifecycle
 from duetime.loading import entries_for, plan, record_skipped, run_template
 from duetime.ops import ops_app, serve
@@ -78,21 +78,26 @@ class Watcher:
                                         self.settings.batch_size)
                 ids, cursors, planned = [], [], []
                 skipped: list[tuple[str, str, datetime]] = []
+                loads: list[Load] = []
                 for row in rows:
                     spec = JobSpec.model_validate(row["spec"])
                     window = plan(spec, row["created_at"], row["enqueue_at"], now, horizon,
                                   row["planned_count"],
                                   outages[self.due_set.shard_of(row["job_id"])])
-                    await self.due_set.load(
+                    loads.append(Load(
                         row["job_id"], row["version"], "active",
                         run_template(row["job_id"], row["tenant"], row["version"], spec),
                         entries_for(row["job_id"], row["version"], spec, window.fire,
-                                    window.next_ms))
+                                    window.next_ms)))
                     ids.append(row["job_id"])
                     cursors.append(window.cursor)
                     planned.append(len(window.fire))
                     skipped += [(row["job_id"], row["tenant"], t) for t in window.skipped]
                     total += len(window.fire)
+                # One round trip for the batch, inside the transaction like the writer's: a
+                # crash before the commit leaves the cursors where they were and the next load
+                # adds the same entries again (NX: harmless).
+                await self.due_set.load_many(loads)
                 if ids:
                     await conn.execute(QUERIES["advance_cursors"], ids, cursors, planned)
                 await record_skipped(conn, skipped)
