@@ -1,0 +1,50 @@
+"""Lateness-over-time plots (PNG) for docs/benchmarks.md."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: no display on the benchmark box
+
+import matplotlib.pyplot as plt
+
+from bench.lateness import percentile
+
+
+def per_second_p99(points: list[tuple[float, int]]) -> tuple[list[float], list[int]]:
+    """p99 lateness of the deliveries received in each whole second (x in s after t0)."""
+    buckets: dict[int, list[int]] = defaultdict(list)
+    for x, late in points:
+        buckets[int(x // 1)].append(late)
+    xs = sorted(buckets)
+    return [x + 0.5 for x in xs], [percentile(sorted(buckets[x]), 99) or 0 for x in xs]
+
+
+def lateness_png(points: list[tuple[int, int]], t0_ms: int, title: str, path: Path,
+                 bound_s: float | None = None) -> Path:
+    """Scatter of every delivery (receive time after t0, lateness) with the per-second p99."""
+    xy = [((recv - t0_ms) / 1000, late) for recv, late in points]
+    fig, ax = plt.subplots(figsize=(8, 4.2), dpi=100)
+    if xy:
+        ax.scatter([x for x, _ in xy], [y for _, y in xy], s=2, alpha=0.35, linewidths=0,
+                   label=f"each delivery ({len(xy):,})")
+        sx, sy = per_second_p99(xy)
+        ax.plot(sx, sy, color="crimson", linewidth=1.2, label="p99 of each second")
+    if bound_s is not None:
+        ax.axvline(bound_s, color="grey", linestyle="--", linewidth=1, label="delivered-by bound")
+    ax.set_yscale("symlog", linthresh=10)
+    # Early deliveries are errors and rare: give the negative side room only when there are some.
+    ax.set_ylim(bottom=min([0, *(y for _, y in xy)]))
+    ax.set_xlabel("sink receive time - t0 (s)")
+    ax.set_ylabel("lateness = receive - due (ms)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
