@@ -113,10 +113,11 @@ class NginxSink:
             if not _port_is_free(port):
                 continue
             (self.dir / "nginx.conf").write_text(CONFIG.format(d=self.dir, port=port))
-            err = (self.dir / "error.log").open("ab")
-            proc = subprocess.Popen([binary, "-p", f"{self.dir}/", "-e", str(self.dir / "error.log"),
-                                     "-c", str(self.dir / "nginx.conf")],
-                                    stdout=err, stderr=err, start_new_session=True)
+            with (self.dir / "error.log").open("ab") as err:  # nginx keeps its own copy
+                proc = subprocess.Popen([binary, "-p", f"{self.dir}/", "-e",
+                                         str(self.dir / "error.log"), "-c",
+                                         str(self.dir / "nginx.conf")],
+                                        stdout=err, stderr=err, start_new_session=True)
             deadline = time.monotonic() + 5
             while time.monotonic() < deadline and proc.poll() is None and _port_is_free(port):
                 time.sleep(0.05)
