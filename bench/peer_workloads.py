@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import results
-from bench.common import env, write_section
+from bench.common import env, stamp, write_section
 from bench.cpu_per_job import stack_cpu_seconds
 from bench.creates import create_jobs
 from bench.lateness import analyze, count_delivered
@@ -117,7 +117,7 @@ async def run_workload(name: str, wipe: bool) -> dict[str, Any]:
     points = result.pop("points")
     bound = result["bound_after_t0_s"] if result["hit_bound"] else None
     lateness_png(points, result["t0_ms"], f"duetime, {result['label']}: lateness over time",
-                 IMG / f"{name}.png", bound_s=bound)
+                 IMG / f"{name}.png", bound_s=bound, note=f"{stamp()}: {results.conditions()}")
     results.save(name, result)
     return result
 

@@ -24,8 +24,10 @@ def per_second_p99(points: list[tuple[float, int]]) -> tuple[list[float], list[i
 
 
 def lateness_png(points: list[tuple[int, int]], t0_ms: int, title: str, path: Path,
-                 bound_s: float | None = None) -> Path:
-    """Scatter of every delivery (receive time after t0, lateness) with the per-second p99."""
+                 bound_s: float | None = None, note: str = "") -> Path:
+    """Scatter of every delivery (receive time after t0, lateness) with the per-second p99;
+    `note` (when and under what conditions it was measured) is printed under the plot, so the
+    picture never travels without it."""
     xy = [((recv - t0_ms) / 1000, late) for recv, late in points]
     fig, ax = plt.subplots(figsize=(8, 4.2), dpi=100)
     if xy:
@@ -43,7 +45,9 @@ def lateness_png(points: list[tuple[int, int]], t0_ms: int, title: str, path: Pa
     ax.set_title(title, fontsize=10)
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(loc="upper left", fontsize=8)
-    fig.tight_layout()
+    if note:
+        fig.text(0.01, 0.01, note, fontsize=7, color="dimgrey")
+    fig.tight_layout(rect=(0, 0.04 if note else 0, 1, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
     plt.close(fig)
