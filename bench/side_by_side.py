@@ -95,7 +95,9 @@ def _cmp(value: Any, ok: Callable[[float], bool]) -> bool | None:
 
 
 def _fmt(value: Any, unit: str = "") -> str:
-    return "not run" if value is None else f"{value:,}{unit}"
+    if value is None:
+        return "not run"
+    return f"{value:,.1f}{unit}" if isinstance(value, float) else f"{value:,}{unit}"
 
 
 def _cpu_per_job() -> float | None:
@@ -143,7 +145,7 @@ def verdict(met: bool | None) -> str:
 
 
 def table(peers: dict[tuple[str, str], Result]) -> str:
-    head = ("| measure | " + " | ".join(PEERS.values()) + " | duetime (this run) | goal | |\n"
+    head = ("| measure | " + " | ".join(PEERS.values()) + " | duetime (latest `make bench`) | goal | |\n"
             "|---|" + "---|" * len(PEERS) + "---|---|---|\n")
     lines = []
     for row in ROWS:
@@ -159,11 +161,14 @@ def provenance(peers: dict[tuple[str, str], Result]) -> str:
     dates = sorted(r["started_at"][:10] for r in peers.values())
     peer_when = f"{dates[0]}" + (f" to {dates[-1]}" if dates[-1] != dates[0] else "") if dates \
         else "no reference results found"
-    runs = []
+    by_conditions: dict[str, list[str]] = {}
     for name in RESULT_NAMES:
         r = results.load(name)
         if r is not None:
-            runs.append(f"`{name}` {r['at']} ({r['conditions']}; load {r['loadavg'][0]})")
+            unwiped = ", stack not wiped first" if r.get("wiped") is False else ""
+            by_conditions.setdefault(r["conditions"], []).append(
+                f"`{name}` {r['at']} (load {r['loadavg'][0]}{unwiped})")
+    runs = [f"{', '.join(names)}: {conditions}" for conditions, names in by_conditions.items()]
     where = PEER_RESULTS.relative_to(ROOT.parent) if PEER_RESULTS.is_relative_to(ROOT.parent) \
         else PEER_RESULTS
     return (f"Peer columns: the peer harness's reference run of {peer_when} (`../{where}`), "

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
 
-from bench.plots import lateness_png, per_second_p99
+from bench.plots import lateness_png, per_second_p99, with_gaps
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -27,3 +28,9 @@ def test_per_second_p99_buckets_by_receive_second() -> None:
     xs, ys = per_second_p99([(0.1, 5), (0.9, 7), (1.2, 100), (3.0, 1)])
     assert xs == [0.5, 1.5, 3.5]
     assert ys == [7, 100, 1]
+
+
+def test_no_p99_line_across_seconds_without_deliveries() -> None:
+    gx, gy = with_gaps([0.5, 1.5, 3.5], [7.0, 100.0, 1.0])
+    assert gx[:2] == [0.5, 1.5] and math.isnan(gx[2]) and gx[3] == 3.5
+    assert gy[:2] == [7.0, 100.0] and math.isnan(gy[2]) and gy[3] == 1.0

@@ -51,6 +51,8 @@ def test_goals_are_judged_from_the_saved_results(saved: Path) -> None:
     assert "40,737 of 60,000, p99 90" in line(table, "W2 steady 3,000/s")
     assert line(table, "W2 steady 3,000/s").endswith("**missed** |")
     assert line(table, "GET /jobs/{id}").endswith("| 4.2 | ≤ 10 | met |")
+    results.save("rest_creates", {"rate_per_s": 211.26})
+    assert line(side_by_side.table({}), "REST creates").endswith("| 211.3 | ≥ 5,000 | **missed** |")
     assert line(table, "filtered GET").endswith("**missed** |")
     assert line(table, "W1 burst").endswith("| not run | ≤ 1,500 | not measured |")
 
