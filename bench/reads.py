@@ -88,6 +88,10 @@ async def run(count: int, rate: int, duration_s: float) -> dict[str, Any]:
                 async with session.get(path) as resp:
                     if resp.status != 200:
                         raise SystemExit(f"GET {path}: HTTP {resp.status} {await resp.text()}")
+                    # An unknown id is a 404; a "pending" 200 (accepted, not yet written) would
+                    # time the search service's wait for the writer, not a read.
+                    if path.startswith("/jobs/") and (await resp.json())["state"] == "pending":
+                        raise SystemExit(f"GET {path}: the seeded job is not there")
             print("  GET /jobs/{id} ...", file=sys.stderr)
             by_id = await paced_gets(session, lambda i: "/jobs/" + ids[i], rate, duration_s)
             print("  GET /jobs?" + LIST_QUERY + " ...", file=sys.stderr)
