@@ -3,6 +3,8 @@
 Reads .bench/results/*.json (written by the benches) and the peer harness's reference results
 (../shared/peer-bench/reference-results, or $PEER_RESULTS), and writes the sections "Side by
 side with the peers" and "Machine" of docs/benchmarks.md. Nothing here measures anything.
+A bench shows in the table by saving its result under the name and keys a row reads, e.g.
+bench.kafka_ingest: `results.save("kafka_ingest", {"persisted_per_s": ...})`.
 """
 
 from __future__ import annotations
