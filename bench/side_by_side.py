@@ -183,8 +183,8 @@ def main() -> None:
     peers = load_peers()
     write_section("Side by side with the peers",
                   f"Built {stamp()} by `python -m bench.side_by_side` (`make bench`) from the "
-                  "benches' results; lateness in ms (sink receive - due).\n\n"
-                  f"{table(peers)}\n\n{provenance(peers)}")
+                  "benches' results; lateness in ms (sink receive - due). Read the conditions "
+                  f"first.\n\n{provenance(peers)}\n\n{table(peers)}")
     write_section("Machine", f"{results.machine()}. Written by `make bench` on the box it ran on.")
 
 
