@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STACK := deploy/local/stack.sh
 
-.PHONY: setup lock audit up down status logs key test lint unit test-stack model bench schemas clean
+.PHONY: setup lock audit up down status logs key test lint unit test-stack model bench bench-peers schemas clean
 
 REQS := requirements
 # Hashes of every file of every locked version (so --require-hashes installs on any platform), and
@@ -84,9 +84,36 @@ model: setup
 
 test: lint unit audit test-stack
 
+# Every benchmark against the stack (one is started when none is up), ~25 min: the peer
+# harness's workloads first (each WIPES the stack and starts it afresh, as the peer harness does),
+# then the rest on the last fresh stack; results in docs/benchmarks.md, plots in docs/img/bench/.
+# `make bench BENCH=w1,w2-1000,reads` runs some: cron timers recurring read_lag w1 w2 (w2-200
+# w2-1000 w2-3000) w3 watcher reads creates kafka. Say what else ran on the box:
+# BENCH_CONDITIONS="quiet box, nothing else running" (every figure carries it).
+BENCH ?= all
 bench: setup
-	$(PY) -m bench.cron_next_fire
-	deploy/local/with-stack.sh bash -c '$(PY) -m bench.timers && $(PY) -m bench.recurring && $(PY) -m bench.read_lag'
+	bench_on() { [[ ",$(BENCH)," == *",all,"* || ",$(BENCH)," == *",$$1,"* ]]; }; \
+	if bench_on cron; then $(PY) -m bench.cron_next_fire; fi
+	deploy/local/with-stack.sh bash -c 'set -e; \
+	  bench_on() { [[ ",$(BENCH)," == *",all,"* || ",$(BENCH)," == *",$$1,"* ]]; }; \
+	  $(PY) -m bench.peer_workloads --select "$(BENCH)"; \
+	  if bench_on timers; then $(PY) -m bench.timers; fi; \
+	  if bench_on recurring; then $(PY) -m bench.recurring; fi; \
+	  if bench_on read_lag; then $(PY) -m bench.read_lag; fi; \
+	  if bench_on watcher; then $(PY) -m bench.watcher_cost; fi; \
+	  if bench_on reads; then $(PY) -m bench.reads; fi; \
+	  if bench_on creates; then $(PY) -m bench.rest_creates; fi; \
+	  if bench_on kafka; then \
+	    if $(PY) -c "import bench.kafka_ingest" 2>/dev/null; then $(PY) -m bench.kafka_ingest; \
+	    else echo "bench.kafka_ingest not here yet: skipped"; fi; \
+	  fi; \
+	  $(PY) -m bench.side_by_side'
+
+# The peers and duetime in one pass of the peer harness (../shared/peer-bench/README.md): about
+# 40 minutes with nothing else running; it runs `make clean` here (wipes .stack) before each
+# duetime workload. Its results stay in the harness's results/, not in docs/benchmarks.md.
+bench-peers: setup
+	../shared/peer-bench/side_by_side.sh .
 
 schemas: setup
 	$(PY) -m schemas.export

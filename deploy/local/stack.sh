@@ -463,8 +463,10 @@ format_kafka_storage() {
     local logf=$1 user scram=()
     [[ -f $KAFKA_DIR/data/meta.properties ]] && return 0
     if [[ ! -s $KAFKA_DIR/cluster.id ]]; then
-        python3 -c 'import base64, os; print(base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("="))' \
-            >"$KAFKA_DIR/cluster.id"
+        # Never one starting with "-": kafka-storage would read it as an option (1 id in 64).
+        python3 -c 'import base64, os
+while (i := base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("=")).startswith("-"): pass
+print(i)' >"$KAFKA_DIR/cluster.id"
     fi
     for user in $(kafka_users); do
         scram+=(--add-scram "SCRAM-SHA-256=[name=$user,password=$(credential "kafka-$user")]")
