@@ -20,6 +20,7 @@ from datetime import timedelta
 import asyncpg
 from aiokafka import AIOKafkaProducer
 
+from bench import results
 from bench.common import env, markdown_table, progress, stamp, write_section
 from bench.cpu_per_job import stack_cpu_seconds
 from duetime.due_set import DueSet
@@ -118,6 +119,8 @@ def main() -> None:
     parser.add_argument("--label", default="current code")
     args = parser.parse_args()
     result = asyncio.run(run(args.commands, args.timeout))
+    # The side-by-side table of docs/benchmarks.md reads it from here (bench.side_by_side).
+    results.save("kafka_ingest", {**result, "persisted_per_s": result["commands_per_s"]})
     table = markdown_table(result)
     print(table)
     write_section(
