@@ -11,6 +11,7 @@
 #   stack.sh status [component]  exit 0 when it (default: everything `up` starts) runs, else 1
 #   stack.sh logs <component>    follow its log
 #   stack.sh reload gateway      re-render nginx.conf and reload nginx (keys take effect)
+#   stack.sh deps                install the system packages the stack and its tests need
 #
 # Components: kafka postgres redis job_service search_service writer watcher dispatcher
 # executor gateway (alias nginx). A second (third, …) instance of a service is
@@ -305,21 +306,24 @@ ensure_packages() {
     nginx_bin >/dev/null || missing+=(nginx)
     # njs: the gateway hashes API keys and signs tenant assertions with it (ADR 0017).
     [[ -f $NJS_MODULE ]] || missing+=(njs)
+    # bubblewrap: the command executor's sandbox (ADR 0026); prlimit (util-linux) sets its limits.
+    have bwrap || missing+=(bubblewrap)
     ((${#missing[@]} == 0)) && return 0
-    log "missing: ${missing[*]} — installing postgresql redis-server nginx-light libnginx-mod-http-js with apt-get"
+    log "missing: ${missing[*]} — installing postgresql redis-server nginx-light libnginx-mod-http-js bubblewrap with apt-get"
     local sudo=()
     if ! is_root; then
-        have sudo || die "need root (or sudo) to apt-get install postgresql redis-server nginx-light libnginx-mod-http-js"
+        have sudo || die "need root (or sudo) to apt-get install postgresql redis-server nginx-light libnginx-mod-http-js bubblewrap"
         sudo=(sudo)
     fi
     "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
     "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
         -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
-        postgresql redis-server nginx-light libnginx-mod-http-js
+        postgresql redis-server nginx-light libnginx-mod-http-js bubblewrap
     pg_bin_dir >/dev/null || die "postgres binaries still missing after apt-get install"
     { have redis-server && have redis-cli; } || die "redis-server still missing after apt-get install"
     nginx_bin >/dev/null || die "nginx still missing after apt-get install"
     [[ -f $NJS_MODULE ]] || die "$NJS_MODULE still missing after apt-get install (set DUETIME_NJS_MODULE)"
+    have bwrap || die "bwrap still missing after apt-get install bubblewrap"
 }
 
 ensure_tools() {
@@ -1219,7 +1223,7 @@ cmd_down() {
 }
 
 usage() {
-    sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    sed -n '2,23p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
 take_lock() {
@@ -1260,6 +1264,13 @@ main() {
             esac
             ;;
         status) cmd_status "$@" ;;
+        deps)
+            # What the stack and its tests need from the system (make test-stack runs it even
+            # when a stack is already up, so the sandbox tests find bwrap on a fresh machine).
+            take_lock
+            ensure_packages
+            ensure_tools
+            ;;
         reload)
             [[ $# == 1 && $(canonical "$1") == gateway ]] || die "usage: stack.sh reload gateway"
             take_lock
