@@ -140,3 +140,26 @@ while True:
     assert sandbox_processes() == []
     # The box survived: the host still starts processes.
     assert subprocess.run(["true"], check=False).returncode == 0
+
+
+async def test_two_runs_cannot_see_each_other(sandbox: Sandbox) -> None:
+    token = uuid.uuid4().hex
+    first_out = Collected()
+    first = asyncio.create_task(sandbox.run(CommandSpec(
+        ("sh", "-c", f"echo {token} > mine.txt; echo ready; sleep 3600"), timeout_seconds=3600),
+        first_out))
+    await first_out.arrived.wait()
+    try:
+        status, text = await run(sandbox, f"""
+import os
+others = [p for p in os.listdir("/proc") if p.isdigit() and int(p) != os.getpid()]
+print([open(f"/proc/{{p}}/cmdline", "rb").read().split(b"\\0")[0].decode() for p in others])
+print(sorted(os.listdir("/job")))
+""")
+    finally:
+        first.cancel()
+        await asyncio.gather(first, return_exceptions=True)
+    assert status == "succeeded"
+    # Besides itself only its PID 1 (bwrap's reaper): nothing of the other run; its own /job.
+    assert text == f"[{sandbox.bwrap!r}]\n[]\n"
+    assert sandbox_processes() == []
