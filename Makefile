@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STACK := deploy/local/stack.sh
 
-.PHONY: setup lock audit up down status key test lint unit test-stack model bench schemas clean
+.PHONY: setup lock audit up down status logs key test lint unit test-stack model bench schemas clean
 
 REQS := requirements
 # Hashes of every file of every locked version (so --require-hashes installs on any platform), and
@@ -55,6 +55,11 @@ down:
 status:
 	$(STACK) status
 
+# Every component's log, readable and followed: `make logs ARGS="executor --level warning"`,
+# `make logs ARGS="--match <job id>"` (python -m duetime logs --help).
+logs: setup
+	@$(PY) -m duetime logs $(ARGS)
+
 # An API key for TENANT, printed once (only its hash is stored); the running gateway reloads.
 key: setup
 	@test -n "$(TENANT)" || { echo "usage: make key TENANT=<tenant>" >&2; exit 2; }
@@ -70,7 +75,7 @@ unit: setup
 # Runs the stack tests against a running stack; starts one (and stops it after) if none is up.
 test-stack: setup
 	$(STACK) deps
-	deploy/local/with-stack.sh $(VENV)/bin/pytest tests/objects tests/sandbox tests/integration tests/e2e tests/security tests/faults tests/model -q
+	deploy/local/with-stack.sh $(VENV)/bin/pytest tests/objects tests/sandbox tests/integration tests/e2e tests/security tests/ops tests/faults tests/model -q
 
 # The model checker: `make model SEED=7` replays one history; `make model MINUTES=30` soaks.
 SEED ?= 1

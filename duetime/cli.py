@@ -1,4 +1,5 @@
-"""The `duetime` command: run a service, migrate the database, create topics, manage API keys."""
+"""The `duetime` command: run a service, migrate the database, create topics, manage API keys,
+follow the local stack's logs."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import importlib
 import logging
 import sys
 
-from duetime import keys_command, logs, run_ids
+from duetime import keys_command, log_view, logs, run_ids
 from duetime.kafka import ensure_topics
 from duetime.lifecycle import Lifecycle
 from duetime.loops import run_loop
@@ -42,7 +43,23 @@ async def _run_service(name: str) -> None:
     await module.main(lifecycle)
 
 
+def _console(argv: list[str]) -> int:
+    """`duetime jobs|runs|stack …` (duetime/console), imported only when asked for."""
+    from duetime.console.app import app
+
+    try:
+        app(args=argv, prog_name="duetime")
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else 1
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["logs"]:  # its own parser: it needs no settings and no logging setup
+        return log_view.main(argv[1:])
+    if argv[:1] not in (["run"], ["migrate"], ["topics"], ["keys"]):
+        return _console(argv)
     parser = argparse.ArgumentParser(prog="duetime")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run one service until SIGTERM")
@@ -50,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("migrate", help="apply pending database migrations")
     sub.add_parser("topics", help="create the Kafka topics duetime uses")
     keys_command.add_parser(sub)
+    sub.add_parser("logs", help="follow the local stack's logs, readable (duetime logs --help)")
     args = parser.parse_args(argv)
     if args.command == "keys":
         return keys_command.run(args)

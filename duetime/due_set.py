@@ -8,8 +8,9 @@ live on one Redis Cluster node.
 
 from __future__ import annotations
 
+import functools
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from importlib import resources
@@ -17,6 +18,7 @@ from typing import Any, NamedTuple
 
 import orjson
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 from redis.commands.core import AsyncScript
 
 from duetime.catchup import Outage
@@ -54,6 +56,61 @@ class Start(StrEnum):
     CANCELLED = "cancelled"
     OVERLAP = "overlap"  # overlap=forbid and the previous run still runs
     REPLACE = "replace"  # overlap=replace: fire, and abort the run named in `replaces`
+
+
+class Load(NamedTuple):
+    """A job's state to publish in the due-set, with entries to add (DueSet.load_many)."""
+
+    job_id: str
+    version: int
+    state: str
+    template: dict[str, Any] | None
+    entries: Sequence[Entry]
+
+
+@dataclass
+class _ShardLoad:
+    """The Redis changes of many loads into one shard, as the loads one after the other would
+    leave them: the last state of each job wins; entries are only ever added."""
+
+    states: dict[str, str] = field(default_factory=dict)
+    specs: dict[str, bytes | None] = field(default_factory=dict)  # None: delete the template
+    finished: dict[str, int | None] = field(default_factory=dict)  # None: not finished
+    due: dict[str, int] = field(default_factory=dict)
+    nexts: dict[str, int] = field(default_factory=dict)
+
+    def add(self, load: Load) -> None:
+        job_id = load.job_id
+        self.states[job_id] = f"{load.version}|{load.state}"
+        if load.state == "cancelled":
+            self.specs[job_id] = None
+        elif load.template is not None:
+            self.specs[job_id] = orjson.dumps(load.template)
+        if load.state in FINISHED_STATES:
+            self.finished[job_id] = max([now_ms(), *(e.scheduled_ms for e in load.entries)])
+        else:
+            self.finished[job_id] = None
+        for e in load.entries:
+            self.due.setdefault(e.member(), e.scheduled_ms)  # ZADD NX: the first one stays
+            if e.next_ms is not None:
+                self.nexts[e.member()] = e.next_ms
+
+    def queue(self, pipe: Pipeline, key: Callable[[str], str]) -> None:
+        pipe.hset(key("jobs"), mapping=self.states)  # type: ignore[arg-type]
+        kept = {job_id: spec for job_id, spec in self.specs.items() if spec is not None}
+        if kept:
+            pipe.hset(key("specs"), mapping=kept)  # type: ignore[arg-type]
+        if dropped := [job_id for job_id, spec in self.specs.items() if spec is None]:
+            pipe.hdel(key("specs"), *dropped)
+        ended = {job_id: at for job_id, at in self.finished.items() if at is not None}
+        if ended:
+            pipe.zadd(key("finished"), ended)
+        if alive := [job_id for job_id, at in self.finished.items() if at is None]:
+            pipe.zrem(key("finished"), *alive)
+        if self.due:
+            pipe.zadd(key("due"), self.due, nx=True)
+        if self.nexts:
+            pipe.hset(key("nexts"), mapping=self.nexts)  # type: ignore[arg-type]
 
 
 class StartVerdict(NamedTuple):
@@ -172,33 +229,27 @@ class DueSet:
         template: dict[str, Any] | None,
         entries: Sequence[Entry],
     ) -> None:
-        """Publish a job's current version/state (and run template), and add its entries.
+        """Publish a job's current version/state (and run template), and add its entries."""
+        await self.load_many([Load(job_id, version, state, template, entries)])
+
+    async def load_many(self, loads: Sequence[Load]) -> None:
+        """Publish many jobs' current version/state (and run template), and add their entries,
+        in one transaction: one round trip whatever the count (the writer, per batch).
 
         A cancelled job loses its run template at once (nothing of it runs again) and, like a
         completed one, becomes a tombstone: `trim_finished` forgets it once no run request of
         it can arrive any more (a completed job's run-now entry is due first).
         """
-        shard = self.shard_of(job_id)
+        if not loads:
+            return
+        shards: dict[int, _ShardLoad] = {}
+        for load in loads:
+            shards.setdefault(self.shard_of(load.job_id), _ShardLoad()).add(load)
+        # One MULTI over every shard: fine on one Redis; a cluster would need one per node.
+        # A few commands per shard, not per job: redis-py parses every reply in Python.
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(self.key("jobs", shard), job_id, f"{version}|{state}")
-            if state == "cancelled":
-                pipe.hdel(self.key("specs", shard), job_id)
-            elif template is not None:
-                pipe.hset(self.key("specs", shard), job_id, orjson.dumps(template))
-            if state in FINISHED_STATES:
-                ended = max([now_ms(), *(e.scheduled_ms for e in entries)])
-                pipe.zadd(self.key("finished", shard), {job_id: ended})
-            else:
-                pipe.zrem(self.key("finished", shard), job_id)
-            if entries:
-                pipe.zadd(
-                    self.key("due", shard),
-                    {e.member(): e.scheduled_ms for e in entries},
-                    nx=True,
-                )
-                nexts = {e.member(): e.next_ms for e in entries if e.next_ms is not None}
-                if nexts:
-                    pipe.hset(self.key("nexts", shard), mapping=nexts)  # type: ignore[arg-type]
+            for shard, changes in shards.items():
+                changes.queue(pipe, functools.partial(self.key, shard=shard))
             await pipe.execute()
 
     async def add_due(self, entries: Sequence[tuple[Entry, int]]) -> None:
@@ -227,16 +278,25 @@ class DueSet:
         await self.redis.set(self._epoch_key(), value)
 
     async def forget(self, job_id: str, version: int, state: str) -> None:
-        """Mark a job finished: its remaining entries are dropped at pop time.
+        """Mark a job finished: its remaining entries are dropped at pop time."""
+        await self.forget_many([(job_id, version, state)])
 
-        It stays a tombstone (so run requests already sent are refused at start) until
+    async def forget_many(self, jobs: Sequence[tuple[str, int, str]]) -> None:
+        """Mark jobs (job_id, version, state) finished, in one transaction: their remaining
+        entries are dropped at pop time.
+
+        Each stays a tombstone (so run requests already sent are refused at start) until
         `trim_finished` forgets it.
         """
-        shard = self.shard_of(job_id)
+        if not jobs:
+            return
+        at = now_ms()
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(self.key("jobs", shard), job_id, f"{version}|{state}")
-            pipe.hdel(self.key("specs", shard), job_id)
-            pipe.zadd(self.key("finished", shard), {job_id: now_ms()})
+            for job_id, version, state in jobs:
+                shard = self.shard_of(job_id)
+                pipe.hset(self.key("jobs", shard), job_id, f"{version}|{state}")
+                pipe.hdel(self.key("specs", shard), job_id)
+                pipe.zadd(self.key("finished", shard), {job_id: at})
             await pipe.execute()
 
     async def trim_finished(self, at_ms: int, limit: int = 1000) -> int:
@@ -337,9 +397,20 @@ class DueSet:
 
     async def outages(self, shard: int) -> list[Outage]:
         """The outages recorded for a shard (closed ones only)."""
-        raw = await self._heartbeat(keys=self._beat_keys("alive", shard),
-                                    args=["", OUTAGE_GAP_MS, 0, KEEP_OUTAGES])
-        return _parse_outages(raw, None, OUTAGE_GAP_MS)
+        return (await self.outages_many([shard]))[shard]
+
+    async def outages_many(self, shards: Iterable[int]) -> dict[int, list[Outage]]:
+        """The outages recorded for each of `shards` (closed ones only), in one round trip."""
+        wanted = sorted(set(shards))
+        if not wanted:
+            return {}
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for shard in wanted:
+                await self._heartbeat(keys=self._beat_keys("alive", shard),
+                                      args=["", OUTAGE_GAP_MS, 0, KEEP_OUTAGES], client=pipe)
+            results = await pipe.execute()
+        return {shard: _parse_outages(raw, None, OUTAGE_GAP_MS)
+                for shard, raw in zip(wanted, results, strict=True)}
 
     def _beat_keys(self, path: str, shard: int) -> list[str]:
         return [self.key(path, shard), self.key("outages", shard)]

@@ -20,8 +20,10 @@ from duetime.tenant_assertion import (
 )
 
 log = logging.getLogger(__name__)
-# The ops endpoints (duetime.ops) answer without a tenant: probes and scrapers have none.
-OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+# The ops endpoints (duetime.ops) answer without a tenant: probes and scrapers have none; so does
+# the API's description (search_service/api_docs.py), which holds no tenant's data.
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs"})
+OPEN_PREFIX = "/docs/"
 _ASSERTION = ASSERTION_HEADER.lower().encode()
 _REQUEST_ID = REQUEST_ID_HEADER.lower().encode()
 
@@ -37,7 +39,8 @@ class GatewayAuthentication:
         self.app, self.assertions = app, assertions
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+        if scope["type"] != "http" or scope["path"] in OPEN_PATHS \
+                or scope["path"].startswith(OPEN_PREFIX):
             await self.app(scope, receive, send)
             return
         try:

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from duetime import catchup, schedule
 from duetime.due_set import Entry
+from duetime.postgres import Conn
+from duetime.run_ids import run_id_for
+from duetime.sql import load_queries
 from duetime.timeutil import to_ms
 from schemas.api import JobSpec
+
+QUERIES = load_queries("duetime", "loading.sql")
 
 
 def run_template(job_id: str, tenant: str, version: int, spec: JobSpec) -> dict[str, Any]:
@@ -84,3 +89,12 @@ def _by_outage(spec: JobSpec, window: schedule.Window, outages: list[catchup.Out
         else:
             skipped.append(t)
     return Plan(fire=fire, skipped=skipped + window.skipped, cursor=window.cursor, next_ms=nexts)
+
+
+async def record_skipped(conn: Conn, skipped: Sequence[tuple[str, str, datetime]]) -> None:
+    """Record firings (job_id, tenant, instant) that plan() skipped, one statement for all."""
+    if skipped:
+        await conn.execute(QUERIES["record_skipped"],
+                           [run_id_for(job_id, to_ms(at)) for job_id, _, at in skipped],
+                           [job_id for job_id, _, _ in skipped],
+                           [tenant for _, tenant, _ in skipped], [at for _, _, at in skipped])

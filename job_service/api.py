@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from duetime import job_limits, schedule
 from duetime.gateway_auth import GatewayAuthentication
+from duetime.http_metrics import RequestMetrics
 from duetime.job_ids import JobIds
 from duetime.kafka_targets import TopicPolicy
 from duetime.lifecycle import Lifecycle
@@ -318,9 +319,12 @@ def build_app(lifecycle: Lifecycle, publisher: CommandPublisher, idempotency: Id
     """`quotas`, `limits` and `topics` default to the environment's settings, usage counted in memory."""
     settings = QuotaSettings()
     quotas = quotas or Quotas(settings, UsageCache(None, settings.quota_refresh_seconds))
-    app = FastAPI(title="duetime job service", docs_url=None, redoc_url=None)
+    # The API's document is both services', served by the search service (search_service/api_docs.py).
+    app = FastAPI(title="duetime job service", docs_url=None, redoc_url=None, openapi_url=None)
     install(app)
     app.add_middleware(GatewayAuthentication, assertions=assertions)
+    # Outermost (added last): times every answer, the 401s of the line above included.
+    app.add_middleware(RequestMetrics)
     install_quotas(app)
     app.include_router(ops_router(lifecycle))
     app.include_router(JobRoutes(publisher, idempotency, lookup, ids, quotas,

@@ -1,4 +1,5 @@
-"""Writes the JSON Schema of every public model into schemas/json/ (`python -m schemas.export`)."""
+"""Writes the JSON Schema of every public model into schemas/json/, and the public API's OpenAPI
+document to schemas/openapi.json (`python -m schemas.export`, `make schemas`)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ PUBLIC: dict[str, type[BaseModel]] = {
     "dead_letter": DeadLetter,
 }
 OUT = Path(__file__).parent / "json"
+OPENAPI = Path(__file__).parent / "openapi.json"
 
 
 def render() -> dict[str, str]:
@@ -30,11 +32,19 @@ def render() -> dict[str, str]:
     }
 
 
+def render_openapi() -> str:
+    from schemas.openapi import merged
+
+    return json.dumps(merged(), indent=2) + "\n"
+
+
 def main() -> int:
     OUT.mkdir(exist_ok=True)
     for filename, text in render().items():
         (OUT / filename).write_text(text)
-    print(f"wrote {len(PUBLIC)} schemas to {OUT}", file=sys.stderr)
+    OPENAPI.write_text(render_openapi())
+    print(f"wrote {len(PUBLIC)} schemas to {OUT} and the API's OpenAPI document to {OPENAPI}",
+          file=sys.stderr)
     return 0
 
 

@@ -10,6 +10,7 @@ import asyncpg
 from fastapi import APIRouter, FastAPI, Query, Request
 
 from duetime.gateway_auth import GatewayAuthentication
+from duetime.http_metrics import RequestMetrics
 from duetime.job_ids import JobIds
 from duetime.lifecycle import Lifecycle
 from duetime.ops import ops_router
@@ -17,6 +18,7 @@ from duetime.problems import ProblemError, install, tenant_of
 from duetime.tenant_assertion import TenantAssertions
 from duetime.timeutil import utcnow
 from schemas.events import RunStatus
+from search_service.api_docs import docs_router
 from search_service.filters import (
     JobsQuery,
     NoQuery,
@@ -172,10 +174,14 @@ def build_app(lifecycle: Lifecycle, pool: asyncpg.Pool[Any], q: dict[str, str],
               ids: JobIds, assertions: TenantAssertions,
               statement_timeout_ms: int = DEFAULT_STATEMENT_TIMEOUT_MS) -> FastAPI:
     """`statement_timeout_ms`: what `pool` was opened with, for the 422 that quotes it."""
-    app = FastAPI(title="duetime search service", docs_url=None, redoc_url=None)
+    # The API's document is both services' (schemas/openapi.json), served by docs_router.
+    app = FastAPI(title="duetime search service", docs_url=None, redoc_url=None, openapi_url=None)
     install(app)
     app.add_middleware(GatewayAuthentication, assertions=assertions)
+    # Outermost (added last): times every answer, the 401s of the line above included.
+    app.add_middleware(RequestMetrics)
     install_query_limits(app, statement_timeout_ms)
     app.include_router(ops_router(lifecycle))
     app.include_router(SearchRoutes(pool, q, ids).router())
+    app.include_router(docs_router())
     return app

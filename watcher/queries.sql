@@ -15,15 +15,6 @@ SET enqueue_at = c.cursor, planned_count = j.planned_count + c.planned
 FROM unnest($1::text[], $2::timestamptz[], $3::int[]) AS c(job_id, cursor, planned)
 WHERE j.job_id = c.job_id
 
--- name: record_skipped
--- Firings missed while nothing was loading them, not made because of the catch-up policy.
-INSERT INTO job_runs (run_id, job_id, tenant, scheduled_at, attempt, status, modified_at,
-                      reason, final)
-SELECT run_id, job_id, tenant, scheduled_at, 1, 'skipped', now(), 'catchup', true
-FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[])
-     AS s(run_id, job_id, tenant, scheduled_at)
-ON CONFLICT DO NOTHING
-
 -- name: reload_everything
 -- Redis lost its data: every active job's pending firings are loaded again from Postgres.
 UPDATE jobs SET enqueue_at = next_run_at

@@ -14,27 +14,35 @@ from redis.exceptions import RedisError
 from duetime import postgres
 from duetime.due_set import DueSet
 from duetime.lifecycle import Lifecycle
-from duetime.loading import entries_for, plan, run_template
+from duetime.loading import entries_for, plan, record_skipped, run_template
 from duetime.ops import ops_app, serve
 from duetime.redis_client import redis_client
-from duetime.run_ids import run_id_for
-from duetime.settings import HttpSettings, PostgresSettings, RedeliverySettings, RedisSettings
+from duetime.settings import (
+    HttpSettings,
+    KafkaSettings,
+    PostgresSettings,
+    RedeliverySettings,
+    RedisSettings,
+)
 from duetime.sql import load_queries
 from duetime.timeutil import now_ms, to_ms, utcnow
 from schemas.api import JobSpec
+from watcher.consumer_lag import ConsumerLag
 from watcher.integrity import Integrity
 
 log = logging.getLogger(__name__)
 QUERIES = load_queries("watcher")
 LOADED = Counter("duetime_watcher_firings_loaded_total", "Firings placed into the due-set")
 DUE_SIZE = Gauge("duetime_due_set_entries", "Entries waiting in the due-set")
+SHARD_SIZE = Gauge("duetime_due_set_shard_entries", "Entries waiting in one shard of the due-set",
+                   ["shard"])
 TRIMMED = Counter("duetime_due_set_finished_jobs_forgotten_total",
                   "Cancelled or completed jobs forgotten by the due-set after the redelivery window")
 USED_MEMORY = Gauge("duetime_redis_used_memory_bytes", "Memory Redis uses (INFO used_memory)")
 MAX_MEMORY = Gauge("duetime_redis_maxmemory_bytes", "Redis's maxmemory (0: unlimited)")
 
 
-class Settings(PostgresSettings, RedisSettings, RedeliverySettings, HttpSettings):
+class Settings(PostgresSettings, RedisSettings, RedeliverySettings, HttpSettings, KafkaSettings):
     http_port: int = 18104
     poll_seconds: float = Field(default=1.0, gt=0)
     window_seconds: float = Field(default=20.0, gt=0)
@@ -42,6 +50,8 @@ class Settings(PostgresSettings, RedisSettings, RedeliverySettings, HttpSettings
     # Above this share of Redis's maxmemory the watcher warns: Redis runs with noeviction, so
     # once full it refuses writes (commands and firings stop) rather than lose due-set keys.
     redis_memory_warn_ratio: float = Field(default=0.8, gt=0, le=1)
+    # How often the consumer groups' lag is measured for /metrics (watcher.consumer_lag).
+    lag_seconds: float = Field(default=10.0, gt=0)
 
 
 class Watcher:
@@ -67,7 +77,7 @@ class Watcher:
                 rows = await conn.fetch(QUERIES["claim_due_jobs"], horizon,
                                         self.settings.batch_size)
                 ids, cursors, planned = [], [], []
-                skipped: list[tuple[str, str, str, datetime]] = []
+                skipped: list[tuple[str, str, datetime]] = []
                 for row in rows:
                     spec = JobSpec.model_validate(row["spec"])
                     window = plan(spec, row["created_at"], row["enqueue_at"], now, horizon,
@@ -81,13 +91,11 @@ class Watcher:
                     ids.append(row["job_id"])
                     cursors.append(window.cursor)
                     planned.append(len(window.fire))
-                    skipped += [(run_id_for(row["job_id"], to_ms(t)), row["job_id"],
-                                 row["tenant"], t) for t in window.skipped]
+                    skipped += [(row["job_id"], row["tenant"], t) for t in window.skipped]
                     total += len(window.fire)
                 if ids:
                     await conn.execute(QUERIES["advance_cursors"], ids, cursors, planned)
-                if skipped:
-                    await conn.execute(QUERIES["record_skipped"], *map(list, zip(*skipped, strict=True)))
+                await record_skipped(conn, skipped)
             if len(rows) < self.settings.batch_size:
                 break
         LOADED.inc(total)
@@ -124,12 +132,37 @@ async def poll(lifecycle: Lifecycle, watcher: Watcher) -> None:
             loaded = await watcher.load_once()
             if loaded:
                 log.info("firings loaded", extra={"count": loaded})
-            DUE_SIZE.set((await watcher.due_set.sizes())["due"])
+            await report_due_depth(watcher.due_set)
             await watcher.maintain_redis()
         except (OSError, RedisError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             log.warning("load failed, retrying", extra={"error": repr(exc)})
         if await lifecycle.sleep(watcher.settings.poll_seconds):
             return
+
+
+async def report_due_depth(due_set: DueSet) -> None:
+    async with due_set.redis.pipeline(transaction=False) as pipe:
+        for shard in range(due_set.shards):
+            pipe.zcard(due_set.key("due", shard))
+        depths = [int(n) for n in await pipe.execute()]
+    for shard, depth in enumerate(depths):
+        SHARD_SIZE.labels(str(shard)).set(depth)
+    DUE_SIZE.set(sum(depths))
+
+
+async def measure_lag(lifecycle: Lifecycle, lag: ConsumerLag, every_seconds: float) -> None:
+    """Keep the consumer-lag gauge fresh; Kafka being away only leaves it stale (and logged)."""
+    try:
+        while True:
+            try:
+                await lag.measure()
+            except Exception as exc:  # metrics must never stop the watcher
+                log.warning("consumer lag not measured", extra={"error": repr(exc)})
+                await lag.close()  # reconnect next time
+            if await lifecycle.sleep(every_seconds):
+                return
+    finally:
+        await lag.close()
 
 
 async def main(lifecycle: Lifecycle) -> None:
@@ -143,6 +176,7 @@ async def main(lifecycle: Lifecycle) -> None:
             await lifecycle.supervise({
                 "http": serve(ops_app(lifecycle), settings.http_host, settings.http_port, lifecycle),
                 "poll": poll(lifecycle, watcher),
+                "lag": measure_lag(lifecycle, ConsumerLag(settings), settings.lag_seconds),
             })
         finally:
             await redis.aclose()

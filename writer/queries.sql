@@ -124,11 +124,32 @@ DELETE FROM applied_commands
 WHERE command_id IN (SELECT command_id FROM applied_commands
                      WHERE applied_at < now() - make_interval(days => $1) LIMIT 50000)
 
--- name: record_skipped
--- Firings of a created, edited or resumed job that fell inside an outage and are not made
--- because of the catch-up policy (ADR 0011), recorded like the watcher's.
-INSERT INTO job_runs (run_id, job_id, tenant, scheduled_at, attempt, status, modified_at,
-                      reason, final)
-SELECT run_id, $2, $3, scheduled_at, 1, 'skipped', now(), 'catchup', true
-FROM unnest($1::text[], $4::timestamptz[]) AS s(run_id, scheduled_at)
-ON CONFLICT DO NOTHING
+-- name: lock_jobs
+-- The jobs of a batch of creates that exist already: those creates take the one-by-one path.
+-- Locked in one order, as insert_jobs inserts, so two writers (during a rebalance) wait for
+-- each other rather than deadlock.
+SELECT job_id FROM jobs WHERE job_id = ANY($1::text[]) ORDER BY job_id FOR UPDATE
+
+-- name: record_commands
+-- record_command for a batch; returns the ids not applied before (the others are replays).
+INSERT INTO applied_commands (command_id, job_id)
+SELECT * FROM unnest($1::text[], $2::text[])
+ON CONFLICT (command_id) DO NOTHING
+RETURNING command_id
+
+-- name: applied_before
+SELECT command_id FROM applied_commands WHERE command_id = ANY($1::text[])
+
+-- name: insert_jobs
+-- insert_job for a batch of creates, one row per job, in one statement.
+INSERT INTO jobs (job_id, tenant, name, spec, schedule_type, target_type, state, version,
+                  priority, labels, next_run_at, enqueue_at, created_command, created_at, updated_at,
+                  planned_count)
+SELECT job_id, tenant, name, spec::jsonb, schedule_type, target_type, state, 1, priority,
+       labels::jsonb, next_run_at, enqueue_at, created_command, created_at, created_at,
+       planned_count
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+            $8::smallint[], $9::text[], $10::timestamptz[], $11::timestamptz[], $12::text[],
+            $13::timestamptz[], $14::bigint[])
+     AS c(job_id, tenant, name, spec, schedule_type, target_type, state, priority, labels,
+          next_run_at, enqueue_at, created_command, created_at, planned_count)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from collections import Counter as Tally
 from datetime import timedelta
 from typing import Any
 
@@ -156,6 +157,7 @@ class Writer:
         applied is poison: it is dead-lettered with the reason and the batch goes on.
         """
         statuses: list[tuple[ConsumerRecord[bytes, bytes], RunStatusChanged]] = []
+        commands: list[tuple[ConsumerRecord[bytes, bytes], JobCommand]] = []
         outbox: Outbox = []
         for msg in messages:
             if msg.topic == RUNS_STATUS:
@@ -164,9 +166,23 @@ class Writer:
                 except ValidationError as exc:
                     outbox.append(self._dlq(msg, RUNS_DLQ, f"invalid run status: {exc}"))
             else:
-                outbox.extend(await self._command(msg))
+                cmd = self._prepare(msg, outbox)
+                if cmd is not None:
+                    commands.append((msg, cmd))
+        await self._commands(commands, outbox)
         await self._statuses(statuses, outbox)
         await self._send(outbox)
+
+    async def _commands(self, commands: list[tuple[ConsumerRecord[bytes, bytes], JobCommand]],
+                        outbox: Outbox) -> None:
+        """Creates of jobs named once in the batch in one transaction (ADR 0023); everything
+        else one by one, in the batch's order. A job named twice goes one by one entirely, so
+        each job's commands apply in their order (a create, then a patch of it)."""
+        named = Tally(cmd.job_id for _, cmd in commands)
+        together = [(m, c) for m, c in commands if c.type == "create" and named[c.job_id] == 1]
+        alone = [(m, c) for m, c in commands if not (c.type == "create" and named[c.job_id] == 1)]
+        for msg, cmd in await self._creates(together, outbox) + alone:
+            outbox.extend(await self._command(msg, cmd))
 
     async def _statuses(self, statuses: list[tuple[ConsumerRecord[bytes, bytes], RunStatusChanged]],
                         outbox: Outbox) -> None:
@@ -193,9 +209,9 @@ class Writer:
         async with self.pool.acquire() as conn, conn.transaction():
             finished = await runs.persist(conn, QUERIES, statuses)
         STATUSES.inc(len(statuses))
-        for job_id, state, version in finished:
-            if state == "completed":
-                await self.due_set.forget(job_id, version, state)
+        await self.due_set.forget_many([(job_id, version, state)
+                                        for job_id, state, version in finished
+                                        if state == "completed"])
 
     def _dlq(self, msg: ConsumerRecord[bytes, bytes], topic: str,
              reason: str) -> tuple[str, bytes | None, bytes]:
@@ -204,8 +220,37 @@ class Writer:
                                           "reason": reason[:300]})
         return topic, msg.key, kafka.encode(dead_letter(msg, reason))
 
-    async def _command(self, msg: ConsumerRecord[bytes, bytes]) -> Outbox:
-        """Apply one command in its own transaction; poison is dead-lettered and rejected."""
+    async def _creates(self, creates: list[tuple[ConsumerRecord[bytes, bytes], JobCommand]],
+                       outbox: Outbox) -> list[tuple[ConsumerRecord[bytes, bytes], JobCommand]]:
+        """Creates of distinct jobs in one transaction and one due-set pipeline; returns those
+        left to the one-by-one path: creates of jobs that exist, and, if the batch fails for
+        good, all of them (so that only the poison one is dead-lettered)."""
+        if not creates:
+            return []
+        try:
+            async with self.pool.acquire() as conn, conn.transaction():
+                done = await self.commands.create_many(conn, [cmd for _, cmd in creates])
+                # Inside the transaction, as in _apply: a crash before the commit rolls back
+                # Postgres, and the replayed batch loads Redis again (idempotent).
+                await self.due_set.load_many(
+                    [applied.load for _, applied in done.applied if applied.load is not None])
+        except Exception as exc:
+            if transient(exc):
+                raise
+            log.warning("create batch failed, applying one by one",
+                        extra={"count": len(creates), "error": _describe(exc)[:300]})
+            return creates
+        for cmd, applied in done.applied:
+            APPLIED.labels(cmd.type, "applied").inc()
+            outbox.append((JOB_EVENTS, (cmd.job_id or "").encode(), kafka.encode(applied.event)))
+        for cmd, rejection in done.rejected:
+            outbox.append(self._rejection(cmd, rejection))
+        messages = {cmd.job_id: msg for msg, cmd in creates}
+        return [(messages[cmd.job_id], cmd) for cmd in done.deferred]
+
+    def _prepare(self, msg: ConsumerRecord[bytes, bytes], outbox: Outbox) -> JobCommand | None:
+        """The command in `msg`, or None when it is poison (dead-lettered and rejected) or
+        expired (rejected): the answer is then in `outbox`."""
         owner = ingress_tenant(msg.topic)
         try:
             cmd = JobCommand.model_validate_json(msg.value or b"") if owner is None \
@@ -213,10 +258,28 @@ class Writer:
         except (ValidationError, ValueError) as exc:
             APPLIED.labels("unknown", "invalid").inc()
             command_id, job_id, tenant = _names(msg.value)
-            return self._poison_command(msg, f"invalid command: {exc}", command_id, job_id,
-                                        owner or tenant)
+            outbox.extend(self._poison_command(msg, f"invalid command: {exc}", command_id, job_id,
+                                               owner or tenant))
+            return None
+        if (cmd.accept_by is not None and msg.timestamp_type == kafka.LOG_APPEND_TIME
+                and msg.timestamp > to_ms(cmd.accept_by)):
+            # The submitter already answered "not accepted" (503) for this command.
+            APPLIED.labels(cmd.type, "expired").inc()
+            event = JobEvent(type="job.rejected", job_id=cmd.job_id, tenant=cmd.tenant,
+                             command_id=cmd.command_id, command_type=cmd.type, at=utcnow(),
+                             reason="expired: Kafka appended the command after its accept_by")
+            outbox.append((JOB_EVENTS, (cmd.job_id or "").encode(), kafka.encode(event)))
+            return None
+        if cmd.type == "create" and cmd.job_id is None:
+            # Other services may leave the id to us; derive it from the command so a replay
+            # of the same message creates the same job.
+            cmd = cmd.model_copy(update={"job_id": cmd.command_id})
+        return cmd
+
+    async def _command(self, msg: ConsumerRecord[bytes, bytes], cmd: JobCommand) -> Outbox:
+        """Apply one command in its own transaction; poison is dead-lettered and rejected."""
         try:
-            return await self._apply(msg, cmd)
+            return await self._apply(cmd)
         except Exception as exc:
             if transient(exc):
                 raise
@@ -237,24 +300,12 @@ class Writer:
             outbox.append((JOB_EVENTS, (job_id or "").encode(), kafka.encode(event)))
         return outbox
 
-    async def _apply(self, msg: ConsumerRecord[bytes, bytes], cmd: JobCommand) -> Outbox:
-        if (cmd.accept_by is not None and msg.timestamp_type == kafka.LOG_APPEND_TIME
-                and msg.timestamp > to_ms(cmd.accept_by)):
-            # The submitter already answered "not accepted" (503) for this command.
-            APPLIED.labels(cmd.type, "expired").inc()
-            event = JobEvent(type="job.rejected", job_id=cmd.job_id, tenant=cmd.tenant,
-                             command_id=cmd.command_id, command_type=cmd.type, at=utcnow(),
-                             reason="expired: Kafka appended the command after its accept_by")
-            return [(JOB_EVENTS, (cmd.job_id or "").encode(), kafka.encode(event))]
-        if cmd.type == "create" and cmd.job_id is None:
-            # Other services may leave the id to us; derive it from the command so a replay
-            # of the same message creates the same job.
-            cmd = cmd.model_copy(update={"job_id": cmd.command_id})
+    async def _apply(self, cmd: JobCommand) -> Outbox:
         try:
             async with self.pool.acquire() as conn, conn.transaction():
                 applied = await self.commands.apply(conn, cmd)
                 if applied.load is not None:
-                    await self.due_set.load(*applied.load)
+                    await self.due_set.load_many([applied.load])
                 if applied.cancel_flag is not None:
                     job_id, version = applied.cancel_flag
                     # Aborts calls of the job still running (checked at start with the tombstone).
@@ -266,13 +317,18 @@ class Writer:
             log.debug("command applied", extra={"job_id": cmd.job_id, "type": cmd.type,
                                                 "command_id": cmd.command_id})
         except Rejected as exc:
-            APPLIED.labels(cmd.type, "rejected").inc()
-            log.info("command rejected", extra={"job_id": cmd.job_id, "type": cmd.type,
-                                                "reason": str(exc)})
-            event = JobEvent(type="job.rejected", job_id=cmd.job_id, tenant=cmd.tenant,
-                             command_id=cmd.command_id, command_type=cmd.type, at=utcnow(),
-                             reason=str(exc))
+            return [self._rejection(cmd, exc)]
         return [(JOB_EVENTS, (cmd.job_id or "").encode(), kafka.encode(event))]
+
+    @staticmethod
+    def _rejection(cmd: JobCommand, exc: Rejected) -> tuple[str, bytes | None, bytes]:
+        APPLIED.labels(cmd.type, "rejected").inc()
+        log.info("command rejected", extra={"job_id": cmd.job_id, "type": cmd.type,
+                                            "reason": str(exc)})
+        event = JobEvent(type="job.rejected", job_id=cmd.job_id, tenant=cmd.tenant,
+                         command_id=cmd.command_id, command_type=cmd.type, at=utcnow(),
+                         reason=str(exc))
+        return JOB_EVENTS, (cmd.job_id or "").encode(), kafka.encode(event)
 
     async def _send(self, outbox: Outbox) -> None:
         """Send every outcome; one Kafka refuses for good (e.g. too large) is logged, not retried."""

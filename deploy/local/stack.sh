@@ -14,12 +14,13 @@
 #   stack.sh deps                install the system packages the stack and its tests need
 #
 # Components: kafka postgres redis job_service search_service writer watcher dispatcher
-# executor gateway (alias nginx). A second (third, …) instance of a service is
+# executor gateway (alias nginx) prometheus. A second (third, …) instance of a service is
 # <service>-<n>, e.g. executor-2: same service, port = base + 10*(n-1), own pid file and log.
 #
 # DUETIME_STACK_INFRA_ONLY=1 makes `up` start only kafka, postgres, redis and the gateway.
 # Ports: DUETIME_{KAFKA,KAFKA_CONTROLLER,POSTGRES,REDIS,GATEWAY}_PORT and
-# DUETIME_{JOB_SERVICE,SEARCH_SERVICE,WRITER,WATCHER,DISPATCHER,EXECUTOR}_PORT.
+# DUETIME_{JOB_SERVICE,SEARCH_SERVICE,WRITER,WATCHER,DISPATCHER,EXECUTOR}_PORT,
+# DUETIME_PROMETHEUS_PORT (18090; DUETIME_PROMETHEUS=0 leaves Prometheus out of `up`).
 # DUETIME_REDIS_MAXMEMORY (default 1gb): Redis refuses writes beyond it (noeviction; ADR 0013).
 set -euo pipefail
 
@@ -49,6 +50,9 @@ REDIS_PORT="${DUETIME_REDIS_PORT:-16379}"
 # A full Redis must refuse writes loudly, never evict: an evicted due-set key is a lost firing.
 REDIS_MAXMEMORY="${DUETIME_REDIS_MAXMEMORY:-1gb}"
 GATEWAY_PORT="${DUETIME_GATEWAY_PORT:-18080}"
+PROMETHEUS_PORT="${DUETIME_PROMETHEUS_PORT:-18090}"
+PROMETHEUS_DIR="$STACK/prometheus"
+PROMETHEUS_TARGETS="$PROMETHEUS_DIR/targets.json"
 
 INFRA=(kafka postgres redis)
 SERVICES=(job_service search_service writer watcher dispatcher executor)
@@ -97,7 +101,7 @@ canonical() {
     case "$c" in
         nginx | gateway) echo gateway ;;
         pg | postgresql | postgres) echo postgres ;;
-        kafka | redis) echo "$c" ;;
+        kafka | redis | prometheus) echo "$c" ;;
         *)
             if is_service_name "$c"; then
                 echo "$c"
@@ -108,7 +112,7 @@ canonical() {
                     echo "${BASH_REMATCH[1]}-$((10#${BASH_REMATCH[2]}))"
                 fi
             else
-                die "unknown component '$c' (kafka postgres redis ${SERVICES[*]} gateway, or <service>-<n>)"
+                die "unknown component '$c' (kafka postgres redis ${SERVICES[*]} gateway prometheus, or <service>-<n>)"
             fi
             ;;
     esac
@@ -130,6 +134,7 @@ component_port() {
         postgres) echo "$POSTGRES_PORT" ;;
         redis) echo "$REDIS_PORT" ;;
         gateway) echo "$GATEWAY_PORT" ;;
+        prometheus) echo "$PROMETHEUS_PORT" ;;
         *) instance_port "$1" ;;
     esac
 }
@@ -145,6 +150,7 @@ cmdline_marker() {
         postgres) echo "postgres" ;;
         redis) echo "redis-server" ;;
         gateway) echo "nginx" ;;
+        prometheus) echo "prometheus" ;;
         *) echo "duetime" ;;
     esac
 }
@@ -306,6 +312,8 @@ ensure_packages() {
     nginx_bin >/dev/null || missing+=(nginx)
     # njs: the gateway hashes API keys and signs tenant assertions with it (ADR 0017).
     [[ -f $NJS_MODULE ]] || missing+=(njs)
+    # Prometheus scrapes every service and evaluates deploy/prometheus/rules (promtool tests them).
+    { have prometheus && have promtool; } || missing+=(prometheus)
     # bubblewrap: the command executor's sandbox (ADR 0026); prlimit (util-linux) sets its limits.
     have bwrap || missing+=(bubblewrap)
     ((${#missing[@]} == 0)) && return 0
@@ -319,10 +327,14 @@ ensure_packages() {
     "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
         -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
         postgresql redis-server nginx-light libnginx-mod-http-js bubblewrap
+    # Without the exporters and other recommends Debian adds to it.
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+        -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold prometheus
     pg_bin_dir >/dev/null || die "postgres binaries still missing after apt-get install"
     { have redis-server && have redis-cli; } || die "redis-server still missing after apt-get install"
     nginx_bin >/dev/null || die "nginx still missing after apt-get install"
     [[ -f $NJS_MODULE ]] || die "$NJS_MODULE still missing after apt-get install (set DUETIME_NJS_MODULE)"
+    { have prometheus && have promtool; } || die "prometheus still missing after apt-get install"
     have bwrap || die "bwrap still missing after apt-get install bubblewrap"
 }
 
@@ -334,7 +346,7 @@ ensure_tools() {
 }
 
 ensure_dirs() {
-    mkdir -p "$LOGS" "$RUN" "$KAFKA_DIR" "$PG_DIR" "$REDIS_DIR" "$NGINX_DIR"
+    mkdir -p "$LOGS" "$RUN" "$KAFKA_DIR" "$PG_DIR" "$REDIS_DIR" "$NGINX_DIR" "$PROMETHEUS_DIR"
     # The postgres OS user must be able to traverse .stack to reach .stack/pg.
     chmod 755 "$STACK"
 }
@@ -912,6 +924,7 @@ DUETIME_API_KEYS_FILE=$DUETIME_API_KEYS_FILE
 DUETIME_GATEWAY_SECRET=$DUETIME_GATEWAY_SECRET
 DUETIME_JOB_SERVICE_URL=http://127.0.0.1:$(service_base_port job_service)
 DUETIME_SEARCH_SERVICE_URL=http://127.0.0.1:$(service_base_port search_service)
+DUETIME_PROMETHEUS_URL=http://127.0.0.1:$PROMETHEUS_PORT
 DUETIME_KAFKA_BOOTSTRAP=$DUETIME_KAFKA_BOOTSTRAP
 DUETIME_KAFKA_SECURITY_PROTOCOL=$DUETIME_KAFKA_SECURITY_PROTOCOL
 DUETIME_KAFKA_SASL_MECHANISM=$DUETIME_KAFKA_SASL_MECHANISM
@@ -985,6 +998,7 @@ start_service() {
     echo $! >"$(pid_file "$inst")"
     wait_ready "$inst" "$SERVICE_READY_TIMEOUT" service_ready "$logf"
     log "$inst: ready (pid $(read_pid "$inst"))"
+    write_prometheus_targets
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -1058,6 +1072,66 @@ reload_gateway() {
 }
 
 # ---------------------------------------------------------------------------------------------
+# prometheus
+# ---------------------------------------------------------------------------------------------
+
+# Every service, and every extra instance that has a pid file (executor-2), for Prometheus's
+# file_sd: it re-reads the file by itself, so an instance started later is scraped without a
+# reload. The base services are always listed: one that is down must show as `up == 0`.
+write_prometheus_targets() {
+    local inst first=1
+    mkdir -p "$PROMETHEUS_DIR"
+    {
+        echo "["
+        for inst in "${SERVICES[@]}" $(extra_instances); do
+            ((first)) || echo ","
+            first=0
+            printf '  {"targets": ["127.0.0.1:%s"], "labels": {"service": "%s", "instance": "%s"}}' \
+                "$(instance_port "$inst")" "$(instance_service "$inst")" "$inst"
+        done
+        echo
+        echo "]"
+    } >"$PROMETHEUS_TARGETS.tmp.$$"
+    mv "$PROMETHEUS_TARGETS.tmp.$$" "$PROMETHEUS_TARGETS"
+}
+
+render_prometheus_config() {
+    sed -e "s|@RULES_DIR@|$REPO/deploy/prometheus/rules|g" \
+        -e "s|@TARGETS_FILE@|$PROMETHEUS_TARGETS|g" \
+        -e "s|@PROMETHEUS_PORT@|$PROMETHEUS_PORT|g" \
+        "$REPO/deploy/prometheus/prometheus.yml.template" >"$PROMETHEUS_DIR/prometheus.yml"
+}
+
+prometheus_ready() {
+    curl -fsS -m 2 -o /dev/null "http://127.0.0.1:$PROMETHEUS_PORT/-/ready" 2>/dev/null
+}
+
+start_prometheus() {
+    local logf
+    logf=$(component_log prometheus)
+    write_prometheus_targets
+    if is_running prometheus; then
+        log "prometheus: already running (pid $(read_pid prometheus))"
+        wait_ready prometheus "$GATEWAY_READY_TIMEOUT" prometheus_ready "$logf"
+        return 0
+    fi
+    rm -f "$(pid_file prometheus)"
+    have prometheus || die "prometheus not installed (make up installs it with apt-get)"
+    ensure_port_free prometheus "$PROMETHEUS_PORT" DUETIME_PROMETHEUS_PORT
+    render_prometheus_config
+    promtool check config "$PROMETHEUS_DIR/prometheus.yml" >>"$logf" 2>&1 ||
+        fail_start prometheus "promtool check config rejected $PROMETHEUS_DIR/prometheus.yml" "$logf"
+    log "prometheus: starting on 127.0.0.1:$PROMETHEUS_PORT"
+    setsid nohup prometheus --config.file="$PROMETHEUS_DIR/prometheus.yml" \
+        --storage.tsdb.path="$PROMETHEUS_DIR/data" --storage.tsdb.retention.time=2d \
+        --web.listen-address="127.0.0.1:$PROMETHEUS_PORT" --web.enable-lifecycle \
+        >>"$logf" 2>&1 </dev/null 9>&- &
+    echo $! >"$(pid_file prometheus)"
+    wait_ready prometheus "$GATEWAY_READY_TIMEOUT" prometheus_ready "$logf"
+    log "prometheus: ready (pid $(read_pid prometheus)), http://127.0.0.1:$PROMETHEUS_PORT"
+}
+
+# ---------------------------------------------------------------------------------------------
 # generic start / stop / kill / status
 # ---------------------------------------------------------------------------------------------
 
@@ -1069,6 +1143,7 @@ start_component() {
         postgres) start_postgres ;;
         redis) start_redis ;;
         gateway) start_gateway ;;
+        prometheus) start_prometheus ;;
         *) start_service "$name" ;;
     esac
 }
@@ -1130,7 +1205,7 @@ extra_instances() {
 all_components() {
     local extra
     mapfile -t extra < <(extra_instances)
-    echo "${INFRA[@]}" "${SERVICES[@]}" "${extra[@]}" gateway
+    echo "${INFRA[@]}" "${SERVICES[@]}" "${extra[@]}" gateway prometheus
 }
 
 status_line() {
@@ -1187,6 +1262,7 @@ cmd_up() {
         for c in "${SERVICES[@]}"; do start_component "$c"; done
     fi
     start_component gateway
+    [[ ${DUETIME_PROMETHEUS:-1} == 0 ]] || start_component prometheus
     cat <<EOF
 
 duetime local stack is up (a development environment: DUETIME_ENV=dev).
@@ -1196,6 +1272,7 @@ duetime local stack is up (a development environment: DUETIME_ENV=dev).
             the dev environment's test keys (tenants dev, tenant-b) are in the env file
   env file  $ENV_FILE   (set -a; . $ENV_FILE; set +a)
   logs      $LOGS/
+  metrics   http://127.0.0.1:$PROMETHEUS_PORT (Prometheus; rules in deploy/prometheus)
 
 try:
   KEY=\$(make -s key TENANT=me)
@@ -1209,7 +1286,7 @@ cmd_down() {
         return 0
     }
     local c failed=() i
-    local order=(gateway)
+    local order=(prometheus gateway)
     for c in $(extra_instances | sort -r); do order+=("$c"); done
     for ((i = ${#SERVICES[@]} - 1; i >= 0; i--)); do order+=("${SERVICES[i]}"); done
     for ((i = ${#INFRA[@]} - 1; i >= 0; i--)); do order+=("${INFRA[i]}"); done
@@ -1223,7 +1300,7 @@ cmd_down() {
 }
 
 usage() {
-    sed -n '2,23p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    sed -n '2,24p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
 take_lock() {

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 from redis.asyncio import Redis
 
-from duetime.due_set import MANUAL, DueSet, Entry
+from duetime.due_set import MANUAL, DueSet, Entry, Load
 
+FAR = 4_000_000_000_000  # a due time (ms) later than any clock reading of the tests
 TEMPLATE = {"tenant": "t", "target": {"type": "http", "url": "http://x/y"}, "retry": {}}
 
 
@@ -75,3 +76,49 @@ async def test_expired_lease_is_requeued_once(due: DueSet) -> None:
     popped = await due.pop_due(0, 3000, 3000, 10)
     assert [p.entry for p in popped] == [e]
     assert await due.claim(e, e.member(), "alive", now_ms=3000, ttl_ms=1000) == "ok"
+
+
+async def test_load_many_leaves_what_loads_one_after_the_other_leave(
+    redis: Redis, due_prefix: str,
+) -> None:
+    """The writer's batch (ADR 0023) groups its loads per shard; a job loaded twice in one
+    batch must end as if loaded twice in a row: the last state wins, entries only add."""
+    loads = [
+        Load("a", 1, "active", TEMPLATE, [Entry("a", 1, 1000, 1, 5, next_ms=2000)]),
+        Load("b", 1, "completed", TEMPLATE, [Entry("b", 1, FAR, 1, 5, MANUAL)]),
+        Load("c", 1, "paused", TEMPLATE, []),
+        Load("d", 1, "active", {**TEMPLATE, "version": 1}, [Entry("d", 1, 1000, 1, 2)]),
+        Load("a", 2, "cancelled", None, []),
+        Load("c", 2, "active", TEMPLATE, [Entry("c", 2, 3000, 1, 5, next_ms=6000)]),
+        Load("d", 2, "active", None, [Entry("d", 2, 1000, 1, 2), Entry("d", 1, 9, 1, 2)]),
+        Load("b", 2, "completed", None, [Entry("b", 2, FAR + 5, 1, 5)]),
+        Load("e", 1, "completed", TEMPLATE, [Entry("e", 1, FAR, 1, 5)]),
+        Load("e", 2, "active", TEMPLATE, []),
+    ]
+    one_by_one = DueSet(redis, shards=3, prefix=f"{due_prefix}seq")
+    together = DueSet(redis, shards=3, prefix=due_prefix)
+    try:
+        for load in loads:
+            await one_by_one.load(*load)
+        await together.load_many(loads)
+        assert await _contents(together) == await _contents(one_by_one)
+        assert (await _contents(together))["jobs"]  # not two empty sets
+    finally:
+        keys = [k async for k in redis.scan_iter(match=f"{one_by_one.prefix}:*")]
+        if keys:
+            await redis.delete(*keys)
+
+
+async def _contents(due: DueSet) -> dict[str, list[object]]:
+    found: dict[str, list[object]] = {}
+    for shard in range(due.shards):
+        for kind in ("jobs", "specs", "nexts"):
+            found.setdefault(kind, []).append(await due.redis.hgetall(due.key(kind, shard)))
+        found.setdefault("due", []).append(
+            await due.redis.zrange(due.key("due", shard), 0, -1, withscores=True))
+        # A job ended now (no later entry) is scored with the clock: only that it ended counts.
+        ended: list[tuple[bytes, float]] = await due.redis.zrange(  # type: ignore[assignment]
+            due.key("finished", shard), 0, -1, withscores=True)
+        found.setdefault("finished", []).append(
+            [(job, score if score >= FAR else "now") for job, score in ended])
+    return found

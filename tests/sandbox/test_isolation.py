@@ -150,10 +150,10 @@ async def test_two_runs_cannot_see_each_other(sandbox: Sandbox) -> None:
         first_out))
     await first_out.arrived.wait()
     try:
-        status, text = await run(sandbox, f"""
+        status, text = await run(sandbox, """
 import os
 others = [p for p in os.listdir("/proc") if p.isdigit() and int(p) != os.getpid()]
-print([open(f"/proc/{{p}}/cmdline", "rb").read().split(b"\\0")[0].decode() for p in others])
+print([open(f"/proc/{p}/cmdline", "rb").read().split(b"\\0")[0].decode() for p in others])
 print(sorted(os.listdir("/job")))
 """)
     finally:

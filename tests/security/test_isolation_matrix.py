@@ -56,9 +56,10 @@ ROUTES: dict[tuple[str, str, str], Row] = {
     ("search_service", "GET", "/jobs/{job_id}/runs"): Row("victim id"),
     ("search_service", "GET", "/jobs/{job_id}/preview"): Row("victim id"),
     ("search_service", "GET", "/timers/{timer_id}"): Row("victim id"),
-    # The API description: the same for every tenant, but still only for callers the gateway let in.
-    **{(service, "GET", "/openapi.json"): Row("listing") for service in ("job_service",
-                                                                         "search_service")},
+    # The API's description and Swagger UI: no tenant's data, open like the ops endpoints
+    # (ADR 0028; tests/e2e/test_api_docs.py).
+    **{("search_service", "GET", path): Row("open")
+       for path in ("/openapi.json", "/docs", "/docs/init.js", "/docs/{asset}")},
     **{(service, "GET", path): Row("open") for service in ("job_service", "search_service")
        for path in ("/healthz", "/readyz", "/metrics")},
 }
