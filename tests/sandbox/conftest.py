@@ -9,6 +9,9 @@ import pytest
 
 from executor.command.sandbox import Sandbox, SandboxSettings
 from executor.command.uids import processes_of
+from tests.support.objects import s3_settings, store
+
+__all__ = ["s3_settings", "store"]
 
 # Host uids of their own, apart from a command executor's default range (200000+).
 FIRST_UID = 290_000

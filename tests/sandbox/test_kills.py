@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from pathlib import Path
 
-from duetime.objects.filesystem import FilesystemStore
+from duetime.objects.store import ObjectStore
 from executor.command.output import StoredOutput
 from executor.command.sandbox import Sandbox
 from executor.command.spec import CommandSpec, Limits
@@ -74,12 +73,12 @@ async def test_a_caller_cancelled_while_the_sandbox_starts_leaves_nothing(sandbo
 
 
 async def test_50_mb_of_output_is_cut_at_the_limit_and_what_is_kept_is_intact(
-        sandbox: Sandbox, tmp_path: Path) -> None:
+        sandbox: Sandbox, store: ObjectStore) -> None:
+    """Streamed into each real store backend while the command runs."""
     # 50 blocks of 1 MiB, block i filled with byte i: any lost, repeated or shifted byte shows.
     script = ("import sys\nfor i in range(50):\n"
               "    sys.stdout.buffer.write(bytes([65 + i % 26]) * 1048576)\n")
     limit = 10 * 1024 * 1024 + 12345
-    store = FilesystemStore(tmp_path / "objects")
     sink = StoredOutput(store, "t/j/r/1/output")
     outcome = await sandbox.run(CommandSpec(("python3", "-c", script),
                                             limits=Limits(output_bytes=limit)), sink)
