@@ -186,7 +186,10 @@ class Sandbox:
                "TMPDIR": "/tmp", **spec.env}  # noqa: S108 - the sandbox's own /tmp
         setenv = [arg for name, value in env.items() for arg in ("--setenv", name, value)]
         return [self.prlimit, *rlimits, "--", self.bwrap,
-                "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
+                # No user namespaces inside: a nested one would hand the command "root" over
+                # kernel interfaces (mounts, netfilter) it has no business reaching.
+                "--unshare-all", "--unshare-user", "--disable-userns",
+                "--die-with-parent", "--new-session", "--cap-drop", "ALL",
                 "--uid", str(INSIDE_UID), "--gid", str(INSIDE_UID), "--hostname", "sandbox",
                 *mounts, "--chdir", cwd, "--clearenv", *setenv, "--", *spec.argv]
 

@@ -163,3 +163,13 @@ print(sorted(os.listdir("/job")))
     # Besides itself only its PID 1 (bwrap's reaper): nothing of the other run; its own /job.
     assert text == f"[{sandbox.bwrap!r}]\n[]\n"
     assert sandbox_processes() == []
+
+
+async def test_no_user_namespace_inside(sandbox: Sandbox) -> None:
+    # `unshare -r` would make the command root of a namespace of its own, with kernel
+    # interfaces (mounts, netfilter, …) to attack.
+    out = Collected()
+    outcome = await sandbox.run(CommandSpec(("sh", "-c", "unshare -Ur id -u; echo $?")), out)
+    assert outcome.status == "succeeded"
+    assert out.text.splitlines()[-1] == "1", out.text
+    assert "\n0\n" not in f"\n{out.text}"
