@@ -74,7 +74,8 @@ unit: setup
 
 # Runs the stack tests against a running stack; starts one (and stops it after) if none is up.
 test-stack: setup
-	deploy/local/with-stack.sh $(VENV)/bin/pytest tests/integration tests/e2e tests/security tests/ops tests/faults tests/model -q
+	$(STACK) deps
+	deploy/local/with-stack.sh $(VENV)/bin/pytest tests/objects tests/sandbox tests/integration tests/e2e tests/security tests/ops tests/faults tests/model -q
 
 # The model checker: `make model SEED=7` replays one history; `make model MINUTES=30` soaks.
 SEED ?= 1

@@ -11,6 +11,7 @@
 #   stack.sh status [component]  exit 0 when it (default: everything `up` starts) runs, else 1
 #   stack.sh logs <component>    follow its log
 #   stack.sh reload gateway      re-render nginx.conf and reload nginx (keys take effect)
+#   stack.sh deps                install the system packages the stack and its tests need
 #
 # Components: kafka postgres redis job_service search_service writer watcher dispatcher
 # executor gateway (alias nginx) prometheus. A second (third, …) instance of a service is
@@ -313,17 +314,19 @@ ensure_packages() {
     [[ -f $NJS_MODULE ]] || missing+=(njs)
     # Prometheus scrapes every service and evaluates deploy/prometheus/rules (promtool tests them).
     { have prometheus && have promtool; } || missing+=(prometheus)
+    # bubblewrap: the command executor's sandbox (ADR 0026); prlimit (util-linux) sets its limits.
+    have bwrap || missing+=(bubblewrap)
     ((${#missing[@]} == 0)) && return 0
-    log "missing: ${missing[*]} — installing postgresql redis-server nginx-light libnginx-mod-http-js with apt-get"
+    log "missing: ${missing[*]} — installing postgresql redis-server nginx-light libnginx-mod-http-js bubblewrap with apt-get"
     local sudo=()
     if ! is_root; then
-        have sudo || die "need root (or sudo) to apt-get install postgresql redis-server nginx-light libnginx-mod-http-js"
+        have sudo || die "need root (or sudo) to apt-get install postgresql redis-server nginx-light libnginx-mod-http-js bubblewrap"
         sudo=(sudo)
     fi
     "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
     "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
         -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
-        postgresql redis-server nginx-light libnginx-mod-http-js
+        postgresql redis-server nginx-light libnginx-mod-http-js bubblewrap
     # Without the exporters and other recommends Debian adds to it.
     "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
         -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold prometheus
@@ -332,6 +335,7 @@ ensure_packages() {
     nginx_bin >/dev/null || die "nginx still missing after apt-get install"
     [[ -f $NJS_MODULE ]] || die "$NJS_MODULE still missing after apt-get install (set DUETIME_NJS_MODULE)"
     { have prometheus && have promtool; } || die "prometheus still missing after apt-get install"
+    have bwrap || die "bwrap still missing after apt-get install bubblewrap"
 }
 
 ensure_tools() {
@@ -1298,7 +1302,7 @@ cmd_down() {
 }
 
 usage() {
-    sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    sed -n '2,24p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
 take_lock() {
@@ -1339,6 +1343,13 @@ main() {
             esac
             ;;
         status) cmd_status "$@" ;;
+        deps)
+            # What the stack and its tests need from the system (make test-stack runs it even
+            # when a stack is already up, so the sandbox tests find bwrap on a fresh machine).
+            take_lock
+            ensure_packages
+            ensure_tools
+            ;;
         reload)
             [[ $# == 1 && $(canonical "$1") == gateway ]] || die "usage: stack.sh reload gateway"
             take_lock
