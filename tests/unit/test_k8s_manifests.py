@@ -380,3 +380,44 @@ def test_setup_jobs_and_what_they_need_are_applied_first(target: str) -> None:
     assert first == needed, f"{target}: phase 1 applies {sorted(first ^ needed)} wrongly"
     readme = (K8S / "README.md").read_text()
     assert "-l duetime.io/phase=setup" in readme and "wait --for=condition=complete" in readme
+
+
+_REF_KEYS = {"configMapRef": "ConfigMap", "secretRef": "Secret",
+             "configMapKeyRef": "ConfigMap", "secretKeyRef": "Secret"}
+
+
+def _container_references(c: dict[str, Any]) -> set[tuple[str, str]]:
+    sources = c.get("envFrom", []) + [var.get("valueFrom", {}) for var in c.get("env", [])]
+    return {(kind, source[key]["name"]) for source in sources
+            for key, kind in _REF_KEYS.items() if key in source}
+
+
+def _volume_references(volume: dict[str, Any]) -> set[tuple[str, str]]:
+    sources = [volume, *volume.get("projected", {}).get("sources", [])]
+    found = {("ConfigMap", s["configMap"]["name"]) for s in sources if "configMap" in s}
+    return found | {("Secret", s["secret"].get("secretName") or s["secret"]["name"])
+                    for s in sources if "secret" in s}
+
+
+def _references(obj: dict[str, Any]) -> set[tuple[str, str]]:
+    """(kind, name) of every ConfigMap and Secret a workload's pods read."""
+    pod = obj.get("spec", {}).get("template", {}).get("spec", {})
+    found: set[tuple[str, str]] = set()
+    for c in pod.get("containers", []) + pod.get("initContainers", []):
+        found |= _container_references(c)
+    for volume in pod.get("volumes", []):
+        found |= _volume_references(volume)
+    return found
+
+
+@pytest.mark.parametrize("target", OVERLAYS)
+def test_every_configmap_and_secret_a_pod_reads_exists_or_is_documented(target: str) -> None:
+    rendered = {(o["kind"], o["metadata"]["name"]) for o in render(target)}
+    readme = (K8S / "README.md").read_text()
+    for obj in render(target):
+        for kind, name in _references(obj):
+            if kind == "Secret" and target == "prod":
+                # Created in the namespace by the operator: the README must name it.
+                assert f"`{name}`" in readme, f"README does not say to create Secret {name}"
+            else:
+                assert (kind, name) in rendered, f"{target} {obj['metadata']['name']}: no {kind} {name}"
