@@ -150,7 +150,7 @@ def test_service_probes_its_own_port(target: str, svc: str) -> None:
 
 
 @pytest.mark.parametrize("target", OVERLAYS)
-@pytest.mark.parametrize("svc", SERVICES)
+@pytest.mark.parametrize("svc", [*SERVICES, "gateway"])
 def test_service_has_resources_a_pdb_and_a_locked_down_pod(target: str, svc: str) -> None:
     dep = deployment(target, svc)
     c = container(dep)
