@@ -13,7 +13,17 @@ REQS := requirements
 UV_COMPILE := $(VENV)/bin/uv pip compile --quiet --generate-hashes --universal --python-version 3.11 \
 	--no-emit-index-url --no-emit-find-links --custom-compile-command 'make lock' $(if $(UPGRADE),--upgrade)
 
-setup: $(VENV)/.installed
+# kustomize renders deploy/k8s for tests/unit/test_k8s_manifests.py (ADR 0030): built once from
+# the Go module proxy at a pinned version (checked against the Go checksum database) and kept
+# in .venv, so tests fetch nothing.
+KUSTOMIZE_VERSION := v5.7.1
+KUSTOMIZE := $(VENV)/kustomize-$(KUSTOMIZE_VERSION)/kustomize
+
+setup: $(VENV)/.installed $(KUSTOMIZE)
+
+$(KUSTOMIZE):
+	@command -v go >/dev/null || { echo "go is required to build kustomize (deploy/k8s)"; exit 1; }
+	GOBIN=$(abspath $(dir $@)) GOTOOLCHAIN=local go install sigs.k8s.io/kustomize/kustomize/v5@$(KUSTOMIZE_VERSION)
 
 # pip, setuptools (duetime's build backend) and uv, hash-checked before anything else is installed.
 $(VENV)/.bootstrapped: $(REQS)/bootstrap.txt
