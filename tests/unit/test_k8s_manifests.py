@@ -14,6 +14,7 @@ import importlib
 import inspect
 import ipaddress
 import re
+import shutil
 import subprocess
 from functools import cache
 from pathlib import Path
@@ -48,18 +49,23 @@ INTERNAL_RANGES = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/
                    "127.0.0.0/8", "169.254.0.0/16", "fc00::/7", "fe80::/10", "::1/128")
 
 
-def _kustomize() -> Path:
+def _kustomize() -> list[str]:
+    """The pinned kustomize `make setup` builds, else kubectl's own (the Makefile builds only
+    where kubectl is missing)."""
     version = re.search(r"(?m)^KUSTOMIZE_VERSION := (\S+)$", (REPO / "Makefile").read_text())
     assert version, "Makefile has no KUSTOMIZE_VERSION"
     binary = REPO / ".venv" / f"kustomize-{version.group(1)}" / "kustomize"
-    assert binary.exists(), f"{binary} is missing: run `make setup`"
-    return binary
+    if binary.exists():
+        return [str(binary), "build"]
+    kubectl = shutil.which("kubectl")
+    assert kubectl, f"{binary} is missing and there is no kubectl: run `make setup`"
+    return [kubectl, "kustomize"]
 
 
 @cache
 def render(target: str) -> tuple[dict[str, Any], ...]:
     path = K8S / ("base" if target == "base" else f"overlays/{target}")
-    out = subprocess.run([str(_kustomize()), "build", str(path)], capture_output=True, text=True,
+    out = subprocess.run([*_kustomize(), str(path)], capture_output=True, text=True,
                          timeout=120, check=False)
     assert out.returncode == 0, f"kustomize build {path}:\n{out.stderr}"
     return tuple(doc for doc in yaml.safe_load_all(out.stdout) if doc)
