@@ -168,3 +168,18 @@ async def test_what_a_tenant_stored_is_shown_as_text_never_as_markup(
         page = (await api.get(path)).text
         assert "<img src=x" not in page and "<script>x()" not in page, path
         assert "&lt;img src=x onerror=" in page, path
+
+
+async def test_the_next_fire_times_mark_a_daylight_saving_change(
+    api: httpx.AsyncClient, jobs: Cleanup, sink: Sink,
+) -> None:
+    # Noon on the 1st, Berlin time: ten months always cross at least one DST change there.
+    schedule = {"type": "cron", "expression": "0 12 1 * *", "timezone": "Europe/Berlin"}
+    job_id = await jobs.create(api, http_job(sink.url("/ui/dst"), schedule, name="ui-dst"))
+    page = (await api.get(f"/ui/jobs/{job_id}")).text
+    preview = (await api.get(f"/jobs/{job_id}/preview", params={"count": 10})).json()
+    for at in preview["next_run_times"]:
+        assert f'datetime="{at}"' in page
+    assert page.count("12:00:00</td>") == 10  # local noon every time, on both sides of a change
+    assert ("DST change: UTC+01:00 → UTC+02:00" in page) or \
+        ("DST change: UTC+02:00 → UTC+01:00" in page)
