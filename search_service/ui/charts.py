@@ -82,3 +82,37 @@ def firings_over_time(rows: Sequence[Any], start: datetime, minutes: int) -> Cha
         counts.append((at.strftime("%H:%M"), total, failed))
     return Chart("Runs per minute, last hour (failed in red)", _bars(counts),
                  sum(n for _, n, _ in counts))
+
+
+@dataclass(frozen=True)
+class Mark:
+    x: float
+    status: str
+    label: str  # what its tooltip says
+
+
+@dataclass(frozen=True)
+class Timeline:
+    marks: list[Mark]
+    first: str
+    last: str
+    width: int = WIDTH
+    height: int = 28
+
+
+def runs_timeline(runs: Sequence[Any]) -> Timeline:
+    """Runs as run_view returns them (any order), one mark per run at its due instant, from the
+    oldest (left) to the newest (right); runs due at one instant share a place."""
+    due = sorted((datetime.fromisoformat(r["scheduled_at"]), r) for r in runs
+                 if r.get("scheduled_at"))
+    if not due:
+        return Timeline([], "", "")
+    start, end = due[0][0], due[-1][0]
+    span = (end - start).total_seconds() or 1.0
+    usable = WIDTH - 2 * _MARGIN
+    marks = [Mark(x=_MARGIN + usable * (at - start).total_seconds() / span, status=r["status"],
+                  label=f"{r['scheduled_at']} {r['status']}"
+                        + (f": {r['error']}" if r.get("error") else "")
+                        + (f" ({r['reason']})" if r.get("reason") else ""))
+             for at, r in due]
+    return Timeline(marks, due[0][1]["scheduled_at"], due[-1][1]["scheduled_at"])

@@ -112,9 +112,10 @@ class Dashboard:
         spec = {k: v for k, v in view.items() if k not in (
             "job_id", "state", "version", "next_run_at", "run_count", "failure_count", "last_run",
             "created_at", "updated_at")}
+        runs = await self._runs(request, job_id, run_status)
         return self.render(
             "job.html", page="jobs", job=view, zone=zone, run_status=run_status,
-            statuses=RUN_STATUSES, runs=await self._runs(request, job_id, run_status),
+            statuses=RUN_STATUSES, runs=runs, timeline=charts.runs_timeline(runs),
             fires=fire_times(preview["next_run_times"], zone, now),
             spec_json=orjson.dumps(spec, option=orjson.OPT_INDENT_2).decode(),
             runs_url=self._runs_url(job_id, run_status))
@@ -125,7 +126,8 @@ class Dashboard:
         except ProblemError as exc:
             return self.error(exc)
         runs = [] if row is None else await self._runs(request, job_id, run_status)
-        return self.render("_runs.html", runs=runs, run_status=run_status)
+        return self.render("_runs.html", runs=runs, run_status=run_status,
+                           timeline=charts.runs_timeline(runs))
 
     async def _job_and_filter(self, request: Request,
                               job_id: str) -> tuple[str | None, asyncpg.Record | None]:

@@ -112,6 +112,23 @@ async def test_a_failure_leads_to_its_error(
     await expect(row).to_contain_text("500")
 
 
+async def test_skipped_runs_show_their_reason(
+    page: Page, api: httpx.AsyncClient, jobs: Cleanup, make_sink: Any, env: dict[str, str],
+) -> None:
+    slow = await make_sink(delay_seconds=2.5)
+    tag = uuid.uuid4().hex[:8]
+    spec = http_job(slow.url(f"/ui/{tag}"), {"type": "interval", "every_seconds": 1},
+                    name=f"ui-{tag}-overlapping", overlap="forbid", retry={"max_attempts": 1})
+    job_id = await jobs.create(api, spec)
+    skipped = await wait_runs(api, job_id, "skipped", timeout=30)
+    assert skipped[0]["reason"]
+    await log_in(page, env["DUETIME_API_KEY"], f"/ui/jobs/{job_id}?run_status=skipped")
+    row = page.locator(f"#run-{skipped[0]['run_id']}")
+    await expect(row.locator(".status")).to_have_text("skipped")
+    await expect(row.locator(".reason")).to_have_text(skipped[0]["reason"])
+    await expect(page.locator("#runs svg rect.mark-skipped").first).to_be_attached()
+
+
 async def test_another_tenant_never_sees_them(
     page: Page, api: httpx.AsyncClient, jobs: Cleanup, sink: Sink, env: dict[str, str],
 ) -> None:

@@ -43,6 +43,19 @@ def test_an_empty_chart_draws_nothing_rather_than_dividing_by_zero() -> None:
     assert chart.total == 0 and all(b.height == 0 for b in chart.bars)
 
 
+def test_runs_timeline_places_runs_by_due_instant_oldest_left() -> None:
+    runs = [{"scheduled_at": "2026-11-26T10:00:10+00:00", "status": "failed", "error": "HTTP 503"},
+            {"scheduled_at": "2026-11-26T10:00:00+00:00", "status": "succeeded"},
+            {"scheduled_at": "2026-11-26T10:00:05+00:00", "status": "skipped", "reason": "overlap"}]
+    timeline = charts.runs_timeline(runs)
+    assert [m.status for m in timeline.marks] == ["succeeded", "skipped", "failed"]
+    xs = [m.x for m in timeline.marks]
+    assert xs[0] < xs[1] < xs[2] and abs((xs[1] - xs[0]) - (xs[2] - xs[1])) < 1e-9
+    assert timeline.marks[2].label.endswith("failed: HTTP 503")
+    assert timeline.marks[1].label.endswith("(overlap)")
+    assert charts.runs_timeline([]).marks == []
+
+
 def test_fire_times_mark_the_change_to_summer_time() -> None:
     times = ["2026-03-28T02:00:00+00:00", "2026-03-29T01:00:00+00:00",
              "2026-03-30T01:00:00+00:00"]
