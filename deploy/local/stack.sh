@@ -1267,6 +1267,7 @@ cmd_up() {
 
 duetime local stack is up (a development environment: DUETIME_ENV=dev).
   gateway   $DUETIME_URL
+  dashboard $DUETIME_URL/ui (log in with an API key)
   API keys  stored hashed in $API_KEYS_FILE; create one (printed once) with
               make key TENANT=<tenant>   (python -m duetime keys create --tenant <tenant>)
             the dev environment's test keys (tenants dev, tenant-b) are in the env file
