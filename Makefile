@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STACK := deploy/local/stack.sh
 
-.PHONY: setup lock audit up down status logs key test lint unit test-stack model bench bench-peers schemas clean
+.PHONY: setup lock audit up down status logs key test lint unit test-stack model bench bench-peers schemas clean browser
 
 REQS := requirements
 # Hashes of every file of every locked version (so --require-hashes installs on any platform), and
@@ -86,10 +86,17 @@ lint: setup
 unit: setup
 	$(VENV)/bin/pytest tests/unit -q
 
+# The dashboard's browser tests drive Debian's chromium (Playwright cannot download its own here).
+browser:
+	@command -v chromium >/dev/null || { \
+		sudo=; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+		$$sudo env DEBIAN_FRONTEND=noninteractive apt-get update -q && \
+		$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
+
 # Runs the stack tests against a running stack; starts one (and stops it after) if none is up.
-test-stack: setup
+test-stack: setup browser
 	$(STACK) deps
-	deploy/local/with-stack.sh $(VENV)/bin/pytest tests/objects tests/sandbox tests/integration tests/e2e tests/security tests/ops tests/faults tests/model -q
+	deploy/local/with-stack.sh $(VENV)/bin/pytest tests/objects tests/sandbox tests/integration tests/e2e tests/security tests/ops tests/faults tests/ui tests/model -q
 
 # The model checker: `make model SEED=7` replays one history; `make model MINUTES=30` soaks.
 SEED ?= 1

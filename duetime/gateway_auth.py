@@ -21,9 +21,10 @@ from duetime.tenant_assertion import (
 
 log = logging.getLogger(__name__)
 # The ops endpoints (duetime.ops) answer without a tenant: probes and scrapers have none; so does
-# the API's description (search_service/api_docs.py), which holds no tenant's data.
-OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs"})
-OPEN_PREFIX = "/docs/"
+# the API's description (search_service/api_docs.py), which holds no tenant's data; and the
+# dashboard's login form and static files (search_service/ui, ADR 0029), which hold none either.
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/ui/login"})
+OPEN_PREFIXES = ("/docs/", "/ui/static/")
 _ASSERTION = ASSERTION_HEADER.lower().encode()
 _REQUEST_ID = REQUEST_ID_HEADER.lower().encode()
 
@@ -40,7 +41,7 @@ class GatewayAuthentication:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in OPEN_PATHS \
-                or scope["path"].startswith(OPEN_PREFIX):
+                or scope["path"].startswith(OPEN_PREFIXES):
             await self.app(scope, receive, send)
             return
         try:

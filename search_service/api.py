@@ -172,8 +172,14 @@ class SearchRoutes:
 
 def build_app(lifecycle: Lifecycle, pool: asyncpg.Pool[Any], q: dict[str, str],
               ids: JobIds, assertions: TenantAssertions,
-              statement_timeout_ms: int = DEFAULT_STATEMENT_TIMEOUT_MS) -> FastAPI:
-    """`statement_timeout_ms`: what `pool` was opened with, for the 422 that quotes it."""
+              statement_timeout_ms: int = DEFAULT_STATEMENT_TIMEOUT_MS,
+              prometheus_url: str | None = None) -> FastAPI:
+    """`statement_timeout_ms`: what `pool` was opened with, for the 422 that quotes it;
+    `prometheus_url`: where the dashboard's overview reads installation-wide numbers (or none)."""
+    # Imported here: the dashboard builds on SearchRoutes, defined above.
+    from search_service.ui.prometheus import PrometheusReader
+    from search_service.ui.routes import Dashboard
+
     # The API's document is both services' (schemas/openapi.json), served by docs_router.
     app = FastAPI(title="duetime search service", docs_url=None, redoc_url=None, openapi_url=None)
     install(app)
@@ -182,6 +188,9 @@ def build_app(lifecycle: Lifecycle, pool: asyncpg.Pool[Any], q: dict[str, str],
     app.add_middleware(RequestMetrics)
     install_query_limits(app, statement_timeout_ms)
     app.include_router(ops_router(lifecycle))
-    app.include_router(SearchRoutes(pool, q, ids).router())
+    search = SearchRoutes(pool, q, ids)
+    app.include_router(search.router())
     app.include_router(docs_router())
+    reader = PrometheusReader(prometheus_url) if prometheus_url else None
+    app.include_router(Dashboard(search, pool, reader).router())
     return app

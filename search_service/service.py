@@ -29,6 +29,8 @@ class Settings(PostgresSettings, HttpSettings, IdSettings, GatewaySettings):
     # Postgres stops any read query running longer (docs/quotas.md): DUETIME_READ_STATEMENT_TIMEOUT_MS.
     read_statement_timeout_ms: int = Field(default=DEFAULT_STATEMENT_TIMEOUT_MS, ge=10,
                                            le=600_000)
+    # The dashboard's overview reads installation-wide numbers there (DUETIME_PROMETHEUS_URL).
+    prometheus_url: str | None = None
 
 
 @asynccontextmanager
@@ -52,7 +54,7 @@ async def main(lifecycle: Lifecycle) -> None:
         lifecycle.ready = True
         assertions = TenantAssertions(settings.gateway_secret, settings.assertion_max_age_seconds)
         app = build_app(lifecycle, pool, QUERIES, JobIds(settings.id_secret), assertions,
-                        timeout_ms)
+                        timeout_ms, settings.prometheus_url)
         app.include_router(SigningSecretList(pool).router())
         await lifecycle.supervise(
             {"http": serve(app, settings.http_host, settings.http_port, lifecycle)})

@@ -25,7 +25,7 @@ from tests.support.stack import stack_env
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         parts = item.path.parts
-        if any(p in parts for p in ("integration", "e2e", "security", "faults", "model")):
+        if any(p in parts for p in ("integration", "e2e", "security", "faults", "model", "ui")):
             item.add_marker(pytest.mark.stack)
         if "faults" in parts or "model" in parts:
             item.add_marker(pytest.mark.faults)

@@ -866,6 +866,10 @@ load_common_env() {
 
 # Extra environment of one service: the executor publishes Kafka targets as their principal.
 service_env() {
+    # The dashboard's overview reads installation-wide numbers from the stack's Prometheus.
+    if [[ $1 == search_service && ${DUETIME_PROMETHEUS:-1} != 0 ]]; then
+        echo "DUETIME_PROMETHEUS_URL=http://127.0.0.1:$PROMETHEUS_PORT"
+    fi
     if [[ $1 == executor ]]; then
         echo "DUETIME_KAFKA_TARGET_USERNAME=$KAFKA_TARGET_USER"
         echo "DUETIME_KAFKA_TARGET_PASSWORD=$(credential "kafka-$KAFKA_TARGET_USER")"
@@ -1269,6 +1273,7 @@ cmd_up() {
 
 duetime local stack is up (a development environment: DUETIME_ENV=dev).
   gateway   $DUETIME_URL
+  dashboard $DUETIME_URL/ui (log in with an API key)
   API keys  stored hashed in $API_KEYS_FILE; create one (printed once) with
               make key TENANT=<tenant>   (python -m duetime keys create --tenant <tenant>)
             the dev environment's test keys (tenants dev, tenant-b) are in the env file

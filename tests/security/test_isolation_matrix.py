@@ -32,7 +32,9 @@ SPEC = http_job("http://127.0.0.1:18999/isolation", FAR_FUTURE)
 @dataclass(frozen=True)
 class Row:
     kind: str  # "victim id": names one of B's jobs; "listing": B's data must not appear;
-    # "create": makes a job, which must be A's; "open": ops endpoint, no tenant at all
+    # "create": makes a job, which must be A's; "open": ops endpoint, no tenant at all;
+    # the dashboard's (ADR 0029) "page": an HTML page where B's data must not appear,
+    # "page victim id": an HTML page naming one of B's jobs, "logout": its one form behind a key
     body: dict[str, Any] | None = None
 
 
@@ -60,6 +62,16 @@ ROUTES: dict[tuple[str, str, str], Row] = {
     # (ADR 0028; tests/e2e/test_api_docs.py).
     **{("search_service", "GET", path): Row("open")
        for path in ("/openapi.json", "/docs", "/docs/init.js", "/docs/{asset}")},
+    # The dashboard: every page needs the assertion like the API (tests/ui); only its login
+    # form and static files are open.
+    **{("search_service", "GET", path): Row("page")
+       for path in ("/ui", "/ui/", "/ui/jobs", "/ui/failures", "/ui/overview", "/ui/overview/live")},
+    ("search_service", "GET", "/ui/jobs/{job_id}"): Row("page victim id"),
+    ("search_service", "GET", "/ui/jobs/{job_id}/runs"): Row("page victim id"),
+    ("search_service", "POST", "/ui/logout"): Row("logout"),
+    ("search_service", "GET", "/ui/login"): Row("open"),
+    ("search_service", "POST", "/ui/login"): Row("open"),
+    ("search_service", "GET", "/ui/static/{asset}"): Row("open"),
     **{(service, "GET", path): Row("open") for service in ("job_service", "search_service")
        for path in ("/healthz", "/readyz", "/metrics")},
 }
@@ -146,7 +158,13 @@ async def test_through_the_gateway_a_tenant_never_reaches_another_tenants_jobs(
             # stale, or even fresh — the gateway replaces it with the caller's own.
             forged = {"X-Duetime-Tenant": VICTIM,
                       **assertion_headers(gateway_signer, VICTIM, method)}
-            problem(await anonymous.request(method, url, json=route.body, headers=forged), 401)
+            unauthenticated = await anonymous.request(method, url, json=route.body, headers=forged)
+            if path.startswith("/ui"):
+                # A browser without a session goes to the login page, not to a JSON 401.
+                assert unauthenticated.status_code == 303, (method, path)
+                assert unauthenticated.headers["location"].startswith("/ui/login?"), path
+            else:
+                problem(unauthenticated, 401)
             resp = await api.request(method, url, json=route.body, headers=forged)
             await _answered_as_the_attacker(route, resp, victim, jobs, api, pg)
     await untouched_after_a_marker(api_b, pg, victim, before)
@@ -156,6 +174,12 @@ async def _answered_as_the_attacker(route: Row, resp: httpx.Response, victim: Vi
                                     jobs: Cleanup, api: httpx.AsyncClient,
                                     pg: asyncpg.Pool[Any]) -> None:
     where = f"{resp.request.method} {resp.request.url.path}"
+    if route.kind in ("page", "page victim id", "logout"):
+        # "/ui" redirects to the jobs page; logout without its page's Origin is refused.
+        expected = {"page": (200, 303), "page victim id": (404,), "logout": (403,)}[route.kind]
+        assert resp.status_code in expected, (where, resp.status_code)
+        assert not any(job_id in resp.text for job_id in victim.ids), where
+        return
     if route.kind == "victim id":
         problem(resp, 404)
     else:

@@ -427,9 +427,9 @@ def test_gateway_routes_reads_to_search_service_and_writes_to_job_service() -> N
     if mounts.get(COMPOSE_NGINX) != "/etc/nginx/nginx.conf":
         problems.append(f"gateway does not mount {_rel(COMPOSE_NGINX)} at /etc/nginx/nginx.conf ({mounts})")
     keys_target = mounts.get(COMPOSE_KEYS)
-    if keys_target is None or text.count(f"include {keys_target};") != 2:
+    if keys_target is None or text.count(f"include {keys_target};") != 3:
         problems.append(f"gateway mounts {_rel(COMPOSE_KEYS)} at {keys_target!r}, which nginx.conf "
-                        "does not include in both key maps")
+                        "does not include in all three key maps (header, bearer, dashboard cookie)")
     script_target = mounts.get(GATEWAY_JS)
     if script_target is None or f"js_import gateway from {script_target};" not in text:
         problems.append(f"gateway mounts {_rel(GATEWAY_JS)} at {script_target!r}, which nginx.conf "
