@@ -2,14 +2,16 @@
 tarpit — a target that accepts connections and never answers — with more runs than the executor
 has slots; before, they took every slot (and every connection) until they timed out, and
 tenant B's runs waited behind them. Now A holds at most its share of the slots and of the
-connections to one host, the rest of A's runs wait aside holding nothing, and B's runs at
-50/s keep p99 lateness under 100 ms.
+connections to one host, the rest of A's runs wait aside holding nothing, and every one of
+B's runs at 50/s fires while A's calls still hold their slots — before the first of them could
+time out and free one. That is the property, stated without a stopwatch: had B waited behind A,
+its lateness would be at least A's timeout (12 s). B's lateness on a quiet box (tens of ms) is a
+benchmark figure, not this test's business.
 """
 
 from __future__ import annotations
 
 import asyncio
-import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -95,11 +97,6 @@ def _once(url: str, at: datetime, **target: Any) -> dict[str, Any]:
     return spec
 
 
-def _p99(values: list[float]) -> float:
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(0.99 * len(ordered)) - 1)]
-
-
 async def test_a_flooding_tenant_does_not_delay_another(
     api: httpx.AsyncClient, api_b: httpx.AsyncClient, pg: asyncpg.Pool[Any], tarpit: Tarpit,
     make_sink: Callable[..., Awaitable[Sink]], path: str,
@@ -120,7 +117,10 @@ async def test_a_flooding_tenant_does_not_delay_another(
         assert len(hits) == len(steady)
         lateness_ms = [(h.received_at - datetime.fromisoformat(
             h.headers["X-Duetime-Scheduled-At"]).timestamp()) * 1000 for h in hits]
-        assert _p99(lateness_ms) < 100, sorted(lateness_ms)[-10:]
+        # Every B firing was made before any of A's calls could have timed out (they all
+        # started at t0, B's window ends at t0 + 11 s, A's calls last 12 s): none of B's waited
+        # for a slot A gave back. Half the timeout keeps a margin for a loaded box.
+        assert max(lateness_ms) < A_TIMEOUT * 1000 / 2, sorted(lateness_ms)[-10:]
 
         # A's calls held the tarpit's connections through B's window, at most PER_HOST at once,
         # and end as timed out.
