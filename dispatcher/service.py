@@ -223,11 +223,15 @@ async def run_loop(lifecycle: Lifecycle, dispatcher: Dispatcher) -> None:
     last_sweep = 0
     while not lifecycle.stop.is_set():
         try:
-            busy, head = await dispatcher.dispatch()
+            popped, head = await dispatcher.dispatch()
             if now_ms() - last_sweep > 1000:
                 await dispatcher.requeue_stale()
                 last_sweep = now_ms()
-            if busy:
+            # Everything due within the lookahead was popped unless a shard hit the batch
+            # limit: only then pop again at once. Otherwise wait for the next entry to come
+            # within the lookahead; a round per few entries was rounds, Kafka batches and
+            # CPU spent on nothing (ADR 0024).
+            if popped >= dispatcher.settings.batch_size:
                 continue
             wait = dispatcher.idle_ms(head)
         except (RedisError, KafkaError, OSError) as exc:

@@ -41,8 +41,9 @@ async def test_a_fast_call_finishes_without_a_running_status(
     job_id = await jobs.create(api, _once(sink.url(path), 1))
     [done] = await wait_runs(api, job_id, "succeeded", timeout=20)
     assert done["started_at"] is not None and isinstance(done["lateness_ms"], int)
+    # In partition order: a `running` would come second, before the final status.
     events = await find_messages(kafka_settings(env), RUNS_STATUS,
-                                 lambda m: m.get("run_id") == done["run_id"], count=3, timeout=8)
+                                 lambda m: m.get("run_id") == done["run_id"], count=2, timeout=60)
     assert [e["status"] for e in events] == ["queued", "succeeded"]
     final = events[-1]
     assert final["started_at"] and final["lateness_ms"] >= 0
