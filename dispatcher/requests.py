@@ -3,38 +3,46 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from duetime.catchup import Outage, Verdict, decide, outage_of
 from duetime.due_set import SCHEDULED, Popped
 from duetime.timeutil import from_ms
-from schemas.events import RunRequested, RunStatusChanged
+from schemas.event_json import status_json
+from schemas.events import RunStatusChanged
 
 
-def run_request(popped: Popped, now: datetime) -> RunRequested:
+def run_request(popped: Popped, now: datetime) -> dict[str, Any]:
+    """The values of a RunRequested (schemas/events.py); `run_request_json` encodes them.
+
+    Plain values, not the model: the template was built from a validated JobSpec by the
+    writer or watcher, and validating it again per firing was CPU on the hot path (ADR 0024).
+    """
     entry, spec = popped.entry, popped.spec
     assert entry is not None and spec is not None
-    return RunRequested(
-        run_id=entry.run_id,
-        job_id=entry.job_id,
-        tenant=spec["tenant"],
-        job_version=entry.version,
-        scheduled_at=from_ms(entry.scheduled_ms),
-        due_at=from_ms(popped.due_ms),
-        attempt=entry.attempt,
-        priority=entry.priority,
-        target=spec["target"],
-        retry=spec["retry"],
-        overlap=spec.get("overlap", "allow"),
-        member=popped.member,
-        dispatched_at=now,
-    )
+    return {
+        "run_id": entry.run_id,
+        "job_id": entry.job_id,
+        "tenant": spec["tenant"],
+        "job_version": entry.version,
+        "scheduled_at": from_ms(entry.scheduled_ms),
+        "due_at": from_ms(popped.due_ms),
+        "attempt": entry.attempt,
+        "priority": entry.priority,
+        "target": spec["target"],
+        "retry": spec["retry"],
+        "overlap": spec.get("overlap", "allow"),
+        "member": popped.member,
+        "dispatched_at": now,
+    }
 
 
-def queued_status(req: RunRequested) -> RunStatusChanged:
-    return RunStatusChanged(
-        run_id=req.run_id, job_id=req.job_id, tenant=req.tenant, scheduled_at=req.scheduled_at,
-        attempt=req.attempt, status="queued", at=req.dispatched_at, queued_at=req.dispatched_at,
-    )
+def queued_status(req: dict[str, Any]) -> bytes:
+    """The `queued` status of a run request (`run_request`'s values), as JSON."""
+    return status_json(run_id=req["run_id"], job_id=req["job_id"], tenant=req["tenant"],
+                       scheduled_at=req["scheduled_at"], attempt=req["attempt"],
+                       status="queued", at=req["dispatched_at"],
+                       queued_at=req["dispatched_at"])
 
 
 def skipped_status(popped: Popped, reason: str, now: datetime,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import zlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from importlib import resources
@@ -23,6 +23,7 @@ from redis.commands.core import AsyncScript
 
 from duetime.catchup import Outage
 from duetime.run_ids import run_id_for
+from duetime.script_batch import Call, ScriptBatch, run_pipelined
 from duetime.timeutil import now_ms
 
 
@@ -209,6 +210,9 @@ class DueSet:
         self._requeue_expired = _script(redis, "requeue_expired_leases")
         self._start = _script(redis, "start_run")
         self._trim_finished = _script(redis, "trim_finished")
+        self._ack = _script(redis, "ack_inflight")
+        # The executor's claim, start and complete calls of one loop turn share a round trip.
+        self._batch = ScriptBatch(redis)
 
     # -- keys ---------------------------------------------------------------------------
     def shard_of(self, job_id: str) -> int:
@@ -355,21 +359,28 @@ class DueSet:
         return done.popped, done.head
 
     async def dispatch_round(self, now_ms: int, until_ms: int, limit: int, alive_ms: int | None,
-                             gap_ms: int = OUTAGE_GAP_MS) -> Round:
-        """Beat the dispatching path's heartbeat (if `alive_ms`: everything it sent before then
-        was acknowledged), then pop every shard, in one round trip (heartbeat.lua, pop_due.lua).
+                             gap_ms: int = OUTAGE_GAP_MS,
+                             acks: Mapping[int, Sequence[str]] | None = None) -> Round:
+        """Acknowledge `acks` (see `ack_inflight`), beat the dispatching path's heartbeat (if
+        `alive_ms`: everything it sent before then was acknowledged), then pop every shard, in
+        one round trip (ack_inflight.lua, heartbeat.lua, pop_due.lua).
 
         A silence of the heartbeat longer than `gap_ms` is an outage; one still going on (no
-        proof of life for `gap_ms` by `now_ms`) is returned last, ending at `now_ms`.
+        proof of life for `gap_ms` by `now_ms`) is returned last, ending at `now_ms`. An error
+        of any of these calls is raised (after all of them ran).
         """
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for shard in range(self.shards):
-                await self._heartbeat(keys=self._beat_keys("alive", shard),
-                                      args=["" if alive_ms is None else alive_ms, gap_ms, 0,
-                                            KEEP_OUTAGES], client=pipe)
-                await self._pop(keys=self._pop_keys(shard), args=[now_ms, until_ms, limit],
-                                client=pipe)
-            results = await pipe.execute()
+        acks = {shard: members for shard, members in (acks or {}).items() if members}
+        calls: list[Call] = [(self._ack, self._ack_keys(shard), list(members))
+                             for shard, members in acks.items()]
+        for shard in range(self.shards):
+            calls.append((self._heartbeat, self._beat_keys("alive", shard),
+                          ["" if alive_ms is None else alive_ms, gap_ms, 0, KEEP_OUTAGES]))
+            calls.append((self._pop, self._pop_keys(shard), [now_ms, until_ms, limit]))
+        results = await run_pipelined(self.redis, calls)
+        for result in results:
+            if isinstance(result, Exception):
+                raise result
+        results = results[len(acks):]
         popped: dict[int, list[Popped]] = {}
         outages: dict[int, list[Outage]] = {}
         heads: list[int] = []
@@ -415,12 +426,14 @@ class DueSet:
     def _beat_keys(self, path: str, shard: int) -> list[str]:
         return [self.key(path, shard), self.key("outages", shard)]
 
+    def _ack_keys(self, shard: int) -> list[str]:
+        return [self.key("inflight", shard), self.key("nexts", shard)]
+
     async def ack_inflight(self, shard: int, members: Sequence[str]) -> None:
+        """Entries whose run requests Kafka holds leave the in-flight set (ack_inflight.lua);
+        the dispatcher passes them to its next `dispatch_round` instead, in the same trip."""
         if members:
-            async with self.redis.pipeline(transaction=True) as pipe:
-                pipe.zrem(self.key("inflight", shard), *members)
-                pipe.hdel(self.key("nexts", shard), *members)
-                await pipe.execute()
+            await self._ack(keys=self._ack_keys(shard), args=list(members))
 
     async def requeue_inflight(self, shard: int, older_than_ms: int, now_ms: int) -> int:
         """Entries a dead dispatcher popped go back with their original due score
@@ -439,12 +452,13 @@ class DueSet:
         both fire one instant; a newer version's request takes over, continues or waits.
         """
         shard = self.shard_of(entry.job_id)
-        return Claim(_text(await self._claim(
-            keys=[self.key("leases", shard), self.key("owners", shard),
-                  self.done_key(shard, entry.runkey), self.key("due", shard),
-                  self.key("running", shard)],
-            args=[entry.runkey, executor_id, now_ms, ttl_ms, member, entry.version,
-                  entry.job_id, entry.next_attempt().member(), later_ms],
+        return Claim(_text(await self._batch.call(
+            self._claim,
+            [self.key("leases", shard), self.key("owners", shard),
+             self.done_key(shard, entry.runkey), self.key("due", shard),
+             self.key("running", shard)],
+            [entry.runkey, executor_id, now_ms, ttl_ms, member, entry.version,
+             entry.job_id, entry.next_attempt().member(), later_ms],
         )))
 
     async def complete(self, entry: Entry, retry: Entry | None, retry_at_ms: int,
@@ -455,12 +469,13 @@ class DueSet:
         means this due-set's redelivery window, which bounds how many flags Redis holds.
         """
         shard = self.shard_of(entry.job_id)
-        await self._complete(
-            keys=[self.key("leases", shard), self.key("owners", shard),
-                  self.done_key(shard, entry.runkey), self.key("due", shard),
-                  self.key("running", shard)],
-            args=[entry.runkey, done_ttl_s or self.redelivery_window_s,
-                  retry.member() if retry else "", retry_at_ms, entry.job_id, entry.version],
+        await self._batch.call(
+            self._complete,
+            [self.key("leases", shard), self.key("owners", shard),
+             self.done_key(shard, entry.runkey), self.key("due", shard),
+             self.key("running", shard)],
+            [entry.runkey, done_ttl_s or self.redelivery_window_s,
+             retry.member() if retry else "", retry_at_ms, entry.job_id, entry.version],
         )
 
     async def start(self, entry: Entry, overlap: str, now_ms: int, executor_id: str = "",
@@ -471,11 +486,12 @@ class DueSet:
         the attempt is not used up and must not be completed.
         """
         shard = self.shard_of(entry.job_id)
-        raw = _text(await self._start(
-            keys=[self.key("jobs", shard), self.key("running", shard), self.key("leases", shard),
-                  self.key("owners", shard)],
-            args=[entry.job_id, entry.version, entry.flag, entry.runkey, overlap, now_ms,
-                  f"{executor_id}|{member or entry.member()}"],
+        raw = _text(await self._batch.call(
+            self._start,
+            [self.key("jobs", shard), self.key("running", shard), self.key("leases", shard),
+             self.key("owners", shard)],
+            [entry.job_id, entry.version, entry.flag, entry.runkey, overlap, now_ms,
+             f"{executor_id}|{member or entry.member()}"],
         ))
         kind, _, replaces = raw.partition(":")
         return StartVerdict(Start(kind), replaces or None)

@@ -57,6 +57,7 @@ from executor.outcome import Outcome, backoff_seconds, should_retry
 from executor.signing import SigningKeys, first_load, keep_loaded
 from executor.targets import HttpCalls, fire_http, fire_kafka, without_denied_headers
 from schemas.api import HttpTarget
+from schemas.event_json import holds_free_text, status_json
 from schemas.events import DeadLetter, RunRequested, RunStatusChanged
 from schemas.redaction import scrub_echo
 from schemas.topics import RUNS, RUNS_DLQ, RUNS_STATUS
@@ -106,6 +107,10 @@ class Settings(KafkaSettings, KafkaTargetSettings, RedisSettings, RedeliverySett
     # `127.0.0.1/32:18900-18999,10.1.0.0/16:443` (executor.egress; docs/security.md).
     egress_allow: str = ""
     executor_id: str = ""
+    # A call still going after this long is reported `running`; one that ends sooner goes
+    # from `queued` straight to its final status, which carries started_at and lateness_ms
+    # (ADR 0024). 0 reports every call as running.
+    running_status_after_ms: int = Field(default=250, ge=0, le=60_000)
 
     @field_validator("egress_allow")
     @classmethod
@@ -150,11 +155,12 @@ class Executor:
         self.aborted: dict[str, str] = {}
 
     def status_event(self, req: RunRequested, status: str, **fields: Any) -> bytes:
-        event = RunStatusChanged(run_id=req.run_id, job_id=req.job_id, tenant=req.tenant,
-                                 scheduled_at=req.scheduled_at, attempt=req.attempt,
-                                 status=status, at=utcnow(), executor_id=self.id,  # type: ignore[arg-type]
-                                 **fields)
-        return kafka.encode(event)
+        values = dict(run_id=req.run_id, job_id=req.job_id, tenant=req.tenant,
+                      scheduled_at=req.scheduled_at, attempt=req.attempt, status=status,
+                      at=utcnow(), executor_id=self.id, **fields)
+        if holds_free_text(values):  # errors, excerpts, reasons: the model cleans and bounds them
+            return kafka.encode(RunStatusChanged(**values))
+        return status_json(**values)  # the same bytes, without a model per firing (ADR 0024)
 
     async def send_status(self, req: RunRequested, event: bytes) -> None:
         await self.producer.send_and_wait(self.topics.status, event, key=req.job_id.encode())
@@ -226,12 +232,22 @@ class Executor:
         started = from_ms(await self.clock.now_ms())
         lateness = max(0, to_ms(started) - to_ms(req.due_at))
         LATENESS.observe(lateness / 1000)
-        running = asyncio.create_task(self.report_running(req, started, lateness))
+        # "running" is reported only for a call still going after running_status_after_ms:
+        # a fast call's final status says all of it (started_at, lateness_ms) one message
+        # cheaper (ADR 0024). A timer, not a task, so a fast call costs no task at all.
+        running: list[asyncio.Task[None]] = []
+        timer = asyncio.get_running_loop().call_later(
+            self.settings.running_status_after_ms / 1000,
+            lambda: running.append(asyncio.create_task(self.report_running(req, started, lateness))))
         try:
             outcome = await self.fire(req, entry)
-            await running  # "running" goes ahead of the final status on the job's partition
+            timer.cancel()
+            if running:
+                await running[0]  # "running" goes ahead of the final status on the partition
         finally:
-            running.cancel()  # only if the attempt itself was cancelled (a drain's deadline)
+            timer.cancel()
+            for task in running:
+                task.cancel()  # only if the attempt itself was cancelled (a drain's deadline)
         final = await self.finish(req, entry, outcome, started, lateness)
         if final and outcome.status in ("failed", "timed_out"):
             letter = DeadLetter(source_topic=self.topics.runs, partition=-1, offset=-1,
@@ -242,14 +258,15 @@ class Executor:
                 self.topics.dlq, kafka.encode(letter), key=req.job_id.encode()))
 
     async def report_running(self, req: RunRequested, started: datetime, lateness: int) -> None:
-        """Send the "running" status alongside the call: best effort, never retried.
+        """Send the "running" status of a call that outlasts running_status_after_ms: best
+        effort, never retried.
 
-        It is sent before the call, so neither retrying nor failing could fire anything twice;
-        but retrying would hold the firing back past its due time, and failing would leave the
-        attempt to the lease sweep (at least `lease_ms` late) for a status that is only
+        It is sent while the call is under way, so neither retrying nor failing could fire
+        anything twice; but retrying would hold the final status back, and failing would leave
+        the attempt to the lease sweep (at least `lease_ms` late) for a status that is only
         informative: the final status carries `started_at` and `lateness_ms` itself and the
         writer accepts it without a "running" before it. So a failure is counted and logged,
-        and the call goes ahead.
+        and the call goes on.
         """
         try:
             await self.send_status(req, self.status_event(req, "running", started_at=started,

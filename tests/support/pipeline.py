@@ -27,6 +27,7 @@ from duetime.due_set import DueSet, Entry, Popped
 from duetime.timeutil import now_ms, utcnow
 from executor.service import Executor, Topics
 from executor.service import Settings as ExecutorSettings
+from schemas.event_json import run_request_json
 from schemas.events import RunRequested
 from schemas.topics import JOB_COMMANDS, RUNS_STATUS
 from tests.support.kafka import kafka_options
@@ -92,7 +93,7 @@ class Pipeline:
 
     async def claim_and_run(self, popped: Popped) -> str:
         """Claim a popped entry as the executor does and run it in the background."""
-        req = run_request(popped, utcnow())
+        req = RunRequested.model_validate_json(run_request_json(run_request(popped, utcnow())))
         entry = Entry.parse(req.member)
         verdict = await self.due.claim(entry, req.member, self.executor.id, now_ms(), 10_000)
         if verdict == "ok":

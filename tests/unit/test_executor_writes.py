@@ -85,9 +85,11 @@ async def _this_machine() -> float:
     return wall_ms()  # no Redis here: this machine's clock is the reference
 
 
-def _executor(producer: FlakyProducer, fail_completes: int = 0) -> tuple[Executor, FlakyDueSet]:
+def _executor(producer: FlakyProducer, fail_completes: int = 0,
+              running_after_ms: int = 250) -> tuple[Executor, FlakyDueSet]:
     executor = Executor(cast(DueSet, None), cast(Any, producer), cast(Any, None),
-                        Settings(executor_id="x1"), clock=ReferenceClock(_this_machine),
+                        Settings(executor_id="x1", running_status_after_ms=running_after_ms),
+                        clock=ReferenceClock(_this_machine),
                         target_producer=producer)
     due = FlakyDueSet(executor.held, fail_completes)
     executor.due_set = cast(DueSet, due)
@@ -148,7 +150,7 @@ async def test_the_dead_letter_of_a_last_failure_is_retried_too() -> None:
 @pytest.mark.parametrize("failures", [1, 3])
 async def test_a_lost_running_status_neither_holds_back_nor_repeats_the_call(failures: int) -> None:
     producer = FlakyProducer(running=failures)
-    executor, due = _executor(producer)
+    executor, due = _executor(producer, running_after_ms=0)  # a running status for every call
     entry = _entry()
     await _execute(executor, _request(entry), entry)
     assert len(producer.sent_of("target")) == 1

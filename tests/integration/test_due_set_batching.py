@@ -1,0 +1,116 @@
+"""Script calls that share a round trip (duetime/script_batch.py, ADR 0024), against real Redis.
+
+Sharing the trip must change nothing else: every call keeps its own verdict and its own
+error, a script Redis forgot is loaded again, and the dispatcher's acknowledgements still
+empty the in-flight set (in its next round, or when it drains).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+
+from duetime.due_set import DueSet, Entry
+from duetime.script_batch import ScriptBatch
+from duetime.timeutil import now_ms
+from tests.integration.test_catchup_by_outage import dispatcher
+from tests.integration.test_due_set import TEMPLATE, due
+
+__all__ = ["due"]
+
+
+class CountingPipelines:
+    """Counts the pipelines (round trips of several calls) a Redis client opens."""
+
+    def __init__(self, redis: Redis) -> None:
+        self.count = 0
+        self._open = redis.pipeline
+
+        def pipeline(*args: Any, **kwargs: Any) -> Any:
+            self.count += 1
+            return self._open(*args, **kwargs)
+
+        redis.pipeline = pipeline  # type: ignore[method-assign]
+
+
+def _entries(n: int) -> list[Entry]:
+    return [Entry(f"job-{i}", 1, now_ms(), 1, 5) for i in range(n)]
+
+
+async def test_claims_starts_and_completes_made_together_share_one_round_trip(
+    due: DueSet, redis: Redis,
+) -> None:
+    entries = _entries(40)
+    for e in entries:
+        await due.load(e.job_id, 1, "active", TEMPLATE, [])
+    trips = CountingPipelines(redis)
+
+    claims = await asyncio.gather(*(due.claim(e, e.member(), "ex-1", now_ms(), 10_000)
+                                    for e in entries))
+    assert claims == ["ok"] * 40 and trips.count == 1
+    others = await asyncio.gather(*(due.claim(e, e.member(), "ex-2", now_ms(), 10_000)
+                                    for e in entries))
+    assert others == ["held"] * 40  # each call judged on its own, after the first batch
+    starts = await asyncio.gather(*(due.start(e, "allow", now_ms(), "ex-1", e.member())
+                                    for e in entries))
+    assert [s.kind for s in starts] == ["ok"] * 40
+    await asyncio.gather(*(due.complete(e, None, 0) for e in entries))
+    assert trips.count == 4
+    again = await asyncio.gather(*(due.claim(e, e.member(), "ex-2", now_ms(), 10_000)
+                                   for e in entries))
+    assert again == ["done"] * 40
+    assert (await due.sizes())["leases"] == 0
+
+
+async def test_one_failing_call_fails_alone(redis: Redis) -> None:
+    batch = ScriptBatch(redis)
+    plus_one = redis.register_script("return tonumber(ARGV[1]) + 1")
+    calls = [batch.call(plus_one, [], [arg]) for arg in ("1", "not a number", "41")]
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    assert results[0] == 2 and results[2] == 42
+    assert isinstance(results[1], ResponseError)
+
+
+async def test_a_script_redis_forgot_is_loaded_again(due: DueSet, redis: Redis) -> None:
+    entries = _entries(5)
+    for e in entries:
+        await due.load(e.job_id, 1, "active", TEMPLATE, [])
+    await redis.script_flush()  # as after a Redis restart without its scripts
+    claims = await asyncio.gather(*(due.claim(e, e.member(), "ex-1", now_ms(), 10_000)
+                                    for e in entries))
+    assert claims == ["ok"] * 5
+
+
+async def test_a_lost_round_trip_fails_every_call_of_it(due: DueSet) -> None:
+    entry = _entries(1)[0]
+    nowhere = Redis(port=1, socket_connect_timeout=0.5)  # nothing listens there
+    broken = DueSet(nowhere, shards=1, prefix=due.prefix)
+    try:
+        results = await asyncio.gather(*(broken.claim(entry, entry.member(), f"ex-{i}",
+                                                      now_ms(), 1000) for i in range(3)),
+                                       return_exceptions=True)
+    finally:
+        await nowhere.aclose()
+    assert all(isinstance(r, RedisConnectionError) for r in results), results
+
+
+@pytest.mark.parametrize("drain", [False, True])
+async def test_acknowledged_entries_leave_the_in_flight_set(due: DueSet, drain: bool) -> None:
+    entries = _entries(3)
+    for e in entries:
+        await due.load(e.job_id, 1, "active", TEMPLATE, [e])
+    d, producer = dispatcher(due)
+    count, _ = await d.dispatch()
+    assert count == 3 and len(producer.sent) == 6  # a run request and a queued status each
+    await asyncio.gather(*d.ack_tasks)  # Kafka acknowledged them
+    assert (await due.sizes())["inflight"] == 3  # written with the next round, not alone
+    if drain:
+        await d.drain()
+    else:
+        await d.dispatch()
+    assert (await due.sizes())["inflight"] == 0 and d.acks == {}
