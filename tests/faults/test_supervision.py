@@ -10,10 +10,12 @@ import signal
 
 import httpx
 import pytest
+from typer.testing import CliRunner
 
+from duetime.console.app import app
 from tests.support.jobs import create, http_job
 from tests.support.sink import Sink
-from tests.support.stack import RUN_DIR, service_pid, stack, supervised_state
+from tests.support.stack import RUN_DIR, SERVICES, service_pid, stack, supervised_state
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.skipif(os.environ.get("DUETIME_TEST_ENGINE") == "containers",
@@ -45,7 +47,7 @@ async def test_a_service_killed_behind_the_stacks_back_comes_back_and_jobs_fire(
 
 
 async def test_stack_kill_keeps_a_service_down_until_stack_start(
-    api: httpx.AsyncClient, sink: Sink, path: str
+    api: httpx.AsyncClient, sink: Sink, path: str, capfd: pytest.CaptureFixture[str]
 ) -> None:
     await asyncio.to_thread(stack, "kill", "dispatcher")
     try:
@@ -55,6 +57,9 @@ async def test_stack_kill_keeps_a_service_down_until_stack_start(
         assert service_pid("dispatcher") is None
         assert not (RUN_DIR / "dispatcher.pid").exists()
         assert sink.hits_for(path) == []  # nothing dispatches: it is really down
+        capfd.readouterr()
+        assert CliRunner().invoke(app, ["stack", "status"]).exit_code == 1
+        assert _status_lines(capfd.readouterr().out)["dispatcher"][:2] == ["dispatcher", "stopped"]
     finally:
         await asyncio.to_thread(stack, "start", "dispatcher")
     assert service_pid("dispatcher") is not None
@@ -71,6 +76,21 @@ async def test_stack_stop_keeps_a_service_down_until_stack_start() -> None:
         await asyncio.to_thread(stack, "start", "watcher")
     assert await asyncio.to_thread(supervised_state, "watcher") == "RUNNING"
     assert service_pid("watcher") is not None
+
+
+def test_duetime_stack_status_shows_every_service_supervised(
+    env: dict[str, str], capfd: pytest.CaptureFixture[str]
+) -> None:
+    capfd.readouterr()
+    assert CliRunner().invoke(app, ["stack", "status"]).exit_code == 0
+    lines = _status_lines(capfd.readouterr().out)
+    assert lines["supervisord"][1] == "running"
+    for service in SERVICES:
+        assert lines[service][1] == "running" and lines[service][-2:] == ["supervisord:", "RUNNING"]
+
+
+def _status_lines(out: str) -> dict[str, list[str]]:
+    return {line.split()[0]: line.split() for line in out.splitlines() if line.strip()}
 
 
 async def _state_is(instance: str, state: str) -> bool:

@@ -9,9 +9,8 @@ import subprocess
 
 import pytest
 
-from tests.support.stack import ROOT, STACK, stack
+from tests.support.stack import ROOT, SERVICES, STACK, stack
 
-SERVICES = ("job_service", "search_service", "writer", "watcher", "dispatcher", "executor")
 PROGRAMS = ROOT / ".stack" / "supervisor" / "programs"
 MULTIPLIERS = {"KB": 1024, "MB": 1024**2, "GB": 1024**3}
 

@@ -39,6 +39,7 @@ def stack(*args: str, timeout: float = 180) -> None:
     subprocess.run([str(STACK), *args], check=True, timeout=timeout, cwd=ROOT)
 
 
+SERVICES = ("job_service", "search_service", "writer", "watcher", "dispatcher", "executor")
 RUN_DIR = ROOT / ".stack" / "run"
 SUPERVISOR_CONF = ROOT / ".stack" / "supervisor" / "supervisord.conf"
 
