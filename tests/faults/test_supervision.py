@@ -15,7 +15,14 @@ from typer.testing import CliRunner
 from duetime.console.app import app
 from tests.support.jobs import create, http_job
 from tests.support.sink import Sink
-from tests.support.stack import RUN_DIR, SERVICES, service_pid, stack, supervised_state
+from tests.support.stack import (
+    RUN_DIR,
+    SERVICES,
+    service_pid,
+    service_port,
+    stack,
+    supervised_state,
+)
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.skipif(os.environ.get("DUETIME_TEST_ENGINE") == "containers",
@@ -40,6 +47,10 @@ async def test_a_service_killed_behind_the_stacks_back_comes_back_and_jobs_fire(
 
     new = await eventually(restarted, timeout=60, interval=0.2)
     assert await eventually(lambda: _state_is(service, "RUNNING"), timeout=30)
+    # Ready: the Kafka group may wait out the killed member's session first.
+    url = f"http://127.0.0.1:{service_port(service)}/readyz"
+    async with httpx.AsyncClient(timeout=5) as client:
+        assert await eventually(lambda: _answers(client, url), timeout=90, interval=0.5)
     # The whole path through the restarted process: persisted by the writer, run by the executor.
     await create(api, http_job(sink.url(path), {"type": "delay", "seconds": 1}))
     assert len(await sink.wait_for(path, 1, timeout=30)) == 1
@@ -91,6 +102,13 @@ def test_duetime_stack_status_shows_every_service_supervised(
 
 def _status_lines(out: str) -> dict[str, list[str]]:
     return {line.split()[0]: line.split() for line in out.splitlines() if line.strip()}
+
+
+async def _answers(client: httpx.AsyncClient, url: str) -> bool:
+    try:
+        return (await client.get(url)).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 async def _state_is(instance: str, state: str) -> bool:

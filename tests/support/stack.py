@@ -55,6 +55,14 @@ def service_pid(instance: str) -> int | None:
     return pid if args[-2:] == [b"run", instance.split("-", 1)[0].encode()] else None
 
 
+def service_port(instance: str) -> int:
+    """The HTTP port of a supervised service instance, from the environment it was started with."""
+    for entry in (RUN_DIR / f"{instance}.env").read_bytes().split(b"\0"):
+        if entry.startswith(b"DUETIME_HTTP_PORT="):
+            return int(entry.split(b"=", 1)[1])
+    raise LookupError(f"no DUETIME_HTTP_PORT in .stack/run/{instance}.env")
+
+
 def supervised_state(instance: str) -> str:
     """What supervisord says of a service instance: RUNNING, STOPPED, BACKOFF, … ("" if unknown)."""
     ctl = Path(sys.executable).with_name("supervisorctl")
