@@ -5,8 +5,12 @@ itself and the pipeline goes on firing; `stack.sh kill` is a crash that stays do
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
+import re
 import signal
+import subprocess
+from pathlib import Path
 
 import httpx
 import pytest
@@ -16,8 +20,10 @@ from duetime.console.app import app
 from tests.support.jobs import create, http_job
 from tests.support.sink import Sink
 from tests.support.stack import (
+    ROOT,
     RUN_DIR,
     SERVICES,
+    STACK,
     service_pid,
     service_port,
     stack,
@@ -55,6 +61,25 @@ async def test_a_service_killed_behind_the_stacks_back_comes_back_and_jobs_fire(
     await create(api, http_job(sink.url(path), {"type": "delay", "seconds": 1}))
     assert len(await sink.wait_for(path, 1, timeout=30)) == 1
     assert service_pid(service) == new  # the run went through it, and it stayed up
+
+
+async def test_a_service_that_keeps_crashing_is_restarted_later_each_time() -> None:
+    """Three crashes within a minute of each start: supervised_service.py waits 1, 2, then 4 s
+    before starting it again (Kubernetes' CrashLoopBackOff, scaled down); `stack.sh status`
+    says it is restarting meanwhile."""
+    await asyncio.to_thread(stack, "restart", "watcher")  # a start by hand: no backoff yet
+    log = ROOT / ".stack" / "logs" / "watcher.log"
+    offset = log.stat().st_size
+    for _ in range(3):
+        pid = await eventually(lambda: _alive("watcher"), timeout=60, interval=0.1)
+        os.kill(pid, signal.SIGKILL)
+        await eventually(functools.partial(_replaced, "watcher", pid), timeout=10, interval=0.05)
+    await eventually(lambda: _backoff_lines(log, offset, 3), timeout=30, interval=0.2)
+    status = await asyncio.to_thread(
+        subprocess.run, [str(STACK), "status", "watcher"], capture_output=True, text=True, timeout=60)
+    assert _backoff_lines_now(log, offset) == [("1", "1"), ("2", "2"), ("3", "4")]
+    assert status.returncode == 1 and status.stdout.split()[:2] == ["watcher", "restarting"]
+    await eventually(lambda: _alive("watcher"), timeout=60, interval=0.2)
 
 
 async def test_stack_kill_keeps_a_service_down_until_stack_start(
@@ -102,6 +127,28 @@ def test_duetime_stack_status_shows_every_service_supervised(
 
 def _status_lines(out: str) -> dict[str, list[str]]:
     return {line.split()[0]: line.split() for line in out.splitlines() if line.strip()}
+
+
+BACKOFF_LINE = re.compile(r"watcher exited after less than 60 s of running, (\d+) time\(s\) in a row: "
+                          r"starting it again in (\d+) s")
+
+
+def _backoff_lines_now(log: Path, offset: int) -> list[tuple[str, str]]:
+    with log.open("rb") as f:
+        f.seek(offset)
+        return BACKOFF_LINE.findall(f.read().decode(errors="replace"))
+
+
+async def _backoff_lines(log: Path, offset: int, count: int) -> bool:
+    return len(_backoff_lines_now(log, offset)) >= count
+
+
+async def _alive(instance: str) -> int | None:
+    return service_pid(instance)
+
+
+async def _replaced(instance: str, pid: int) -> bool:
+    return service_pid(instance) != pid
 
 
 async def _answers(client: httpx.AsyncClient, url: str) -> bool:
