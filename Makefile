@@ -48,7 +48,7 @@ $(VENV)/.installed: $(VENV)/.bootstrapped $(REQS)/dev.txt pyproject.toml
 # image runs the versions the tests ran; faust-bench is its own environment (it pins click < 8.4).
 lock: $(VENV)/.bootstrapped
 	$(UV_COMPILE) $(REQS)/bootstrap.in -o $(REQS)/bootstrap.txt
-	$(UV_COMPILE) pyproject.toml --extra dev -o $(REQS)/dev.txt
+	$(UV_COMPILE) pyproject.toml --extra dev --extra stack -o $(REQS)/dev.txt
 	$(UV_COMPILE) pyproject.toml --constraint $(REQS)/dev.txt -o $(REQS)/runtime.txt
 	$(UV_COMPILE) pyproject.toml --extra faust-bench -o $(REQS)/faust-bench.txt
 

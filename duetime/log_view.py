@@ -9,6 +9,7 @@ own, Kafka's, Postgres's) pass through with their component's name.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -74,21 +75,49 @@ def render(raw: str, component: str, keep: Filter, color: bool = False) -> str |
 
 @dataclass
 class Tail:
-    """Follows every *.log file of a directory, new ones included, from their last lines."""
+    """Follows every *.log file of a directory, new ones included, from their last lines.
+
+    A file rotated away (renamed to <name>.1, as supervisord does with the services' logs, ADR
+    0034) is read to its end before the new <name> is followed from its start."""
 
     directory: Path
     lines: int = 20
     positions: dict[Path, int] = field(default_factory=dict)
     partial: dict[Path, str] = field(default_factory=dict)
+    inodes: dict[Path, int] = field(default_factory=dict)
 
     def _start(self, path: Path) -> Iterator[str]:
         with path.open("rb") as f:
+            self.inodes[path] = os.fstat(f.fileno()).st_ino
             f.seek(0, 2)
             size = f.tell()
             f.seek(max(0, size - 256 * 1024))  # enough for the last lines of a busy service
             tail = f.read().decode(errors="replace").splitlines()[-self.lines:] if self.lines else []
         self.positions[path] = size
         yield from tail
+
+    def _read(self, path: Path, source: Path) -> Iterator[str]:
+        """The complete lines of `source` past the position kept for `path`."""
+        with source.open("rb") as f:
+            f.seek(self.positions[path])
+            chunk = f.read()
+        self.positions[path] += len(chunk)
+        text = self.partial.pop(path, "") + chunk.decode(errors="replace")
+        *complete, rest = text.split("\n")
+        if rest:
+            self.partial[path] = rest
+        yield from complete
+
+    def _rotated_rest(self, path: Path) -> Iterator[str]:
+        """What was written to a rotated file after the last poll, then its unfinished line."""
+        rotated = path.with_name(path.name + ".1")
+        try:
+            if rotated.stat().st_ino == self.inodes[path]:
+                yield from self._read(path, rotated)
+        except FileNotFoundError:
+            pass
+        if rest := self.partial.pop(path, ""):
+            yield rest
 
     def poll(self) -> Iterator[tuple[str, str]]:
         """(component, line) for every complete line written since the last poll."""
@@ -99,22 +128,18 @@ class Tail:
                     yield component, line
                 continue
             try:
-                size = path.stat().st_size
+                stat = path.stat()
             except FileNotFoundError:
                 continue
-            if size < self.positions[path]:  # truncated or replaced: start over
+            if stat.st_ino != self.inodes[path]:  # rotated: finish the old file, then the new
+                for line in self._rotated_rest(path):
+                    yield component, line
+                self.positions[path], self.inodes[path] = 0, stat.st_ino
+            elif stat.st_size < self.positions[path]:  # truncated: start over
                 self.positions[path], self.partial[path] = 0, ""
-            if size == self.positions[path]:
+            if stat.st_size == self.positions[path]:
                 continue
-            with path.open("rb") as f:
-                f.seek(self.positions[path])
-                chunk = f.read()
-            self.positions[path] += len(chunk)
-            text = self.partial.pop(path, "") + chunk.decode(errors="replace")
-            *complete, rest = text.split("\n")
-            if rest:
-                self.partial[path] = rest
-            for line in complete:
+            for line in self._read(path, path):
                 yield component, line
 
 

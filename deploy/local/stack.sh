@@ -6,7 +6,7 @@
 #   stack.sh down                stop everything, in reverse order
 #   stack.sh start <component>   start one component (and wait until it is ready)
 #   stack.sh stop <component>    SIGTERM, wait up to 15 s, then SIGKILL
-#   stack.sh kill <component>    SIGKILL (crash simulation)
+#   stack.sh kill <component>    SIGKILL (crash simulation); it stays down until `start`
 #   stack.sh restart <component>
 #   stack.sh status [component]  exit 0 when it (default: everything `up` starts) runs, else 1
 #   stack.sh logs <component>    follow its log
@@ -14,8 +14,11 @@
 #   stack.sh deps                install the system packages the stack and its tests need
 #
 # Components: kafka postgres redis job_service search_service writer watcher dispatcher
-# executor gateway (alias nginx) prometheus. A second (third, …) instance of a service is
-# <service>-<n>, e.g. executor-2: same service, port = base + 10*(n-1), own pid file and log.
+# executor supervisord gateway (alias nginx) prometheus. A second (third, …) instance of a
+# service is <service>-<n>, e.g. executor-2: same service, port = base + 10*(n-1), own pid file
+# and log. The services run under supervisord (ADR 0034): one that exits without stack.sh
+# stopping or killing it is restarted, with backoff while it keeps crashing; their logs rotate
+# (DUETIME_SERVICE_LOG_MAX_BYTES, default 50MB; DUETIME_SERVICE_LOG_BACKUPS, default 5).
 #
 # DUETIME_STACK_INFRA_ONLY=1 makes `up` start only kafka, postgres, redis and the gateway.
 # Ports: DUETIME_{KAFKA,KAFKA_CONTROLLER,POSTGRES,REDIS,GATEWAY}_PORT and
@@ -42,6 +45,15 @@ ENV_FILE="$STACK/env"
 # Generated passwords of the Kafka principals, the Postgres role and the Redis user (mode 0600).
 CREDENTIALS_FILE="$STACK/credentials"
 PY="${DUETIME_PYTHON:-$REPO/.venv/bin/python}"
+# supervisord and supervisorctl come with the venv (the `stack` extra of pyproject.toml).
+SUPERVISORD="$(dirname "$PY")/supervisord"
+SUPERVISORCTL="$(dirname "$PY")/supervisorctl"
+SUPERVISOR_DIR="$STACK/supervisor"
+SUPERVISOR_CONF="$SUPERVISOR_DIR/supervisord.conf"
+SUPERVISOR_PROGRAMS="$SUPERVISOR_DIR/programs"
+SUPERVISOR_SOCK="$RUN/supervisor.sock"
+SERVICE_LOG_MAX_BYTES="${DUETIME_SERVICE_LOG_MAX_BYTES:-50MB}"
+SERVICE_LOG_BACKUPS="${DUETIME_SERVICE_LOG_BACKUPS:-5}"
 
 KAFKA_PORT="${DUETIME_KAFKA_PORT:-19092}"
 KAFKA_CONTROLLER_PORT="${DUETIME_KAFKA_CONTROLLER_PORT:-19093}"
@@ -100,6 +112,7 @@ canonical() {
     local c=$1
     case "$c" in
         nginx | gateway) echo gateway ;;
+        supervisor | supervisord) echo supervisord ;;
         pg | postgresql | postgres) echo postgres ;;
         kafka | redis | prometheus) echo "$c" ;;
         *)
@@ -112,7 +125,7 @@ canonical() {
                     echo "${BASH_REMATCH[1]}-$((10#${BASH_REMATCH[2]}))"
                 fi
             else
-                die "unknown component '$c' (kafka postgres redis ${SERVICES[*]} gateway prometheus, or <service>-<n>)"
+                die "unknown component '$c' (kafka postgres redis ${SERVICES[*]} supervisord gateway prometheus, or <service>-<n>)"
             fi
             ;;
     esac
@@ -135,6 +148,7 @@ component_port() {
         redis) echo "$REDIS_PORT" ;;
         gateway) echo "$GATEWAY_PORT" ;;
         prometheus) echo "$PROMETHEUS_PORT" ;;
+        supervisord) echo "" ;;
         *) instance_port "$1" ;;
     esac
 }
@@ -151,6 +165,7 @@ cmdline_marker() {
         redis) echo "redis-server" ;;
         gateway) echo "nginx" ;;
         prometheus) echo "prometheus" ;;
+        supervisord) echo "supervisord" ;;
         *) echo "duetime" ;;
     esac
 }
@@ -219,6 +234,8 @@ wait_ready() {
     local deadline=$((SECONDS + timeout))
     while ! "$check"; do
         if ! is_running "$name"; then
+            # A supervised service would be started again and again: stop that too.
+            stop_component "$name" >/dev/null 2>&1 || true
             rm -f "$(pid_file "$name")"
             fail_start "$name" "the process exited" "$@"
         fi
@@ -346,7 +363,8 @@ ensure_tools() {
 }
 
 ensure_dirs() {
-    mkdir -p "$LOGS" "$RUN" "$KAFKA_DIR" "$PG_DIR" "$REDIS_DIR" "$NGINX_DIR" "$PROMETHEUS_DIR"
+    mkdir -p "$LOGS" "$RUN" "$KAFKA_DIR" "$PG_DIR" "$REDIS_DIR" "$NGINX_DIR" "$PROMETHEUS_DIR" \
+        "$SUPERVISOR_PROGRAMS"
     # The postgres OS user must be able to traverse .stack to reach .stack/pg.
     chmod 755 "$STACK"
 }
@@ -993,28 +1011,180 @@ start_service() {
     logf=$(component_log "$inst")
     SERVICE_PORT=$port
     if is_running "$inst"; then
-        log "$inst: already running (pid $(read_pid "$inst"))"
-        wait_ready "$inst" "$SERVICE_READY_TIMEOUT" service_ready "$logf"
-        return 0
+        if [[ $(supervisor_state "$inst") =~ ^(STARTING|RUNNING)$ ]]; then
+            log "$inst: already running (pid $(read_pid "$inst"))"
+            wait_ready "$inst" "$SERVICE_READY_TIMEOUT" service_ready "$logf"
+            return 0
+        fi
+        # Started by an older stack.sh, or left running by a supervisord that was killed: nothing
+        # would restart it after a crash, so it is stopped (by its pid) and started supervised.
+        warn "$inst: runs (pid $(read_pid "$inst")) without supervisord; restarting it under supervisord"
+        stop_unsupervised "$inst"
     fi
     rm -f "$(pid_file "$inst")"
     ensure_python
     ensure_port_free "$inst" "$port" "DUETIME_$(tr '[:lower:]' '[:upper:]' <<<"$svc")_PORT"
     load_common_env
+    start_supervisord
     echo "=== $(date -Is) stack.sh: starting $svc as $inst on 127.0.0.1:$port" >>"$logf"
-    log "$inst: starting on 127.0.0.1:$port"
+    log "$inst: starting on 127.0.0.1:$port (supervised)"
     # Everything shares two cores here: the services off the firing path (persisting, loading,
     # the APIs) yield the CPU to the dispatcher and executor when both want it.
     local niceness=0
     case "$svc" in writer|watcher|search_service|job_service) niceness=10 ;; esac
     local extra_env
     mapfile -t extra_env < <(service_env "$svc")
-    (cd "$REPO" && exec env "${extra_env[@]}" DUETIME_HTTP_PORT="$port" DUETIME_INSTANCE="$inst" PYTHONUNBUFFERED=1 \
-        nice -n "$niceness" setsid nohup "$PY" -m duetime run "$svc" >>"$logf" 2>&1 </dev/null 9>&-) &
-    echo $! >"$(pid_file "$inst")"
+    # The service gets this command's environment, as a child of it would, on this start and on
+    # every restart supervisord makes (supervised_service.py reads it; 0600: it holds passwords).
+    (umask 077; env "${extra_env[@]}" DUETIME_HTTP_PORT="$port" DUETIME_INSTANCE="$inst" PYTHONUNBUFFERED=1 \
+        env -0 >"$RUN/$inst.env")
+    rm -f "$RUN/$inst.restarts"  # a start by hand does not wait out a crash backoff
+    write_program_config "$inst" "$niceness"
+    ctl update "$inst" >>"$logf" 2>&1 ||
+        fail_start "$inst" "supervisord did not take its program" "$(component_log supervisord)"
+    if ! ctl start "$inst" >>"$logf" 2>&1; then
+        ctl stop "$inst" >/dev/null 2>&1 || true
+        fail_start "$inst" "supervisord could not start it" "$logf" "$(component_log supervisord)"
+    fi
     wait_ready "$inst" "$SERVICE_READY_TIMEOUT" service_ready "$logf"
     log "$inst: ready (pid $(read_pid "$inst"))"
     write_prometheus_targets
+}
+
+# ---------------------------------------------------------------------------------------------
+# supervisord: keeps the services running (ADR 0034)
+# ---------------------------------------------------------------------------------------------
+#
+# supervisord runs each service instance as a program of the same name, through
+# supervised_service.py (the start's environment, the real pid in .stack/run/<inst>.pid, a
+# crash-loop backoff), starts it again whenever it exits without supervisorctl stopping it, and
+# rotates its log. Kafka, Postgres, Redis, nginx and Prometheus stay plain pid-file processes.
+
+ctl() { "$SUPERVISORCTL" -c "$SUPERVISOR_CONF" "$@"; }
+
+supervisord_ready() { [[ -S $SUPERVISOR_SOCK ]] && ctl pid >/dev/null 2>&1; }
+
+# The state supervisord has for an instance (RUNNING, STARTING, BACKOFF, STOPPING, STOPPED,
+# EXITED, FATAL), or nothing when supervisord does not run or does not know it.
+supervisor_state() {
+    is_running supervisord || return 0
+    # supervisorctl status exits 3 for anything not RUNNING: the state is the answer, not an error.
+    { ctl status "$1" 2>/dev/null || true; } | awk -v n="$1" '$1 == n {print $2}'
+}
+
+# supervisord will start it again by itself (or is about to stop it): stop it through supervisord.
+is_supervised() { [[ $(supervisor_state "$1") =~ ^(STARTING|RUNNING|BACKOFF|STOPPING|EXITED)$ ]]; }
+
+write_supervisor_config() {
+    mkdir -p "$SUPERVISOR_PROGRAMS"
+    cat >"$SUPERVISOR_CONF.tmp.$$" <<CONF
+; generated by deploy/local/stack.sh — edits are overwritten on the next start
+[unix_http_server]
+file=$SUPERVISOR_SOCK
+chmod=0700
+
+[supervisord]
+logfile=$(component_log supervisord)
+logfile_maxbytes=10MB
+logfile_backups=3
+pidfile=$(pid_file supervisord)
+nodaemon=true
+silent=true
+directory=$REPO
+childlogdir=$LOGS
+
+[rpcinterface:supervisor]
+supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
+
+[supervisorctl]
+serverurl=unix://$SUPERVISOR_SOCK
+
+[include]
+files = $SUPERVISOR_PROGRAMS/*.conf
+CONF
+    mv "$SUPERVISOR_CONF.tmp.$$" "$SUPERVISOR_CONF"
+}
+
+# One service instance as a supervisord program. autorestart=true: any exit supervisorctl did not
+# ask for is a crash (Kubernetes' restartPolicy: Always). startsecs=1: up for a second counts as
+# started; supervisord's own backoff covers quicker deaths, supervised_service.py the crash loops
+# after that. Signals go to the process group (the service leads its own).
+write_program_config() {
+    local inst=$1 niceness=$2 f="$SUPERVISOR_PROGRAMS/$1.conf"
+    cat >"$f.tmp.$$" <<CONF
+; generated by deploy/local/stack.sh — edits are overwritten on the next start
+[program:$inst]
+command="$PY" "$SCRIPT_DIR/supervised_service.py" $inst --nice $niceness
+directory=$REPO
+autostart=false
+autorestart=true
+startsecs=1
+startretries=10
+stopsignal=TERM
+stopwaitsecs=$STOP_TIMEOUT
+stopasgroup=true
+killasgroup=true
+redirect_stderr=true
+stdout_logfile=$(component_log "$inst")
+stdout_logfile_maxbytes=$SERVICE_LOG_MAX_BYTES
+stdout_logfile_backups=$SERVICE_LOG_BACKUPS
+CONF
+    mv "$f.tmp.$$" "$f"
+}
+
+start_supervisord() {
+    local logf
+    logf=$(component_log supervisord)
+    if is_running supervisord; then
+        wait_ready supervisord "$GATEWAY_READY_TIMEOUT" supervisord_ready "$logf"
+        return 0
+    fi
+    rm -f "$(pid_file supervisord)"
+    [[ -x $SUPERVISORD ]] || die "supervisord not found at $SUPERVISORD (make setup installs it into the venv)"
+    write_supervisor_config
+    rm -f "$SUPERVISOR_SOCK"  # left by a supervisord that was killed
+    log "supervisord: starting (socket $SUPERVISOR_SOCK)"
+    (cd "$REPO" && exec setsid nohup "$SUPERVISORD" -c "$SUPERVISOR_CONF" >>"$logf" 2>&1 </dev/null 9>&-) &
+    echo $! >"$(pid_file supervisord)"
+    wait_ready supervisord "$GATEWAY_READY_TIMEOUT" supervisord_ready "$logf"
+    log "supervisord: ready (pid $(read_pid supervisord))"
+}
+
+# stop_supervised <instance> [KILL]: stop the program through supervisord (SIGTERM to its group,
+# SIGKILL after STOP_TIMEOUT), so nothing starts it again until `stack.sh start`. With KILL it
+# dies by SIGKILL as in a crash: frozen first (SIGSTOP), supervisord told to stop it (the SIGTERM
+# it sends stays pending on the frozen process), then SIGKILL. It runs no code after the SIGSTOP,
+# and supervisord, which asked for the stop, does not restart it.
+stop_supervised() {
+    local inst=$1 sig=${2:-TERM} pid family=() bg state i
+    pid=$(ctl pid "$inst" 2>/dev/null || true)
+    [[ $pid =~ ^[1-9][0-9]*$ ]] || pid=""
+    [[ -n $pid ]] && mapfile -t family < <(family_pids "$pid")
+    if [[ $sig != KILL ]]; then
+        log "$inst: stopping (pid ${pid:-none}, supervised)"
+        ctl stop "$inst" >/dev/null 2>&1 || warn "$inst: supervisorctl stop failed (state $(supervisor_state "$inst"))"
+    else
+        log "$inst: SIGKILL (pid ${pid:-none}); supervisord will not restart it"
+        [[ -n $pid ]] && signal_component STOP "$pid" "${family[@]}"
+        ctl stop "$inst" >/dev/null 2>&1 &
+        bg=$!
+        if [[ -n $pid ]]; then
+            for ((i = 0; i < 100; i++)); do
+                state=$(supervisor_state "$inst")
+                [[ $state == RUNNING || $state == STARTING ]] || break
+                sleep 0.1
+            done
+            signal_component KILL "$pid" "${family[@]}"
+        fi
+        wait "$bg" || true
+    fi
+    if ((${#family[@]} > 0)) && ! wait_gone 5 "${family[@]}"; then
+        warn "$inst: pid $pid still present"
+        return 1
+    fi
+    # The start's environment holds passwords: kept only while supervisord may need it.
+    rm -f "$(pid_file "$inst")" "$RUN/$inst.env" "$RUN/$inst.restarts"
+    [[ $sig == KILL ]] || log "$inst: stopped"
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -1160,11 +1330,23 @@ start_component() {
         redis) start_redis ;;
         gateway) start_gateway ;;
         prometheus) start_prometheus ;;
+        supervisord) start_supervisord ;;
         *) start_service "$name" ;;
     esac
 }
 
+# stop_component <name> [KILL]. A supervised service goes through supervisord (stop_supervised);
+# everything else, and a service supervisord does not run, is signalled by its pid file.
 stop_component() {
+    if is_service_instance "$1" && is_supervised "$1"; then
+        stop_supervised "$@" || return 1
+        # Only a copy outside supervisord (an older stack's) would still have a live pid file.
+        is_running "$1" || return 0
+    fi
+    stop_unsupervised "$@"
+}
+
+stop_unsupervised() {
     local name=$1 sig=${2:-TERM} pid
     if [[ $name == postgres ]] && ! is_running postgres; then
         adopt_postgres || true
@@ -1221,21 +1403,28 @@ extra_instances() {
 all_components() {
     local extra
     mapfile -t extra < <(extra_instances)
-    echo "${INFRA[@]}" "${SERVICES[@]}" "${extra[@]}" gateway prometheus
+    echo "${INFRA[@]}" supervisord "${SERVICES[@]}" "${extra[@]}" gateway prometheus
 }
 
+# A service's line ends with what supervisord says of it (BACKOFF: waiting to restart it).
 status_line() {
-    local name=$1 pid port state ready=""
+    local name=$1 pid port state ready="" where supervised=""
     port=$(component_port "$name")
+    where="127.0.0.1:$port"
+    [[ $name == supervisord ]] && where=$(basename "$SUPERVISOR_SOCK")
+    is_service_instance "$name" && supervised=$(supervisor_state "$name")
+    supervised=${supervised:+supervisord: $supervised}
     if is_running "$name"; then
         pid=$(read_pid "$name")
         state="running"
-        if port_open "$port"; then ready="listening"; else ready="not listening"; fi
-        printf '%-16s %-8s pid %-8s 127.0.0.1:%-6s %s\n' "$name" "$state" "$pid" "$port" "$ready"
+        if [[ -z $port ]]; then ready=""; elif port_open "$port"; then ready="listening"; else ready="not listening"; fi
+        printf '%-16s %-10s pid %-8s %-16s %-14s %s\n' "$name" "$state" "$pid" "$where" "$ready" "$supervised"
         return 0
     fi
-    if [[ -f $(pid_file "$name") ]]; then state="stale-pid"; else state="stopped"; fi
-    printf '%-16s %-8s %-12s 127.0.0.1:%-6s\n' "$name" "$state" "" "$port"
+    if [[ $supervised =~ (STARTING|RUNNING|BACKOFF|EXITED)$ ]]; then
+        state="restarting"  # crashed; supervisord starts it again after its backoff
+    elif [[ -f $(pid_file "$name") ]]; then state="stale-pid"; else state="stopped"; fi
+    printf '%-16s %-10s %-12s %-16s %-14s %s\n' "$name" "$state" "" "$where" "" "$supervised"
     return 1
 }
 
@@ -1251,7 +1440,7 @@ cmd_status() {
     [[ -f $ENV_FILE ]] && echo "env: $ENV_FILE"
     # Exit 0 only when everything `up` starts is running (extra instances do not count).
     local expected=("${INFRA[@]}" gateway)
-    [[ ${DUETIME_STACK_INFRA_ONLY:-0} == 1 ]] || expected+=("${SERVICES[@]}")
+    [[ ${DUETIME_STACK_INFRA_ONLY:-0} == 1 ]] || expected+=(supervisord "${SERVICES[@]}")
     for c in "${down[@]}"; do
         if [[ " ${expected[*]} " == *" $c "* ]]; then
             return 1
@@ -1275,6 +1464,7 @@ cmd_up() {
     else
         run_python_step migrate
         run_python_step topics
+        start_component supervisord
         for c in "${SERVICES[@]}"; do start_component "$c"; done
     fi
     start_component gateway
@@ -1288,7 +1478,8 @@ duetime local stack is up (a development environment: DUETIME_ENV=dev).
               make key TENANT=<tenant>   (python -m duetime keys create --tenant <tenant>)
             the dev environment's test keys (tenants dev, tenant-b) are in the env file
   env file  $ENV_FILE   (set -a; . $ENV_FILE; set +a)
-  logs      $LOGS/
+  logs      $LOGS/ (the services' rotate at $SERVICE_LOG_MAX_BYTES, $SERVICE_LOG_BACKUPS kept)
+  services  supervised: a crashed one restarts by itself (deploy/local/stack.sh status)
   metrics   http://127.0.0.1:$PROMETHEUS_PORT (Prometheus; rules in deploy/prometheus)
 
 try:
@@ -1306,6 +1497,7 @@ cmd_down() {
     local order=(prometheus gateway)
     for c in $(extra_instances | sort -r); do order+=("$c"); done
     for ((i = ${#SERVICES[@]} - 1; i >= 0; i--)); do order+=("${SERVICES[i]}"); done
+    order+=(supervisord)
     for ((i = ${#INFRA[@]} - 1; i >= 0; i--)); do order+=("${INFRA[i]}"); done
     for c in "${order[@]}"; do
         stop_component "$c" || failed+=("$c")
@@ -1317,7 +1509,7 @@ cmd_down() {
 }
 
 usage() {
-    sed -n '2,24p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    sed -n '2,27p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
 take_lock() {

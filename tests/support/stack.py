@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,3 +37,36 @@ def stack(*args: str, timeout: float = 180) -> None:
         subprocess.run(compose_command(verb, service), check=True, timeout=timeout, cwd=ROOT)
         return
     subprocess.run([str(STACK), *args], check=True, timeout=timeout, cwd=ROOT)
+
+
+SERVICES = ("job_service", "search_service", "writer", "watcher", "dispatcher", "executor")
+RUN_DIR = ROOT / ".stack" / "run"
+SUPERVISOR_CONF = ROOT / ".stack" / "supervisor" / "supervisord.conf"
+
+
+def service_pid(instance: str) -> int | None:
+    """The pid `.stack/run/<instance>.pid` names when that process lives and runs the service
+    (the fault tests and the model checker signal it by this file)."""
+    try:
+        pid = int((RUN_DIR / f"{instance}.pid").read_text().split()[0])
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
+    except (OSError, ValueError, IndexError):
+        return None
+    return pid if args[-2:] == [b"run", instance.split("-", 1)[0].encode()] else None
+
+
+def service_port(instance: str) -> int:
+    """The HTTP port of a supervised service instance, from the environment it was started with."""
+    for entry in (RUN_DIR / f"{instance}.env").read_bytes().split(b"\0"):
+        if entry.startswith(b"DUETIME_HTTP_PORT="):
+            return int(entry.split(b"=", 1)[1])
+    raise LookupError(f"no DUETIME_HTTP_PORT in .stack/run/{instance}.env")
+
+
+def supervised_state(instance: str) -> str:
+    """What supervisord says of a service instance: RUNNING, STOPPED, BACKOFF, … ("" if unknown)."""
+    ctl = Path(sys.executable).with_name("supervisorctl")
+    done = subprocess.run([str(ctl), "-c", str(SUPERVISOR_CONF), "status", instance],
+                          capture_output=True, text=True, timeout=30)
+    fields = done.stdout.split()
+    return fields[1] if len(fields) > 1 and fields[0] == instance else ""

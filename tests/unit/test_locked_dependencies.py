@@ -77,6 +77,7 @@ def test_lockfiles_name_no_index_or_url(lock: str) -> None:
 
 
 @pytest.mark.parametrize(("group", "locks"), [("", ("runtime", "dev")), ("dev", ("dev",)),
+                                              ("stack", ("dev",)),
                                               ("faust-bench", ("faust-bench",))])
 def test_every_pyproject_pin_is_locked_at_its_version(group: str, locks: tuple[str, ...]) -> None:
     stale = [f"{lock}.txt: {name} {_locked(lock).get(name, 'missing')} (pyproject.toml: {version})"
@@ -90,8 +91,9 @@ def test_bootstrap_lock_holds_the_installers() -> None:
 
 
 def test_runtime_lock_holds_no_test_or_bench_tools() -> None:
-    dev_only = set(_pins("dev")) | set(_pins("faust-bench"))
-    assert not dev_only & set(_locked("runtime")), "requirements/runtime.txt holds test or bench tools"
+    dev_only = set(_pins("dev")) | set(_pins("stack")) | set(_pins("faust-bench"))
+    assert not dev_only & set(_locked("runtime")), \
+        "requirements/runtime.txt holds test, stack or bench tools"
     assert {"httpx", "faust-streaming"}.isdisjoint(_pins("")), "pyproject.toml runtime lists a test tool"
 
 

@@ -54,6 +54,25 @@ def test_follows_growing_new_and_truncated_files(tmp_path: Path) -> None:
     assert list(tail.poll()) == []
 
 
+def test_a_rotated_log_is_read_to_its_end_then_the_new_one_from_its_start(tmp_path: Path) -> None:
+    """supervisord renames writer.log to writer.log.1 and opens a new writer.log (ADR 0034);
+    the new one may already be longer than where the old one was read to."""
+    log = tmp_path / "writer.log"
+    log.write_text("before\n")
+    tail = Tail(tmp_path, lines=5)
+    assert list(tail.poll()) == [("writer", "before")]
+    with log.open("a") as f:
+        f.write("written just before the rotation\nunfinished")
+    log.rename(tmp_path / "writer.log.1")
+    log.write_text("first line of the new file, longer than the old one was\nsecond\n")
+    assert list(tail.poll()) == [
+        ("writer", "written just before the rotation"), ("writer", "unfinished"),
+        ("writer", "first line of the new file, longer than the old one was"), ("writer", "second")]
+    with log.open("a") as f:
+        f.write("third\n")
+    assert list(tail.poll()) == [("writer", "third")]
+
+
 def test_command_prints_and_exits_without_follow(tmp_path: Path,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "executor.log").write_text(LINE + "\n")
