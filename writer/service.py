@@ -23,6 +23,7 @@ from pydantic import Field, ValidationError
 from redis import exceptions as redis_errors
 
 from duetime import kafka, postgres
+from duetime.catch_up import caught_up
 from duetime.due_set import DueSet
 from duetime.kafka_targets import TopicPolicy
 from duetime.lifecycle import Lifecycle
@@ -50,7 +51,7 @@ from schemas.topics import (
     ingress_tenant,
     ingress_topic,
 )
-from writer import runs
+from writer import alerts, runs
 from writer.commands import CommandHandler, Rejected
 
 log = logging.getLogger(__name__)
@@ -100,6 +101,8 @@ class Settings(KafkaSettings, KafkaTargetSettings, IngressSettings, PostgresSett
     # Command ids remembered against replays (ADR 0010); longer than the commands topic keeps
     # messages (Kafka's default retention is 7 days), since a replay comes from that topic.
     applied_commands_retention_days: int = Field(default=14, ge=1)
+    # GET /alerts lists "recent" alerts: older ones are deleted (ADR 0033).
+    alerts_retention_days: int = Field(default=30, ge=1)
     # Persisting is not on the firing path: a 20 ms fetch wait keeps the read lag low while
     # sparing the broker hundreds of empty fetches per second.
     kafka_fetch_max_wait_ms: int = 20
@@ -354,6 +357,7 @@ async def consume(lifecycle: Lifecycle, writer: Writer, settings: Settings) -> N
     ingress = [ingress_topic(t) for t in settings.ingress_tenant_list]
     async with kafka.consumer(settings, "duetime-writer", "writer", JOB_COMMANDS,
                               RUNS_STATUS, *ingress) as consumer:
+        lifecycle.checks["caught_up"] = caught_up(consumer, settings.kafka_ready_max_lag)
         lifecycle.ready = True
         while not lifecycle.stop.is_set():
             batches = await consumer.getmany(timeout_ms=100, max_records=1000)
@@ -399,6 +403,7 @@ async def maintain_partitions(lifecycle: Lifecycle, pool: asyncpg.Pool[Any],
             await expire_runs(pool, settings.runs_retention_days)
             await pool.execute(QUERIES["expire_applied_commands"],
                                settings.applied_commands_retention_days)
+            await pool.execute(QUERIES["expire_alerts"], settings.alerts_retention_days)
         except Exception as exc:
             if not transient(exc):
                 raise
@@ -418,6 +423,7 @@ async def main(lifecycle: Lifecycle) -> None:
                 "http": serve(ops_app(lifecycle), settings.http_host, settings.http_port, lifecycle),
                 "consume": consume(lifecycle, writer, settings),
                 "partitions": maintain_partitions(lifecycle, pool, settings),
+                "alerts": alerts.keep_publishing(lifecycle, pool, producer, QUERIES, transient),
             })
         finally:
             await redis.aclose()

@@ -52,6 +52,7 @@ ROUTES: dict[tuple[str, str, str], Row] = {
     ("job_service", "POST", "/jobs/{job_id}/runNow"): Row("victim id"),
     ("search_service", "GET", "/jobs"): Row("listing"),
     ("search_service", "GET", "/runs"): Row("listing"),
+    ("search_service", "GET", "/alerts"): Row("listing"),
     ("search_service", "GET", "/stats"): Row("listing"),
     ("search_service", "GET", "/jobs/{job_id}"): Row("victim id"),
     ("search_service", "GET", "/jobs/{job_id}/status"): Row("victim id"),
