@@ -26,8 +26,9 @@ from pydantic import ValidationError
 from duetime import kafka
 from duetime.lifecycle import Lifecycle
 from duetime.postgres import Conn
-from schemas.api import NotificationTarget
+from schemas.api import NotificationTarget, storable_text
 from schemas.events import AlertKind, AlertRaised, RunStatusChanged
+from schemas.redaction import redact_text
 from schemas.topics import ALERTS
 
 log = logging.getLogger(__name__)
@@ -52,10 +53,20 @@ class Alert:
     kind: AlertKind
     at: datetime
     detail: dict[str, Any] = field(default_factory=dict)
+    ref: str = ""  # what the alert is about when it is not a run (a dead letter's position)
 
     @property
     def alert_id(self) -> str:
-        return alert_id(self.kind, self.run_id or self.detail.get("command_id") or "")
+        return alert_id(self.kind, self.ref or self.run_id or "")
+
+
+def dead_letter(tenant: str, job_id: str | None, topic: str, partition: int, offset: int,
+                reason: str, at: datetime) -> Alert:
+    """A message of `tenant`'s the writer dead-lettered (a poison command or status): the same
+    alert however often the message is consumed again, since it names its position."""
+    return Alert(tenant, job_id, None, "dlq", at,
+                 {"topic": topic, "reason": storable_text(redact_text(reason))[:500]},
+                 ref=f"{topic}/{partition}/{offset}")
 
 
 def _run_detail(event: RunStatusChanged) -> dict[str, Any]:

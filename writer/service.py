@@ -152,6 +152,7 @@ class Writer:
         self.commands = CommandHandler(QUERIES, due_set,
                                        timedelta(seconds=settings.load_ahead_seconds), settings,
                                        TopicPolicy(settings))
+        self.dead_alerts: list[alerts.Alert] = []
 
     async def handle_batch(self, messages: list[ConsumerRecord[bytes, bytes]]) -> None:
         """Persist one batch; safe to repeat (every step is idempotent).
@@ -162,18 +163,22 @@ class Writer:
         statuses: list[tuple[ConsumerRecord[bytes, bytes], RunStatusChanged]] = []
         commands: list[tuple[ConsumerRecord[bytes, bytes], JobCommand]] = []
         outbox: Outbox = []
+        self.dead_alerts = []
         for msg in messages:
             if msg.topic == RUNS_STATUS:
                 try:
                     statuses.append((msg, RunStatusChanged.model_validate_json(msg.value or b"")))
                 except ValidationError as exc:
-                    outbox.append(self._dlq(msg, RUNS_DLQ, f"invalid run status: {exc}"))
+                    _, job_id, tenant = _names(msg.value)
+                    outbox.append(self._dlq(msg, RUNS_DLQ, f"invalid run status: {exc}",
+                                            tenant, job_id))
             else:
                 cmd = self._prepare(msg, outbox)
                 if cmd is not None:
                     commands.append((msg, cmd))
         await self._commands(commands, outbox)
         await self._statuses(statuses, outbox)
+        await self._record_dead_letters()
         await self._send(outbox)
 
     async def _commands(self, commands: list[tuple[ConsumerRecord[bytes, bytes], JobCommand]],
@@ -206,7 +211,8 @@ class Writer:
             except Exception as exc:
                 if transient(exc):
                     raise
-                outbox.append(self._dlq(msg, RUNS_DLQ, f"cannot apply run status: {_describe(exc)}"))
+                outbox.append(self._dlq(msg, RUNS_DLQ, f"cannot apply run status: {_describe(exc)}",
+                                        status.tenant, status.job_id))
 
     async def _persist(self, statuses: list[RunStatusChanged]) -> None:
         async with self.pool.acquire() as conn, conn.transaction():
@@ -216,9 +222,27 @@ class Writer:
                                         for job_id, state, version in finished
                                         if state == "completed"])
 
-    def _dlq(self, msg: ConsumerRecord[bytes, bytes], topic: str,
-             reason: str) -> tuple[str, bytes | None, bytes]:
+    async def _record_dead_letters(self) -> None:
+        """The batch's `dlq` alerts, after its dead letters were decided (ADR 0033)."""
+        if not self.dead_alerts:
+            return
+        try:
+            async with self.pool.acquire() as conn:
+                await alerts.record(conn, QUERIES, self.dead_alerts)
+        except Exception as exc:
+            if transient(exc):
+                raise
+            # The dead letters themselves are what matters: an alert that cannot be stored is
+            # logged, never a reason to stop consuming.
+            log.error("dlq alerts not recorded", extra={"error": _describe(exc)[:300]})
+
+    def _dlq(self, msg: ConsumerRecord[bytes, bytes], topic: str, reason: str,
+             tenant: str | None = None, job_id: str | None = None) -> tuple[str, bytes | None, bytes]:
+        """The dead letter of `msg`; when its tenant is known, a `dlq` alert of theirs too."""
         DEAD.labels(topic).inc()
+        if tenant:
+            self.dead_alerts.append(alerts.dead_letter(tenant, job_id, msg.topic, msg.partition,
+                                                       msg.offset, reason, utcnow()))
         log.warning("dead letter", extra={"topic": msg.topic, "offset": msg.offset,
                                           "reason": reason[:300]})
         return topic, msg.key, kafka.encode(dead_letter(msg, reason))
@@ -295,7 +319,7 @@ class Writer:
                         command_id: str | None, job_id: str | None, tenant: str | None,
                         command_type: str | None = None) -> Outbox:
         """Dead-letter the command and, when it names itself, tell its submitter."""
-        outbox = [self._dlq(msg, JOB_COMMANDS_DLQ, reason)]
+        outbox = [self._dlq(msg, JOB_COMMANDS_DLQ, reason, tenant, job_id)]
         if command_id is not None:
             event = JobEvent(type="job.rejected", job_id=job_id, tenant=tenant,
                              command_id=command_id, command_type=command_type, at=utcnow(),

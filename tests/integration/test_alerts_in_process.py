@@ -216,3 +216,20 @@ async def test_old_alerts_expire(writer: Writer, fresh_db: asyncpg.Pool[Any]) ->
                            timedelta(days=31), f"run-{job_id}-0")
     await fresh_db.execute(QUERIES["expire_alerts"], 30)
     assert await kinds(fresh_db, job_id) == [("failure", f"run-{job_id}-1")]
+
+
+async def test_dead_letters_of_a_known_tenant_are_alerts_once(
+        writer: Writer, fresh_db: asyncpg.Pool[Any]) -> None:
+    job_id = uuid.uuid4().hex
+    batch = Batch()
+    batch.add(RUNS_STATUS, job_id, {**final(job_id, "failed", 0), "attempt": 0})
+    batch.add(JOB_COMMANDS, job_id, {**create(job_id), "spec": None})
+    batch.add(RUNS_STATUS, job_id, b"\xff not json, no tenant")
+    await writer.handle_batch(batch.records)
+    await writer.handle_batch(batch.records)  # consumed again after a rebalance
+
+    rows = await fresh_db.fetch("SELECT * FROM alerts WHERE kind = 'dlq' ORDER BY at")
+    assert [(r["tenant"], r["job_id"], r["detail"]["topic"]) for r in rows] == [
+        ("dev", job_id, RUNS_STATUS), ("dev", job_id, JOB_COMMANDS)]
+    assert "invalid run status" in rows[0]["detail"]["reason"]
+    assert "invalid command" in rows[1]["detail"]["reason"]

@@ -24,8 +24,9 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def ev(run: str, status: str, minute: int, job: str = "j", **fields: Any) -> RunStatusChanged:
-    return RunStatusChanged(run_id=run, job_id=job, tenant="t", attempt=1, status=status,
-                            scheduled_at=T0 + timedelta(minutes=minute), at=T0, **fields)
+    return RunStatusChanged.model_validate({
+        "run_id": run, "job_id": job, "tenant": "t", "attempt": 1, "status": status,
+        "scheduled_at": T0 + timedelta(minutes=minute), "at": T0, **fields})
 
 
 def changed(*events: RunStatusChanged, final: bool = True) -> list[dict[str, Any]]:
