@@ -18,7 +18,6 @@ import asyncpg
 import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import NewTopic
 from redis.asyncio import Redis
 from standardwebhooks.webhooks import Webhook
 
@@ -32,7 +31,7 @@ from executor.notifications import DELIVERIES, Notifier, NotifierSettings, consu
 from executor.signing import SigningKeys
 from schemas.topics import JOB_COMMANDS, RUNS_STATUS
 from tests.integration.test_writer_poison import Batch, create
-from tests.support.kafka import find_messages, kafka_options, kafka_settings
+from tests.support.kafka import find_messages, kafka_options, kafka_settings, scratch_topic
 from tests.support.sink import Sink
 from writer import alerts
 from writer.service import QUERIES, Settings, Writer
@@ -48,16 +47,8 @@ async def producer(env: dict[str, str]) -> AsyncIterator[AIOKafkaProducer]:
 
 @pytest.fixture
 async def topic(env: dict[str, str]) -> AsyncIterator[str]:
-    """A topic of the test's own, under duetime. (the services' principal may create it)."""
-    name = f"duetime.test.{uuid.uuid4().hex[:12]}.alerts"
-    admin = kafka.admin_client(kafka_settings(env))
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(name, 1, 1)])
+    async with scratch_topic(kafka_settings(env), partitions=1) as name:
         yield name
-        await admin.delete_topics([name])
-    finally:
-        await admin.close()
 
 
 @pytest.fixture

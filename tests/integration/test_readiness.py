@@ -7,26 +7,18 @@ from collections.abc import AsyncIterator
 
 import pytest
 from aiokafka import AIOKafkaConsumer
-from aiokafka.admin import NewTopic
 
 from duetime import kafka
 from duetime.catch_up import caught_up, lag
 from duetime.settings import KafkaSettings
-from tests.support.kafka import kafka_settings
+from tests.support.kafka import kafka_settings, scratch_topic
 from tests.support.waiting import eventually
 
 
 @pytest.fixture
 async def topic(env: dict[str, str]) -> AsyncIterator[str]:
-    name = f"duetime.test.{uuid.uuid4().hex[:12]}.ready"
-    admin = kafka.admin_client(kafka_settings(env))
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(name, 2, 1)])
+    async with scratch_topic(kafka_settings(env), partitions=2) as name:
         yield name
-        await admin.delete_topics([name])
-    finally:
-        await admin.close()
 
 
 async def produce(settings: KafkaSettings, topic: str, count: int) -> None:
