@@ -135,6 +135,12 @@ class AlertRaised(Message):
     webhook: NotificationTarget | None = None
 
 
+def alert_summary(detail: dict[str, Any]) -> str:
+    """An alert's detail on one line, what went wrong first (the CLI's and dashboard's)."""
+    order = ("error", "reason", "status", "lateness_ms", "late_after_seconds", "previous_status")
+    return ", ".join(f"{k}={detail[k]}" for k in order if detail.get(k) is not None)[:160]
+
+
 class JobEvent(Message):
     """An outcome of a command, on `duetime.jobs.events` (key = job_id)."""
 
