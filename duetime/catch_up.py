@@ -2,8 +2,8 @@
 
 `/readyz` of a consuming service says it is doing its job: it joined its group and has read
 its partitions to within `max_lag` messages of their end. A consumer that just started (or
-came back after an outage) and is still working through a backlog is alive (`/healthz`) but
-not ready; the probe lets a rollout wait for it, and tells an operator which replica is behind.
+came back after an outage) and is still working through its backlog is alive (`/healthz`) but
+not ready; the probe lets a rollout wait for it.
 The lag is the consumer's own view (highwater minus position of each assigned partition), so
 measuring it costs no request to the broker.
 """
@@ -28,16 +28,23 @@ async def lag(consumer: AIOKafkaConsumer) -> int | None:
 
 
 def caught_up(consumer: AIOKafkaConsumer, max_lag: int) -> Callable[[], Awaitable[bool]]:
-    """A readiness check (Lifecycle.checks): `consumer` is within `max_lag` of every end.
+    """A readiness check (Lifecycle.checks): `consumer` has caught up since it started, i.e.
+    it was once within `max_lag` of the end of every partition it reads.
 
-    A member with no partition (more replicas than partitions) has nothing to catch up on,
-    but only once it has joined the group: before that its assignment is empty too.
+    Once caught up it stays so: a consumer that falls behind under load is doing its job, and
+    turning it unready would only make a rollout or a node drain wait on load (the lag itself is
+    `duetime_kafka_consumer_lag` and the DuetimeConsumerLag alert). A member with no partition
+    (more replicas than partitions) has nothing to catch up on, but only once it has joined the
+    group: before that its assignment is empty too.
     """
+    done = False
+
     async def check() -> bool:
-        if not consumer.assignment() and not _joined(consumer):
-            return False
-        behind = await lag(consumer)
-        return behind is not None and behind <= max_lag
+        nonlocal done
+        if not done and (consumer.assignment() or _joined(consumer)):
+            behind = await lag(consumer)
+            done = behind is not None and behind <= max_lag
+        return done
     return check
 
 

@@ -32,8 +32,8 @@ async def take(consumer: AIOKafkaConsumer, most: int) -> int:
     return sum(len(m) for m in batches.values())
 
 
-async def test_ready_only_once_caught_up_and_not_while_behind(env: dict[str, str],
-                                                              topic: str) -> None:
+async def test_ready_once_caught_up_and_then_through_later_backlogs(env: dict[str, str],
+                                                                    topic: str) -> None:
     settings = kafka_settings(env)
     await produce(settings, topic, 6)
     async with kafka.consumer(settings, f"duetime-test-{uuid.uuid4().hex}", "test-ready",
@@ -51,15 +51,16 @@ async def test_ready_only_once_caught_up_and_not_while_behind(env: dict[str, str
             return await strict()
 
         await eventually(read_all, timeout=20)
-        # New messages: behind again, without reading (the fetcher learns the new ends).
+        # New messages: behind again (the fetcher learns the new ends without a read), but a
+        # consumer that caught up once stays ready: falling behind under load is the lag
+        # metric's and alert's business, not a reason to stop a rollout.
         await produce(settings, topic, 3)
 
         async def behind() -> bool:
-            return not await strict()
+            return bool(await lag(consumer))
 
         await eventually(behind, timeout=20)
-        await eventually(read_all, timeout=20)
-        assert await lag(consumer) == 0
+        assert await strict()
 
 
 async def test_a_member_without_partitions_is_ready_once_it_joined(env: dict[str, str],
