@@ -110,7 +110,7 @@ test: lint unit audit test-stack
 # harness's workloads first (each WIPES the stack and starts it afresh, as the peer harness does),
 # then the rest on the last fresh stack; results in docs/benchmarks.md, plots in docs/img/bench/.
 # `make bench BENCH=w1,w2-1000,reads` runs some: cron timers recurring read_lag w1 w2 (w2-200
-# w2-1000 w2-3000) w3 watcher reads creates kafka. Say what else ran on the box:
+# w2-1000 w2-3000) w3 watcher reads creates kafka model_load. Say what else ran on the box:
 # BENCH_CONDITIONS="quiet box, nothing else running" (every figure carries it).
 BENCH ?= all
 bench: setup
@@ -129,6 +129,7 @@ bench: setup
 	    if $(PY) -c "import bench.kafka_ingest" 2>/dev/null; then $(PY) -m bench.kafka_ingest; \
 	    else echo "bench.kafka_ingest not here yet: skipped"; fi; \
 	  fi; \
+	  if bench_on model_load; then $(PY) -m bench.model_under_load || echo "model under load: FAILED"; fi; \
 	  $(PY) -m bench.side_by_side'
 
 # The peers and duetime in one pass of the peer harness (../shared/peer-bench/README.md): about

@@ -67,6 +67,9 @@ class Load(NamedTuple):
     state: str
     template: dict[str, Any] | None
     entries: Sequence[Entry]
+    # (version, ms): the command loaded here (an edit, pause or resume) was issued at ms, so
+    # that version still governs the job's instants before it (start_run.lua, ADR 0036).
+    supersedes: tuple[int, int] | None = None
 
 
 @dataclass
@@ -79,9 +82,15 @@ class _ShardLoad:
     finished: dict[str, int | None] = field(default_factory=dict)  # None: not finished
     due: dict[str, int] = field(default_factory=dict)
     nexts: dict[str, int] = field(default_factory=dict)
+    # job_id -> {version: ms}: each version governs the job's instants before ms (HSETNX: the
+    # first command that ended a version wins, e.g. a pause over the resume after it).
+    untils: dict[str, dict[int, int]] = field(default_factory=dict)
 
     def add(self, load: Load) -> None:
         job_id = load.job_id
+        if load.supersedes is not None:
+            version, until_ms = load.supersedes
+            self.untils.setdefault(job_id, {}).setdefault(version, until_ms)
         self.states[job_id] = f"{load.version}|{load.state}"
         if load.state == "cancelled":
             self.specs[job_id] = None
@@ -96,7 +105,13 @@ class _ShardLoad:
             if e.next_ms is not None:
                 self.nexts[e.member()] = e.next_ms
 
-    def queue(self, pipe: Pipeline, key: Callable[[str], str]) -> None:
+    def queue(self, pipe: Pipeline, key: Callable[[str], str], ttl_s: int) -> None:
+        for job_id, untils in self.untils.items():
+            until_key = f"{key('until')}:{job_id}"
+            for version, until_ms in untils.items():
+                pipe.hsetnx(until_key, str(version), until_ms)
+            # Needed while a request of the old version can still arrive: the redelivery window.
+            pipe.expire(until_key, ttl_s)
         pipe.hset(key("jobs"), mapping=self.states)  # type: ignore[arg-type]
         kept = {job_id: spec for job_id, spec in self.specs.items() if spec is not None}
         if kept:
@@ -224,6 +239,10 @@ class DueSet:
     def done_key(self, shard: int, runkey: str) -> str:
         return f"{self.key('done', shard)}:{runkey}"
 
+    def until_key(self, job_id: str) -> str:
+        """Per job: version -> the ms before which that version's instants are owed (Load)."""
+        return f"{self.key('until', self.shard_of(job_id))}:{job_id}"
+
     # -- loading (writer, watcher) --------------------------------------------------------
     async def load(
         self,
@@ -232,9 +251,10 @@ class DueSet:
         state: str,
         template: dict[str, Any] | None,
         entries: Sequence[Entry],
+        supersedes: tuple[int, int] | None = None,
     ) -> None:
         """Publish a job's current version/state (and run template), and add its entries."""
-        await self.load_many([Load(job_id, version, state, template, entries)])
+        await self.load_many([Load(job_id, version, state, template, entries, supersedes)])
 
     async def load_many(self, loads: Sequence[Load]) -> None:
         """Publish many jobs' current version/state (and run template), and add their entries,
@@ -253,7 +273,8 @@ class DueSet:
         # A few commands per shard, not per job: redis-py parses every reply in Python.
         async with self.redis.pipeline(transaction=True) as pipe:
             for shard, changes in shards.items():
-                changes.queue(pipe, functools.partial(self.key, shard=shard))
+                changes.queue(pipe, functools.partial(self.key, shard=shard),
+                              self.redelivery_window_s)
             await pipe.execute()
 
     async def add_due(self, entries: Sequence[tuple[Entry, int]]) -> None:
@@ -482,16 +503,17 @@ class DueSet:
                     member: str = "") -> StartVerdict:
         """Check version/state and the overlap policy at the due instant (see start_run.lua).
 
-        A "stale" or "paused" verdict has released the lease of `executor_id` on `member`:
-        the attempt is not used up and must not be completed.
+        An instant owed before the edit or pause that ended its version fires however late its
+        request is judged (ADR 0036). A "stale" or "paused" verdict has released the lease of
+        `executor_id` on `member`: the attempt is not used up and must not be completed.
         """
         shard = self.shard_of(entry.job_id)
         raw = _text(await self._batch.call(
             self._start,
             [self.key("jobs", shard), self.key("running", shard), self.key("leases", shard),
-             self.key("owners", shard)],
+             self.key("owners", shard), self.until_key(entry.job_id)],
             [entry.job_id, entry.version, entry.flag, entry.runkey, overlap, now_ms,
-             f"{executor_id}|{member or entry.member()}"],
+             f"{executor_id}|{member or entry.member()}", entry.scheduled_ms],
         ))
         kind, _, replaces = raw.partition(":")
         return StartVerdict(Start(kind), replaces or None)

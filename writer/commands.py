@@ -276,7 +276,8 @@ class CommandHandler:
         fire = window.fire if state == "active" else []
         return Applied(_event(cmd, version), load=Load(
             cmd.job_id, version, state, run_template(cmd.job_id, cmd.tenant, version, spec),
-            entries_for(cmd.job_id, version, spec, fire, window.next_ms)))
+            entries_for(cmd.job_id, version, spec, fire, window.next_ms),
+            supersedes=(row["version"], to_ms(cmd.issued_at))))
 
     async def _cancel(self, conn: Conn, cmd: JobCommand,
                       row: asyncpg.Record) -> Applied:
@@ -296,7 +297,8 @@ class CommandHandler:
         await conn.execute(self.q["set_state"], cmd.job_id, "paused", 0, row["next_run_at"],
                            None, cmd.issued_at)
         return Applied(_event(cmd, row["version"]),
-                       load=Load(cmd.job_id, row["version"], "paused", None, []))
+                       load=Load(cmd.job_id, row["version"], "paused", None, [],
+                                 supersedes=(row["version"], to_ms(cmd.issued_at))))
 
     async def _resume(self, conn: Conn, cmd: JobCommand,
                       row: asyncpg.Record) -> Applied:
@@ -322,7 +324,8 @@ class CommandHandler:
                                       window.cursor, cmd.issued_at, len(window.fire))
         return Applied(_event(cmd, version), load=Load(
             cmd.job_id, version, state, run_template(cmd.job_id, row["tenant"], version, spec),
-            entries_for(cmd.job_id, version, spec, window.fire, window.next_ms)))
+            entries_for(cmd.job_id, version, spec, window.fire, window.next_ms),
+            supersedes=(row["version"], to_ms(cmd.issued_at))))
 
     async def _run(self, conn: Conn, cmd: JobCommand,
                    row: asyncpg.Record) -> Applied:

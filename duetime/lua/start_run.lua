@@ -5,8 +5,14 @@
 -- A stale or paused firing does not use the attempt up: its lease is released here (if it is
 -- still ours; a newer version's request may have taken it over) and no done flag is set, so
 -- the current version's firing for the same instant (or the one a resume loads) still runs.
--- KEYS: jobs (job_id -> "version|state"), running (job_id -> runkey), leases, owners
--- ARGV: job_id, version, flag, runkey, overlap policy, now_ms, owner ("executor|member")
+-- An edit or a pause governs the instants from when it was issued: a scheduled firing due
+-- before that is owed under its own version, and fires however late it is judged here (a
+-- backlog in the executors, ADR 0036); `until` holds, per version, when that version stopped
+-- governing. A cancel stops everything not started.
+-- KEYS: jobs (job_id -> "version|state"), running (job_id -> runkey), leases, owners,
+--       until (this job's version -> ms)
+-- ARGV: job_id, version, flag, runkey, overlap policy, now_ms, owner ("executor|member"),
+--       scheduled_ms
 -- Returns "ok", "stale", "cancelled", "paused", "overlap" or "replace:<runkey of the old run>".
 local function release(verdict)
   if redis.call('HGET', KEYS[4], ARGV[4]) == ARGV[7] then
@@ -20,8 +26,14 @@ if meta then
   local version, state = string.match(meta, '^(%d+)|(%a+)$')
   if state == 'cancelled' then return 'cancelled' end
   -- A run-now is not superseded by an edit, pause or resume since it was requested.
-  if version ~= ARGV[2] and ARGV[3] == 's' then return release('stale') end
-  if state == 'paused' and ARGV[3] == 's' then return release('paused') end
+  if ARGV[3] == 's' and (version ~= ARGV[2] or state == 'paused') then
+    local untl = redis.call('HGET', KEYS[5], ARGV[2])
+    local owed = untl and tonumber(ARGV[8]) < tonumber(untl)
+    if not owed then
+      if version ~= ARGV[2] then return release('stale') end
+      return release('paused')
+    end
+  end
 end
 local verdict = 'ok'
 local current = redis.call('HGET', KEYS[2], ARGV[1])

@@ -16,9 +16,9 @@ from typing import Any
 import asyncpg
 import httpx
 from redis.asyncio import Redis
-from redis.exceptions import ConnectionError
 
 from tests.support.jobs import Cleanup, http_job, wait_state
+from tests.support.redis_client import reconnected
 from tests.support.sink import Hit, Sink
 from tests.support.stack import ROOT, stack
 from tests.support.waiting import eventually
@@ -38,17 +38,6 @@ async def _fresh_aof(redis: Redis) -> Path:
     manifest = (AOF_DIR / "appendonly.aof.manifest").read_text().splitlines()
     incr = [line.split()[1] for line in manifest if line.split()[-1] == "i"]
     return AOF_DIR / incr[-1]
-
-
-async def _reconnected(redis: Redis) -> None:
-    """The session's client saw its connection closed: let it reconnect before others use it."""
-    async def answers() -> bool:
-        try:
-            return bool(await redis.ping())
-        except ConnectionError:
-            return False
-
-    await eventually(answers, timeout=10)
 
 
 def _fails_first_attempt(path: str) -> Callable[[Hit], int]:
@@ -86,7 +75,7 @@ async def test_a_lost_aof_tail_loses_no_firing_and_no_retry(
     with aof.open("r+b") as f:
         f.truncate(mark)
     stack("start", "redis")
-    await _reconnected(redis)
+    await reconnected(redis)
 
     assert len(await sink.wait_for(f"{path}/once", 1, timeout=30)) >= 1
 

@@ -89,7 +89,8 @@ async def test_load_many_leaves_what_loads_one_after_the_other_leave(
         Load("c", 1, "paused", TEMPLATE, []),
         Load("d", 1, "active", {**TEMPLATE, "version": 1}, [Entry("d", 1, 1000, 1, 2)]),
         Load("a", 2, "cancelled", None, []),
-        Load("c", 2, "active", TEMPLATE, [Entry("c", 2, 3000, 1, 5, next_ms=6000)]),
+        Load("c", 2, "active", TEMPLATE, [Entry("c", 2, 3000, 1, 5, next_ms=6000)], (1, 2500)),
+        Load("c", 3, "active", TEMPLATE, [], (1, 2900)),  # the first end of version 1 stays
         Load("d", 2, "active", None, [Entry("d", 2, 1000, 1, 2), Entry("d", 1, 9, 1, 2)]),
         Load("b", 2, "completed", None, [Entry("b", 2, FAR + 5, 1, 5)]),
         Load("e", 1, "completed", TEMPLATE, [Entry("e", 1, FAR, 1, 5)]),
@@ -103,6 +104,7 @@ async def test_load_many_leaves_what_loads_one_after_the_other_leave(
         await together.load_many(loads)
         assert await _contents(together) == await _contents(one_by_one)
         assert (await _contents(together))["jobs"]  # not two empty sets
+        assert await redis.hgetall(together.until_key("c")) == {b"1": b"2500"}
     finally:
         keys = [k async for k in redis.scan_iter(match=f"{one_by_one.prefix}:*")]
         if keys:
@@ -114,6 +116,8 @@ async def _contents(due: DueSet) -> dict[str, list[object]]:
     for shard in range(due.shards):
         for kind in ("jobs", "specs", "nexts"):
             found.setdefault(kind, []).append(await due.redis.hgetall(due.key(kind, shard)))
+        for job in ("a", "b", "c", "d", "e"):
+            found.setdefault("until", []).append(await due.redis.hgetall(due.until_key(job)))
         found.setdefault("due", []).append(
             await due.redis.zrange(due.key("due", shard), 0, -1, withscores=True))
         # A job ended now (no later entry) is scored with the clock: only that it ended counts.

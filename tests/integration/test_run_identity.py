@@ -14,8 +14,9 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
+from duetime.due_set import Popped
 from duetime.run_ids import run_id_for
-from duetime.timeutil import now_ms, utcnow
+from duetime.timeutil import now_ms, to_ms, utcnow
 from tests.support.pipeline import Pipeline
 from tests.support.sink import Sink
 
@@ -178,3 +179,50 @@ async def test_a_run_now_is_not_superseded_by_a_resume_or_an_edit_before_it_ran(
     assert await pipeline.dispatch() == ["ok"]  # not dropped at pop as stale
     await pipeline.settle()
     assert len(sink.hits_for(moved)) == 1  # the current spec's target
+
+
+async def _backlogged_first_firing(pipeline: Pipeline, url: str) -> tuple[str, int, Popped]:
+    """An every-second job whose first firing was dispatched on time but reaches its executor
+    only after the instant (a backlog): (job id, instant, the popped entry)."""
+    job_id = await pipeline.create({"type": "interval", "every_seconds": 1}, url)
+    due = to_ms((await pipeline.job(job_id))["next_run_at"])
+    await _sleep_until(due - 100)
+    [popped] = await pipeline.pop()
+    await _sleep_until(due + 200)
+    return job_id, due, popped
+
+
+async def test_an_edit_issued_after_an_instant_still_fires_it_with_the_version_it_was_owed_by(
+    pipeline: Pipeline, sink: Sink, path: str,
+) -> None:
+    job_id, due, popped = await _backlogged_first_firing(pipeline, sink.url(path + "/old"))
+    await pipeline.send(pipeline.command(
+        job_id, "patch", patch={"target": {"url": sink.url(path + "/new")}}))
+    # The edit governs the instants from when it was issued; this one was owed before (ADR 0036).
+    assert await pipeline.claim_and_run(popped) == "ok"
+    await pipeline.settle()
+    [hit] = sink.hits_for(path + "/old")
+    assert hit.headers["Idempotency-Key"] == run_id_for(job_id, due)
+    await _sleep_until(due + 1000)
+    assert await pipeline.dispatch() == ["ok"]  # the next instant: the new version's
+    await pipeline.settle()
+    [later] = sink.hits_for(path + "/new")
+    assert later.headers["X-Duetime-Scheduled-At"] > hit.headers["X-Duetime-Scheduled-At"]
+    assert len(sink.hits_for(path + "/old")) == 1
+
+
+async def test_a_pause_issued_after_an_instant_still_fires_it_and_nothing_after(
+    pipeline: Pipeline, sink: Sink, path: str,
+) -> None:
+    job_id, due, popped = await _backlogged_first_firing(pipeline, sink.url(path))
+    await pipeline.send(pipeline.command(job_id, "pause"))
+    assert await pipeline.claim_and_run(popped) == "ok"
+    await pipeline.settle()
+    [hit] = sink.hits_for(path)
+    assert hit.headers["Idempotency-Key"] == run_id_for(job_id, due)
+    await _sleep_until(due + 1000)
+    # The instants after the pause are dropped as paused (none fires).
+    assert all(p.verdict == "paused" for p in await pipeline.pop())
+    await pipeline.persist()
+    job = await pipeline.job(job_id)
+    assert (job["state"], job["run_count"]) == ("paused", 1)

@@ -16,7 +16,7 @@ from tests.model.workload import run
 from tests.support.stack import stack_env
 
 
-async def main(seed: int, minutes: float, seconds: float) -> int:
+async def main(seed: int, minutes: float, seconds: float, settle: float) -> int:
     env = stack_env()
     headers = {"Authorization": f"Bearer {env['DUETIME_API_KEY']}"}
     pool = await asyncpg.create_pool(env["DUETIME_POSTGRES_DSN"], min_size=1, max_size=4)
@@ -29,7 +29,7 @@ async def main(seed: int, minutes: float, seconds: float) -> int:
         async with httpx.AsyncClient(base_url=env["DUETIME_URL"], headers=headers,
                                      timeout=30) as api:
             while True:
-                report = await run(api, pool, env, seed, seconds=seconds)
+                report = await run(api, pool, env, seed, seconds=seconds, settle=settle)
                 totals.update(report.figures())
                 kinds.update(f"{f.kind} {f.service}" if f.kind in ("kill", "stop") else f.kind
                              for f in report.faults)
@@ -52,5 +52,8 @@ if __name__ == "__main__":
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--minutes", type=float, default=0, help="0: one history")
     parser.add_argument("--seconds", type=float, default=45, help="length of one history")
+    parser.add_argument("--settle", type=float, default=20,
+                        help="how long to wait for owed firings after the history; under a "
+                             "backlog (a background load) as long as the backlog takes to drain")
     args = parser.parse_args()
-    sys.exit(asyncio.run(main(args.seed, args.minutes, args.seconds)))
+    sys.exit(asyncio.run(main(args.seed, args.minutes, args.seconds, args.settle)))

@@ -16,6 +16,10 @@ Tolerances, each one written in docs/guarantees.md:
   run-now requests fire regardless.
 - Duplicates are counted, not failed: at-least-once allows a repeat when an executor dies
   mid-call; every repeat must carry the same Idempotency-Key.
+- A cancel stops every firing not started when it takes effect, however long ago it was due
+  (a backlog under load): a required firing may be missing if its run is recorded
+  `cancelled`, judged after the cancel was sent (ADR 0036). Edits and pauses do not: an instant
+  due before one was issued still fires under the version it was owed by.
 """
 
 from __future__ import annotations
@@ -307,6 +311,7 @@ class Verdict:
     retry_missing: list[Slot] = field(default_factory=list)  # attempt 1 failed, no attempt 2
     wrong_key: list[Hit] = field(default_factory=list)  # Idempotency-Key is not the run id
     duplicates: int = 0  # the same attempt of a run received more than once
+    cancelled_in_backlog: int = 0  # required, not started when a cancel took effect: excused
 
     @property
     def ok(self) -> bool:
@@ -314,8 +319,13 @@ class Verdict:
                     or self.wrong_key)
 
 
-def check(job: JobHistory, expectation: Expectation, hits: list[Hit]) -> Verdict:
+def check(job: JobHistory, expectation: Expectation, hits: list[Hit],
+          cancelled: dict[int, int] | None = None) -> Verdict:
+    """Match the sink's hits against the expectation. `cancelled`: the job's runs recorded
+    as cancelled, scheduled ms -> when that was judged (ms)."""
     v = Verdict()
+    sent = [c.sent_ms for c in job.commands if c.kind == "cancel"]
+    stopped = {t for t, judged in (cancelled or {}).items() if sent and judged >= min(sent)}
     for hit in hits:
         if hit.received_ms < hit.scheduled_ms - CLOCK_SLACK_MS:
             v.early.append(hit)
@@ -329,7 +339,10 @@ def check(job: JobHistory, expectation: Expectation, hits: list[Hit]) -> Verdict
         if not slot.required:
             continue
         matched = [h for h in hits if slot.matches(h)]
-        if not matched:
+        if not matched and slot.run_id is None and any(
+                slot.lo_ms - CLOCK_SLACK_MS <= t <= slot.hi_ms + CLOCK_SLACK_MS for t in stopped):
+            v.cancelled_in_backlog += 1
+        elif not matched:
             v.lost.append(slot)
         elif slot in expectation.retried and not any(h.attempt >= 2 for h in matched):
             v.retry_missing.append(slot)

@@ -89,6 +89,7 @@ class Report:
             "early": sum(len(v.early) for v in verdicts),
             "retries_missing": sum(len(v.retry_missing) for v in verdicts),
             "duplicates": sum(v.duplicates for v in verdicts),
+            "cancelled_in_backlog": sum(v.cancelled_in_backlog for v in verdicts),
             "wrong_state": len(self.wrong_state),
             "unrecorded": len(self.unrecorded),
         }
@@ -398,8 +399,10 @@ async def _check(workload: Workload, events: Events, nemesis: Nemesis,
     ids = [h.job_id for h in workload.jobs]
     rows = await pg.fetch("SELECT job_id, state, created_at FROM jobs WHERE job_id = ANY($1)", ids)
     stored = {r["job_id"]: r for r in rows}
-    runs = await pg.fetch("SELECT job_id, run_id, status FROM job_runs WHERE job_id = ANY($1)", ids)
+    runs = await pg.fetch("SELECT job_id, run_id, status, scheduled_at, finished_at FROM job_runs "
+                          "WHERE job_id = ANY($1)", ids)
     run_status = {(r["job_id"], r["run_id"]): r["status"] for r in runs}
+    cancelled = _cancelled_runs(runs)
     hits: dict[str, list[Hit]] = {}
     for sink_hit in list(workload.sink.hits):
         if sink_hit.path.startswith(workload.base):
@@ -420,7 +423,8 @@ async def _check(workload: Workload, events: Events, nemesis: Nemesis,
             report.unapplied.append(job.job_id)
         expectation = expect(job, nemesis.firing_windows(), until)
         job_hits = hits.get(job.job_id, [])
-        report.verdicts[job.job_id] = check(job, expectation, job_hits)
+        report.verdicts[job.job_id] = check(job, expectation, job_hits,
+                                            cancelled.get(job.job_id))
         got = row["state"] if row is not None else "missing"
         if got not in expectation.final_states:
             report.wrong_state[job.job_id] = (sorted(expectation.final_states)[0], got)
@@ -430,6 +434,19 @@ async def _check(workload: Workload, events: Events, nemesis: Nemesis,
         if missing:
             report.unrecorded[job.job_id] = missing
     return report
+
+
+def _cancelled_runs(runs: list[asyncpg.Record]) -> dict[str, dict[int, int]]:
+    """Per job: its runs recorded cancelled, scheduled ms -> when that was judged (ms)."""
+    cancelled: dict[str, dict[int, int]] = {}
+    for r in runs:
+        if r["status"] == "cancelled" and r["finished_at"] is not None:
+            cancelled.setdefault(r["job_id"], {})[_ms(r["scheduled_at"])] = _ms(r["finished_at"])
+    return cancelled
+
+
+def _ms(at: datetime) -> int:
+    return round(at.timestamp() * 1000)
 
 
 def default_seconds() -> float:

@@ -119,3 +119,18 @@ def test_a_job_stored_late_is_judged_from_when_the_writer_stored_it() -> None:
     job = interval(applied_ms=T0 + 9000,
                    commands=[Command("pause", T0 + 500, T0 + 505, applied_ms=T0 + 9002)])
     assert all(not s.required for s in expect(job, [], T0 + 8000).slots)
+
+
+def test_a_cancel_may_stop_a_backlog_only_when_the_runs_say_it_judged_them_after_it() -> None:
+    # Every-2-s job, 10 s behind: the cancel at +9.95 s finds +2, +4, +6 and +8 not started.
+    job = interval(commands=[Command("cancel", T0 + 9950, T0 + 9955, applied_ms=T0 + 9960)])
+    exp = expect(job, [], T0 + 12_000)
+    owed = [T0 + 2000, T0 + 4000, T0 + 6000, T0 + 8000]
+    assert [s.lo_ms for s in exp.slots if s.required] == owed
+    assert [s.lo_ms for s in check(job, exp, []).lost] == owed  # no record: lost
+    judged_after = {t: T0 + 9970 for t in owed}
+    verdict = check(job, exp, [], judged_after)
+    assert verdict.ok and verdict.cancelled_in_backlog == 4
+    # Recorded cancelled before the cancel was even sent: a bug, not a backlog.
+    judged_before = {**judged_after, T0 + 2000: T0 + 2001}
+    assert [s.lo_ms for s in check(job, exp, [], judged_before).lost] == [T0 + 2000]
