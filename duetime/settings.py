@@ -26,6 +26,9 @@ class KafkaSettings(_Fragment):
     kafka_password: str | None = Field(default=None, repr=False)
     # The broker's CA for SASL_SSL (None: the system's trust store).
     kafka_ssl_cafile: str | None = None
+    # /readyz of a consumer: ready once it has read to within this many messages of the end
+    # of its partitions (duetime.catch_up).
+    kafka_ready_max_lag: int = Field(default=1000, ge=0)
 
 
 class KafkaTargetSettings(_Fragment):

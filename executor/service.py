@@ -34,6 +34,7 @@ from pydantic import Field, ValidationError, field_validator
 from redis.exceptions import RedisError
 
 from duetime import kafka, postgres
+from duetime.catch_up import caught_up
 from duetime.clock import ReferenceClock
 from duetime.due_set import Claim, DueSet, Entry, Start
 from duetime.kafka_targets import TopicPolicy
@@ -50,8 +51,10 @@ from duetime.settings import (
     RedisSettings,
 )
 from duetime.timeutil import from_ms, to_ms, utcnow
+from executor import notifications
 from executor.egress import EgressPolicy, client_session
 from executor.fair_share import ConnectionSlots, TenantShare
+from executor.notifications import NotifierSettings
 from executor.offsets import OffsetTracker
 from executor.outcome import Outcome, backoff_seconds, should_retry
 from executor.signing import SigningKeys, first_load, keep_loaded
@@ -81,7 +84,7 @@ TRANSIENT = (KafkaError, RedisError, OSError, TimeoutError)
 
 
 class Settings(KafkaSettings, KafkaTargetSettings, RedisSettings, RedeliverySettings, HttpSettings,
-               PostgresSettings, JobLimitSettings):
+               PostgresSettings, JobLimitSettings, NotifierSettings):
     http_port: int = 18106
     # Postgres is read for the signing secrets only, off the firing path (executor.signing).
     postgres_pool_min: int = 0  # no connection at start: Postgres may come up after us
@@ -584,6 +587,8 @@ class Consumer:
                                       self.executor.topics.runs,
                                       listener=_Rebalance(self.tracker, self.commit)) as consumer:
                 self.consumer = consumer
+                self.lifecycle.checks["caught_up"] = caught_up(consumer,
+                                                               self.settings.kafka_ready_max_lag)
                 self.lifecycle.ready = True
                 while not self.lifecycle.stop.is_set():
                     batches = await consumer.getmany(timeout_ms=100, max_records=500)
@@ -696,6 +701,7 @@ async def main(lifecycle: Lifecycle) -> None:
                 "http": serve(ops_app(lifecycle), settings.http_host, settings.http_port, lifecycle),
                 "signing": keep_loaded(signing, pool, lifecycle, settings.signing_refresh_seconds),
                 **workers(executor, consumer),
+                **notifications.workers(lifecycle, settings, signing, executor.id),
             })
         finally:
             await redis.aclose()

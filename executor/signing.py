@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import asyncpg
@@ -51,16 +52,25 @@ class SigningKeys:
         The body signed is `http_body(target)`, the function `fire_http` sends it with, so
         the signature covers exactly the bytes sent.
         """
-        keys = self.by_tenant.get(req.tenant)
-        if not keys:
+        if not self.by_tenant.get(req.tenant):
             return target
-        timestamp = int(time.time() if now is None else now)
         body, _ = http_body(target)
-        sigs = " ".join(signature(k, req.run_id, timestamp, body or b"") for k in keys)
-        headers = {k: v for k, v in target.headers.items() if k.lower() not in SIGNING_HEADERS}
-        headers.update({"webhook-id": req.run_id, "webhook-timestamp": str(timestamp),
-                        "webhook-signature": sigs})
+        headers = self.signed(req.tenant, req.run_id, body or b"", target.headers, now)
         return target.model_copy(update={"headers": headers})
+
+    def signed(self, tenant: str, msg_id: str, body: bytes, headers: Mapping[str, str],
+               now: float | None = None) -> dict[str, str]:
+        """`headers` with the signature headers of a message `msg_id` of `tenant` whose body
+        is `body` (the same headers, untouched, when the tenant has no keys)."""
+        keys = self.by_tenant.get(tenant)
+        if not keys:
+            return dict(headers)
+        timestamp = int(time.time() if now is None else now)
+        sigs = " ".join(signature(k, msg_id, timestamp, body) for k in keys)
+        out = {k: v for k, v in headers.items() if k.lower() not in SIGNING_HEADERS}
+        out.update({"webhook-id": msg_id, "webhook-timestamp": str(timestamp),
+                    "webhook-signature": sigs})
+        return out
 
 
 async def load(keys: SigningKeys, pool: asyncpg.Pool[Any]) -> None:

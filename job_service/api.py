@@ -32,6 +32,7 @@ from job_service.quotas import Quotas, Reservation
 from job_service.quotas import install as install_quotas
 from job_service.usage import UsageCache
 from schemas.api import (
+    NOTIFICATION_FIELDS,
     DelaySchedule,
     HttpTarget,
     JobAccepted,
@@ -98,6 +99,11 @@ def _check_headers(spec: JobSpec) -> None:
         reserved = "named duetime-*" if spec.target.type == "kafka" else \
             "hop-by-hop, a proxy's or set by duetime itself"
         raise _invalid(f"target.headers.{name}", f"header {name!r} may not be set: it is {reserved}")
+    for field in NOTIFICATION_FIELDS:
+        notification = getattr(spec, field)
+        for name in denied_headers(notification) if notification is not None else ():
+            raise _invalid(f"{field}.headers.{name}", f"header {name!r} may not be set: it is "
+                           "hop-by-hop, a proxy's or set by duetime itself")
 
 
 def _check_limits(spec: JobSpec, limits: JobLimitSettings) -> None:

@@ -175,11 +175,18 @@ def is_denied_kafka_header(name: str) -> bool:
     return name.lower().startswith("duetime-")
 
 
-def denied_headers(target: HttpTarget | KafkaTarget) -> list[str]:
+def denied_headers(target: HttpTarget | KafkaTarget | NotificationTarget) -> list[str]:
     """The headers of `target` a new or edited job may not set (the job service refuses them;
     the executor drops them from jobs stored before)."""
-    denied = is_denied_http_header if isinstance(target, HttpTarget) else is_denied_kafka_header
+    denied = is_denied_kafka_header if isinstance(target, KafkaTarget) else is_denied_http_header
     return [name for name in target.headers if denied(name)]
+
+
+def check_header_map(value: dict[str, str]) -> dict[str, str]:
+    for name, val in value.items():
+        if not name or any(c in name for c in "\r\n: \t") or any(c in val for c in "\r\n"):
+            raise ValueError(f"invalid header {name!r}")
+    return value
 
 
 class HttpTarget(Strict):
@@ -197,14 +204,7 @@ class HttpTarget(Strict):
     store_response: StrictBool = False
 
     _url = field_validator("url")(check_http_url)
-
-    @field_validator("headers")
-    @classmethod
-    def _headers(cls, value: dict[str, str]) -> dict[str, str]:
-        for name, val in value.items():
-            if not name or any(c in name for c in "\r\n: \t") or any(c in val for c in "\r\n"):
-                raise ValueError(f"invalid header {name!r}")
-        return value
+    _headers = field_validator("headers")(check_header_map)
 
 
 class KafkaTarget(Strict):
@@ -216,6 +216,24 @@ class KafkaTarget(Strict):
 
 
 Target = Annotated[HttpTarget | KafkaTarget, Field(discriminator="type")]
+# The notification fields of a job (ADR 0033), in the order the API documents them.
+NOTIFICATION_FIELDS = ("on_failure", "on_late", "on_recovered")
+MAX_LATE_AFTER_SECONDS = 7 * 86400
+
+
+class NotificationTarget(Strict):
+    """Where a job's alerts are sent (`on_failure`, `on_late`, `on_recovered`; ADR 0033): an
+    HTTP webhook validated, egress-checked and signed like an `http` target. Its body is the
+    alert (JSON), so it has no `body`, `success_codes` or `store_response` of its own."""
+
+    type: Literal["http"] = "http"
+    url: str = Field(max_length=4096)
+    method: Literal["POST", "PUT"] = "POST"
+    headers: HeaderMap = Field(default_factory=dict)
+    timeout_seconds: float = Field(default=10, gt=0, le=60, allow_inf_nan=False)
+
+    _url = field_validator("url")(check_http_url)
+    _headers = field_validator("headers")(check_header_map)
 
 
 class RetryPolicy(Strict):
@@ -247,6 +265,21 @@ class JobSpec(Strict):
     max_runs: int | None = Field(default=None, ge=1)
     labels: Labels = Field(default_factory=dict)
     payload: Any = None
+    on_failure: NotificationTarget | None = None
+    on_late: NotificationTarget | None = None
+    on_recovered: NotificationTarget | None = None
+    # A run that starts more than this long after it was due is late (an alert; on_late).
+    # Checked even when left out (validate_default), so a missing one is named in the error.
+    late_after_seconds: int | None = Field(default=None, ge=1, le=MAX_LATE_AFTER_SECONDS,
+                                           strict=True, validate_default=True)
+
+    @field_validator("late_after_seconds")
+    @classmethod
+    def _late(cls, value: int | None, info: ValidationInfo) -> int | None:
+        if value is None and info.data.get("on_late") is not None:
+            raise ValueError("on_late needs late_after_seconds: how long after its due time a "
+                             "run that has not started is late")
+        return value
 
     @property
     def one_shot(self) -> bool:

@@ -6,7 +6,15 @@ from typing import Annotated, Any, Literal, get_args
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
-from schemas.api import HttpTarget, JobSpec, KafkaTarget, RetryPolicy, Storable, StorableText
+from schemas.api import (
+    HttpTarget,
+    JobSpec,
+    KafkaTarget,
+    NotificationTarget,
+    RetryPolicy,
+    Storable,
+    StorableText,
+)
 from schemas.redaction import redact_raw, redact_text
 
 CommandType = Literal["create", "update", "patch", "cancel", "pause", "resume", "run"]
@@ -104,6 +112,33 @@ class RunStatusChanged(Message, Storable):
     # When the next attempt is due (final=False failures): Postgres keeps it, so a due-set
     # rebuilt after Redis lost data re-creates the retry (ADR 0014).
     retry_at: AwareDatetime | None = None
+
+
+AlertKind = Literal["failure", "late", "recovered", "dlq"]
+ALERT_KINDS: tuple[AlertKind, ...] = get_args(AlertKind)
+
+
+class AlertRaised(Message):
+    """Something a tenant should hear about (ADR 0033), on `duetime.alerts` (key = job_id).
+
+    Written by the writer from the `alerts` table once the status behind it is stored;
+    `webhook` is where the job wants this kind of alert sent (None: listed by GET /alerts only).
+    """
+
+    alert_id: str
+    tenant: str
+    job_id: str | None
+    run_id: str | None
+    kind: AlertKind
+    at: AwareDatetime
+    detail: dict[str, Any] = Field(default_factory=dict)
+    webhook: NotificationTarget | None = None
+
+
+def alert_summary(detail: dict[str, Any]) -> str:
+    """An alert's detail on one line, what went wrong first (the CLI's and dashboard's)."""
+    order = ("error", "reason", "status", "lateness_ms", "late_after_seconds", "previous_status")
+    return ", ".join(f"{k}={detail[k]}" for k in order if detail.get(k) is not None)[:160]
 
 
 class JobEvent(Message):

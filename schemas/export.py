@@ -10,7 +10,14 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from schemas.api import JobSpec, TimerRequest
-from schemas.events import DeadLetter, JobCommand, JobEvent, RunRequested, RunStatusChanged
+from schemas.events import (
+    AlertRaised,
+    DeadLetter,
+    JobCommand,
+    JobEvent,
+    RunRequested,
+    RunStatusChanged,
+)
 
 PUBLIC: dict[str, type[BaseModel]] = {
     "job_spec": JobSpec,
@@ -20,6 +27,7 @@ PUBLIC: dict[str, type[BaseModel]] = {
     "run_requested": RunRequested,
     "run_status_changed": RunStatusChanged,
     "dead_letter": DeadLetter,
+    "alert_raised": AlertRaised,
 }
 OUT = Path(__file__).parent / "json"
 OPENAPI = Path(__file__).parent / "openapi.json"

@@ -93,18 +93,29 @@ def scrub_echo(text: str | None, headers: Mapping[str, str]) -> str | None:
     return text
 
 
+# The parts of a job spec that carry headers: its target and its notification webhooks.
+_WITH_HEADERS = ("target", "on_failure", "on_late", "on_recovered")
+
+
+def _headers_of(spec: Mapping[str, Any], part: str) -> dict[str, Any] | None:
+    value = spec.get(part)
+    headers = value.get("headers") if isinstance(value, dict) else None
+    return headers if isinstance(headers, dict) else None
+
+
 def redact_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
-    """A stored job spec as the API shows it: its target's secret headers redacted."""
-    target = spec.get("target")
-    if not isinstance(target, dict) or not isinstance(target.get("headers"), dict):
-        return dict(spec)
-    return {**spec, "target": {**target, "headers": redact_headers(target["headers"])}}
+    """A stored job spec as the API shows it: the secret headers of its target and of its
+    notification webhooks redacted."""
+    out = dict(spec)
+    for part in _WITH_HEADERS:
+        headers = _headers_of(spec, part)
+        if headers is not None:
+            out[part] = {**spec[part], "headers": redact_headers(headers)}
+    return out
 
 
 def has_redacted(spec: Mapping[str, Any]) -> bool:
-    target = spec.get("target")
-    headers = target.get("headers") if isinstance(target, dict) else None
-    return isinstance(headers, dict) and REDACTED in headers.values()
+    return any(REDACTED in (_headers_of(spec, part) or {}).values() for part in _WITH_HEADERS)
 
 
 def restore_spec(new: dict[str, Any], stored: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -112,11 +123,13 @@ def restore_spec(new: dict[str, Any], stored: Mapping[str, Any] | None) -> dict[
     stored spec; ValueError when one has nothing stored to restore."""
     if not has_redacted(new):
         return new
-    target = new["target"]
-    stored_target = (stored or {}).get("target")
-    stored_headers = stored_target.get("headers") if isinstance(stored_target, dict) else None
-    headers = restore_redacted(target["headers"], stored_headers or {})
-    return {**new, "target": {**target, "headers": headers}}
+    out = dict(new)
+    for part in _WITH_HEADERS:
+        headers = _headers_of(new, part)
+        if headers is not None and REDACTED in headers.values():
+            stored_headers = _headers_of(stored or {}, part) or {}
+            out[part] = {**new[part], "headers": restore_redacted(headers, stored_headers)}
+    return out
 
 
 def restore_redacted(new: Mapping[str, str], stored: Mapping[str, str]) -> dict[str, str]:

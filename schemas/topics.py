@@ -8,6 +8,8 @@ JOB_EVENTS = "duetime.jobs.events"
 RUNS = "duetime.runs"
 RUNS_STATUS = "duetime.runs.status"
 RUNS_DLQ = "duetime.runs.dlq"
+# Alerts of tenants' jobs (ADR 0033): written by the writer, read by the executors' notifier.
+ALERTS = "duetime.alerts"
 # Commands from outside producers: one topic per tenant, writable only by that tenant's Kafka
 # principal (ingress-<tenant>), so the writer takes the tenant from the topic, never from the
 # body (ADR 0015). `duetime.jobs.commands` is written by the job service alone.
@@ -36,6 +38,7 @@ PARTITIONS: dict[str, int] = {
     RUNS: 12,
     RUNS_STATUS: 6,
     RUNS_DLQ: 1,
+    ALERTS: 3,
 }
 
 # Per-topic configs. Commands use the broker's append time as their timestamp: a command is

@@ -20,6 +20,7 @@ from duetime.timeutil import utcnow
 from schemas.events import RunStatus
 from search_service.api_docs import docs_router
 from search_service.filters import (
+    AlertsQuery,
     JobsQuery,
     NoQuery,
     PreviewQuery,
@@ -28,6 +29,8 @@ from search_service.filters import (
     parse_query,
 )
 from search_service.listing import (
+    alerts_page,
+    alerts_statement,
     jobs_page,
     jobs_statement,
     runs_page,
@@ -136,6 +139,12 @@ class SearchRoutes:
         rows = await self.pool.fetch(self.q[statement.query], *statement.args)
         return runs_page(rows, params)
 
+    async def list_alerts(self, request: Request) -> dict[str, Any]:
+        params = parse_query(AlertsQuery, request.query_params.multi_items())
+        statement = alerts_statement(params, tenant_of(request))
+        rows = await self.pool.fetch(self.q[statement.query], *statement.args)
+        return alerts_page(rows, params)
+
     async def stats(self, request: Request) -> dict[str, Any]:
         parse_query(NoQuery, request.query_params.multi_items())
         tenant = tenant_of(request)
@@ -165,6 +174,8 @@ class SearchRoutes:
                         openapi_extra={"parameters": openapi_parameters(PreviewQuery)})
         r.add_api_route("/runs", self.list_runs, methods=["GET"],
                         openapi_extra={"parameters": openapi_parameters(RunsQuery)})
+        r.add_api_route("/alerts", self.list_alerts, methods=["GET"],
+                        openapi_extra={"parameters": openapi_parameters(AlertsQuery)})
         r.add_api_route("/stats", self.stats, methods=["GET"])
         r.add_api_route("/timers/{timer_id}", self.get_timer, methods=["GET"])
         return r

@@ -16,7 +16,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from pydantic_core import ErrorDetails
 
 from duetime.problems import ProblemError
-from schemas.events import JobState, RunStatus
+from schemas.events import AlertKind, JobState, RunStatus
 from search_service.cursors import MAX_CURSOR_LENGTH, storable
 
 ScheduleType = Literal["once", "delay", "now", "interval", "cron"]
@@ -124,6 +124,11 @@ class RunsQuery(ListQuery):
     status: RunStatus | None = None
     job_id: Name | None = None
     since: Timestamp | None = None
+
+
+class AlertsQuery(ListQuery):
+    since: Timestamp | None = None
+    kind: AlertKind | None = None
 
 
 class PreviewQuery(QueryModel):

@@ -7,7 +7,7 @@ User input only ever becomes bound arguments; the sort picks one of a fixed set 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -17,8 +17,8 @@ import orjson
 from schemas.events import JOB_STATES, RUN_STATUSES
 from search_service import cursors
 from search_service.cursors import INFINITY, CursorKey, KeyKind
-from search_service.filters import JobSort, JobsQuery, RunsQuery
-from search_service.views import Row, job_view, run_view
+from search_service.filters import AlertsQuery, JobSort, JobsQuery, RunsQuery
+from search_service.views import Row, alert_view, job_view, run_view
 
 
 @dataclass(frozen=True)
@@ -101,13 +101,33 @@ def runs_statement(params: RunsQuery, tenant: str) -> Statement:
                                    params.limit + 1))
 
 
-def runs_page(rows: Sequence[Row], params: RunsQuery) -> dict[str, Any]:
-    items = [run_view(r) for r in rows[:params.limit]]
+def time_keyed_page(rows: Sequence[Row], limit: int, view: Callable[[Row], dict[str, Any]],
+                    listing: str, key: str, ident: str) -> dict[str, Any]:
+    """The page of a listing sorted by (time `key`, `ident`) descending, for rows fetched with
+    limit + 1: the extra row only says there is a next page."""
     next_cursor = None
-    if len(rows) > params.limit:
-        last = rows[params.limit - 1]
-        next_cursor = cursors.encode(RUNS_LISTING, last["modified_at"], last["run_id"])
-    return {"items": items, "next_cursor": next_cursor}
+    if len(rows) > limit:
+        last = rows[limit - 1]
+        next_cursor = cursors.encode(listing, last[key], last[ident])
+    return {"items": [view(r) for r in rows[:limit]], "next_cursor": next_cursor}
+
+
+def runs_page(rows: Sequence[Row], params: RunsQuery) -> dict[str, Any]:
+    return time_keyed_page(rows, params.limit, run_view, RUNS_LISTING, "modified_at", "run_id")
+
+
+ALERTS_LISTING = "alerts"
+
+
+def alerts_statement(params: AlertsQuery, tenant: str) -> Statement:
+    after = cursors.decode(params.cursor, ALERTS_LISTING, "time")
+    key, ident = after if after is not None else (None, None)
+    return Statement("list_alerts", (tenant, params.kind, params.since, key, ident,
+                                     params.limit + 1))
+
+
+def alerts_page(rows: Sequence[Row], params: AlertsQuery) -> dict[str, Any]:
+    return time_keyed_page(rows, params.limit, alert_view, ALERTS_LISTING, "at", "alert_id")
 
 
 def stats_windows(now: datetime) -> tuple[datetime, datetime]:

@@ -154,3 +154,14 @@ SELECT count(*) FILTER (WHERE modified_at >= $2 AND final AND status = 'succeede
        avg(duration_ms)::float8 AS mean_duration_ms
 FROM job_runs
 WHERE tenant = $1 AND modified_at >= $3
+
+-- name: list_alerts
+-- A tenant's alerts, newest first (ADR 0033); $4/$5 are the previous page's last row.
+-- Served by alerts_by_tenant, or alerts_by_tenant_kind when a kind is given.
+SELECT alert_id, job_id, run_id, kind, at, detail FROM alerts
+WHERE tenant = $1
+  AND ($2::text IS NULL OR kind = $2)
+  AND ($3::timestamptz IS NULL OR at >= $3)
+  AND ($4::timestamptz IS NULL OR (at, alert_id) < ($4, $5::text))
+ORDER BY at DESC, alert_id DESC
+LIMIT $6

@@ -31,6 +31,11 @@ def run_view(row: Row) -> dict[str, Any]:
     return out
 
 
+def alert_view(row: Row) -> dict[str, Any]:
+    return {"alert_id": row["alert_id"], "kind": row["kind"], "at": iso(row["at"]),
+            "job_id": row["job_id"], "run_id": row["run_id"], "detail": row["detail"]}
+
+
 def job_view(row: Row) -> dict[str, Any]:
     out: dict[str, Any] = {"job_id": row["job_id"], **redact_spec(row["spec"])}
     out.update({

@@ -83,8 +83,12 @@ SET run_count = j.run_count + f.finished,
 FROM (SELECT * FROM unnest($1::text[], $2::int[], $3::int[], $4::text[], $5::text[],
                            $6::timestamptz[], $7::int[])
       AS t(job_id, finished, failed, last_run_id, last_status, last_at, skipped)) AS f
-WHERE j.job_id = f.job_id
-RETURNING j.job_id, j.state, j.version
+    , jobs AS before
+WHERE j.job_id = f.job_id AND before.job_id = f.job_id
+-- `before` is the row as this statement found it: the outcome before this batch, from which
+-- a success is a recovery (ADR 0033); and what the job's alerts need.
+RETURNING j.job_id, j.state, j.version, j.tenant, before.last_run_status AS previous_status,
+          (j.spec ->> 'late_after_seconds')::bigint AS late_after_seconds
 
 -- name: resume_job
 -- A new version, so every entry loaded before the pause is dropped and the firings planned now
@@ -153,3 +157,31 @@ FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text
             $13::timestamptz[], $14::bigint[])
      AS c(job_id, tenant, name, spec, schedule_type, target_type, state, priority, labels,
           next_run_at, enqueue_at, created_command, created_at, planned_count)
+
+-- name: insert_alerts
+-- Alerts found while applying a batch of statuses, in its transaction (ADR 0033). The id is
+-- derived from (kind, run), so a replayed status inserts nothing twice.
+INSERT INTO alerts (alert_id, tenant, job_id, run_id, kind, at, detail)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+                     $6::timestamptz[], $7::jsonb[])
+ON CONFLICT (alert_id) DO NOTHING
+
+-- name: pending_alerts
+-- The outbox's next alerts, with the webhook their job names for their kind now. Locked, and
+-- skipped by another writer doing the same, until they are on Kafka and marked.
+SELECT a.alert_id, a.tenant, a.job_id, a.run_id, a.kind, a.at, a.detail,
+       j.spec -> ('on_' || a.kind) AS webhook
+FROM alerts a LEFT JOIN jobs j ON j.job_id = a.job_id
+WHERE a.published_at IS NULL
+ORDER BY a.at
+LIMIT $1
+FOR UPDATE OF a SKIP LOCKED
+
+-- name: mark_alerts_published
+UPDATE alerts SET published_at = now() WHERE alert_id = ANY($1::text[])
+
+-- name: expire_alerts
+-- Bounded per round, like expire_applied_commands.
+DELETE FROM alerts
+WHERE alert_id IN (SELECT alert_id FROM alerts
+                   WHERE at < now() - make_interval(days => $1) LIMIT 50000)

@@ -13,6 +13,7 @@ from duetime.postgres import Conn
 from duetime.timeutil import utcnow
 from schemas.api import JobSpec
 from schemas.events import TERMINAL_STATUSES, RunStatusChanged
+from writer import alerts
 
 _RANK = {"queued": 2, "running": 4}
 
@@ -69,6 +70,8 @@ async def persist(conn: Conn, queries: dict[str, str],
     rows = await conn.fetch(
         queries["record_finished_runs"], ids, *([finished[j][k] for j in ids] for k in range(6)),
     )
+    # In this transaction: an alert exists exactly when the status behind it does (ADR 0033).
+    await alerts.record(conn, queries, alerts.detect(rows, changed, {e.run_id: e for e in batch}))
     return [(r["job_id"], r["state"], r["version"]) for r in rows]
 
 

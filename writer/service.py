@@ -23,6 +23,7 @@ from pydantic import Field, ValidationError
 from redis import exceptions as redis_errors
 
 from duetime import kafka, postgres
+from duetime.catch_up import caught_up
 from duetime.due_set import DueSet
 from duetime.kafka_targets import TopicPolicy
 from duetime.lifecycle import Lifecycle
@@ -50,7 +51,7 @@ from schemas.topics import (
     ingress_tenant,
     ingress_topic,
 )
-from writer import runs
+from writer import alerts, runs
 from writer.commands import CommandHandler, Rejected
 
 log = logging.getLogger(__name__)
@@ -100,6 +101,8 @@ class Settings(KafkaSettings, KafkaTargetSettings, IngressSettings, PostgresSett
     # Command ids remembered against replays (ADR 0010); longer than the commands topic keeps
     # messages (Kafka's default retention is 7 days), since a replay comes from that topic.
     applied_commands_retention_days: int = Field(default=14, ge=1)
+    # GET /alerts lists "recent" alerts: older ones are deleted (ADR 0033).
+    alerts_retention_days: int = Field(default=30, ge=1)
     # Persisting is not on the firing path: a 20 ms fetch wait keeps the read lag low while
     # sparing the broker hundreds of empty fetches per second.
     kafka_fetch_max_wait_ms: int = 20
@@ -149,6 +152,7 @@ class Writer:
         self.commands = CommandHandler(QUERIES, due_set,
                                        timedelta(seconds=settings.load_ahead_seconds), settings,
                                        TopicPolicy(settings))
+        self.dead_alerts: list[alerts.Alert] = []
 
     async def handle_batch(self, messages: list[ConsumerRecord[bytes, bytes]]) -> None:
         """Persist one batch; safe to repeat (every step is idempotent).
@@ -159,18 +163,22 @@ class Writer:
         statuses: list[tuple[ConsumerRecord[bytes, bytes], RunStatusChanged]] = []
         commands: list[tuple[ConsumerRecord[bytes, bytes], JobCommand]] = []
         outbox: Outbox = []
+        self.dead_alerts = []
         for msg in messages:
             if msg.topic == RUNS_STATUS:
                 try:
                     statuses.append((msg, RunStatusChanged.model_validate_json(msg.value or b"")))
                 except ValidationError as exc:
-                    outbox.append(self._dlq(msg, RUNS_DLQ, f"invalid run status: {exc}"))
+                    _, job_id, tenant = _names(msg.value)
+                    outbox.append(self._dlq(msg, RUNS_DLQ, f"invalid run status: {exc}",
+                                            tenant, job_id))
             else:
                 cmd = self._prepare(msg, outbox)
                 if cmd is not None:
                     commands.append((msg, cmd))
         await self._commands(commands, outbox)
         await self._statuses(statuses, outbox)
+        await self._record_dead_letters()
         await self._send(outbox)
 
     async def _commands(self, commands: list[tuple[ConsumerRecord[bytes, bytes], JobCommand]],
@@ -203,7 +211,8 @@ class Writer:
             except Exception as exc:
                 if transient(exc):
                     raise
-                outbox.append(self._dlq(msg, RUNS_DLQ, f"cannot apply run status: {_describe(exc)}"))
+                outbox.append(self._dlq(msg, RUNS_DLQ, f"cannot apply run status: {_describe(exc)}",
+                                        status.tenant, status.job_id))
 
     async def _persist(self, statuses: list[RunStatusChanged]) -> None:
         async with self.pool.acquire() as conn, conn.transaction():
@@ -213,9 +222,27 @@ class Writer:
                                         for job_id, state, version in finished
                                         if state == "completed"])
 
-    def _dlq(self, msg: ConsumerRecord[bytes, bytes], topic: str,
-             reason: str) -> tuple[str, bytes | None, bytes]:
+    async def _record_dead_letters(self) -> None:
+        """The batch's `dlq` alerts, after its dead letters were decided (ADR 0033)."""
+        if not self.dead_alerts:
+            return
+        try:
+            async with self.pool.acquire() as conn:
+                await alerts.record(conn, QUERIES, self.dead_alerts)
+        except Exception as exc:
+            if transient(exc):
+                raise
+            # The dead letters themselves are what matters: an alert that cannot be stored is
+            # logged, never a reason to stop consuming.
+            log.error("dlq alerts not recorded", extra={"error": _describe(exc)[:300]})
+
+    def _dlq(self, msg: ConsumerRecord[bytes, bytes], topic: str, reason: str,
+             tenant: str | None = None, job_id: str | None = None) -> tuple[str, bytes | None, bytes]:
+        """The dead letter of `msg`; when its tenant is known, a `dlq` alert of theirs too."""
         DEAD.labels(topic).inc()
+        if tenant:
+            self.dead_alerts.append(alerts.dead_letter(tenant, job_id, msg.topic, msg.partition,
+                                                       msg.offset, reason, utcnow()))
         log.warning("dead letter", extra={"topic": msg.topic, "offset": msg.offset,
                                           "reason": reason[:300]})
         return topic, msg.key, kafka.encode(dead_letter(msg, reason))
@@ -292,7 +319,7 @@ class Writer:
                         command_id: str | None, job_id: str | None, tenant: str | None,
                         command_type: str | None = None) -> Outbox:
         """Dead-letter the command and, when it names itself, tell its submitter."""
-        outbox = [self._dlq(msg, JOB_COMMANDS_DLQ, reason)]
+        outbox = [self._dlq(msg, JOB_COMMANDS_DLQ, reason, tenant, job_id)]
         if command_id is not None:
             event = JobEvent(type="job.rejected", job_id=job_id, tenant=tenant,
                              command_id=command_id, command_type=command_type, at=utcnow(),
@@ -354,6 +381,7 @@ async def consume(lifecycle: Lifecycle, writer: Writer, settings: Settings) -> N
     ingress = [ingress_topic(t) for t in settings.ingress_tenant_list]
     async with kafka.consumer(settings, "duetime-writer", "writer", JOB_COMMANDS,
                               RUNS_STATUS, *ingress) as consumer:
+        lifecycle.checks["caught_up"] = caught_up(consumer, settings.kafka_ready_max_lag)
         lifecycle.ready = True
         while not lifecycle.stop.is_set():
             batches = await consumer.getmany(timeout_ms=100, max_records=1000)
@@ -399,6 +427,7 @@ async def maintain_partitions(lifecycle: Lifecycle, pool: asyncpg.Pool[Any],
             await expire_runs(pool, settings.runs_retention_days)
             await pool.execute(QUERIES["expire_applied_commands"],
                                settings.applied_commands_retention_days)
+            await pool.execute(QUERIES["expire_alerts"], settings.alerts_retention_days)
         except Exception as exc:
             if not transient(exc):
                 raise
@@ -418,6 +447,7 @@ async def main(lifecycle: Lifecycle) -> None:
                 "http": serve(ops_app(lifecycle), settings.http_host, settings.http_port, lifecycle),
                 "consume": consume(lifecycle, writer, settings),
                 "partitions": maintain_partitions(lifecycle, pool, settings),
+                "alerts": alerts.keep_publishing(lifecycle, pool, producer, QUERIES, transient),
             })
         finally:
             await redis.aclose()

@@ -26,7 +26,7 @@ from duetime.console.client import (
     CliError,
     resolve,
 )
-from duetime.console.output import JOB_COLUMNS, RUN_COLUMNS, Printer
+from duetime.console.output import ALERT_COLUMNS, JOB_COLUMNS, RUN_COLUMNS, Printer
 from duetime.console.specs import labels_from, load_document, patch_from, schedule_from_flags
 
 STACK = Path(__file__).resolve().parents[2] / "deploy" / "local" / "stack.sh"
@@ -39,9 +39,12 @@ app = typer.Typer(name="duetime", no_args_is_help=True, add_completion=True,
 jobs = typer.Typer(no_args_is_help=True, help="Create, inspect and change jobs.")
 runs = typer.Typer(no_args_is_help=True, help="Runs across jobs.")
 stack = typer.Typer(no_args_is_help=True, help="The local stack (deploy/local/stack.sh).")
+alerts = typer.Typer(no_args_is_help=True,
+                     help="Failures, late starts, recoveries and dead letters of your jobs.")
 app.add_typer(jobs, name="jobs")
 app.add_typer(runs, name="runs")
 app.add_typer(stack, name="stack")
+app.add_typer(alerts, name="alerts")
 
 
 @dataclass
@@ -190,21 +193,28 @@ def jobs_list(
     if label:
         params["label"] = label
 
-    def work(api: Api, printer: Printer) -> None:
-        found: list[dict[str, Any]] = []
-        console = Console(stderr=True)
-        with console.status("listing jobs …") as status:
-            while True:
-                page = api.call("GET", "/jobs", params=params)
-                found += page["items"]
-                status.update(f"listing jobs … {len(found)}")
-                if not all_pages or not page.get("next_cursor"):
-                    break
-                params["cursor"] = page["next_cursor"]
-        printer.rows(found, JOB_COLUMNS, f"{len(found)} jobs")
-        if not all_pages and page.get("next_cursor"):
-            printer.say(f"more: --all, or the next page's cursor {page['next_cursor']}")
-    _with_api(ctx, work)
+    _with_api(ctx, lambda api, printer: list_pages(api, printer, "/jobs", params, all_pages,
+                                                   JOB_COLUMNS))
+
+
+def list_pages(api: Api, printer: Printer, path: str, params: dict[str, Any], all_pages: bool,
+               columns: tuple[str, ...]) -> None:
+    """Print a keyset listing's first page, or every page with `all_pages` (a spinner while it
+    pages), and how to get the next one."""
+    found: list[dict[str, Any]] = []
+    what = path.strip("/")
+    with Console(stderr=True).status(f"listing {what} …") as status:
+        while True:
+            page = api.call("GET", path, params=params)
+            found += page["items"]
+            status.update(f"listing {what} … {len(found)}")
+            cursor: str | None = page.get("next_cursor")
+            if not all_pages or not cursor:
+                break
+            params = {**params, "cursor": cursor}
+    printer.rows(found, columns, f"{len(found)} {what}")
+    if cursor:
+        printer.say(f"more: --all, or the next page's cursor {cursor}")
 
 
 @jobs.command("edit")
@@ -315,6 +325,24 @@ def runs_list(
                                 "limit": limit}.items() if v is not None}
     _with_api(ctx, lambda api, p: p.rows(api.call("GET", "/runs", params=params)["items"],
                                          RUN_COLUMNS, "runs"))
+
+
+# -- alerts -----------------------------------------------------------------------------------
+
+@alerts.command("list")
+def alerts_list(
+    ctx: typer.Context,
+    since: Annotated[str | None, typer.Option(help="ISO 8601 instant")] = None,
+    kind: Annotated[str | None, typer.Option(help="failure, late, recovered or dlq")] = None,
+    limit: Annotated[int, typer.Option(help="alerts per page")] = 50,
+    all_pages: Annotated[bool, typer.Option("--all", help="follow every page")] = False,
+) -> None:
+    """This tenant's alerts, newest first (GET /alerts)."""
+    params: dict[str, Any] = {k: v for k, v in {"since": since, "kind": kind,
+                                                "limit": limit}.items() if v is not None}
+
+    _with_api(ctx, lambda api, printer: list_pages(api, printer, "/alerts", params, all_pages,
+                                                   ALERT_COLUMNS))
 
 
 # -- the local stack --------------------------------------------------------------------------

@@ -9,9 +9,12 @@ import orjson
 from rich.console import Console
 from rich.table import Table
 
+from schemas.events import alert_summary
+
 JOB_COLUMNS = ("job_id", "name", "state", "schedule", "next_run_at", "run_count", "last_run")
 RUN_COLUMNS = ("run_id", "job_id", "attempt", "status", "scheduled_at", "lateness_ms",
                "duration_ms", "http_status", "error")
+ALERT_COLUMNS = ("at", "kind", "job_id", "run_id", "detail")
 
 
 def schedule_text(schedule: dict[str, Any]) -> str:
@@ -31,6 +34,8 @@ def cell(row: dict[str, Any], column: str) -> str:
     value = row.get(column)
     if column == "schedule" and isinstance(value, dict):
         return schedule_text(value)
+    if column == "detail" and isinstance(value, dict):
+        return alert_summary(value)
     if column == "last_run" and isinstance(value, dict):
         return f"{value.get('status')} {value.get('at') or ''}".strip()
     return "" if value is None else str(value)

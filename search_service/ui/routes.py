@@ -24,10 +24,10 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from duetime.problems import ProblemError, tenant_of
 from duetime.sql import load_queries
 from duetime.timeutil import utcnow
-from schemas.events import JOB_STATES, RUN_STATUSES
+from schemas.events import ALERT_KINDS, JOB_STATES, RUN_STATUSES, alert_summary
 from search_service.cursors import storable
-from search_service.filters import JobsQuery, parse_query
-from search_service.listing import jobs_page, jobs_statement
+from search_service.filters import AlertsQuery, JobsQuery, parse_query
+from search_service.listing import alerts_page, alerts_statement, jobs_page, jobs_statement
 from search_service.ui import charts, session
 from search_service.ui.fire_times import fire_times
 from search_service.ui.prometheus import PrometheusReader
@@ -186,6 +186,24 @@ class Dashboard:
         return self.render("failures.html", page="failures", window=window, groups=rows,
                            total=sum(r["n"] for r in rows))
 
+    async def alerts(self, request: Request) -> HTMLResponse:
+        """The tenant's alerts, newest first, a page of GET /alerts at a time."""
+        pairs = _filled(request)
+        try:
+            params = parse_query(AlertsQuery, pairs)
+            statement = alerts_statement(params, tenant_of(request))
+            rows = await self.search.pool.fetch(self.search.q[statement.query], *statement.args)
+        except ProblemError as exc:
+            return self.error(exc)
+        listing = alerts_page(rows, params)
+        kept = [(k, v) for k, v in pairs if k != "cursor"]
+        next_url = None
+        if listing["next_cursor"]:
+            next_url = "/ui/alerts?" + urlencode([*kept, ("cursor", listing["next_cursor"])])
+        return self.render("alerts.html", page="alerts", items=listing["items"],
+                           kind=params.kind, kinds=ALERT_KINDS, next_url=next_url,
+                           detail=alert_summary)
+
     async def overview(self, request: Request) -> HTMLResponse:
         return self.render("overview.html", page="overview", **await self._live(request))
 
@@ -258,6 +276,7 @@ class Dashboard:
         r.add_api_route("/ui/jobs/{job_id}", self.job, methods=["GET"])
         r.add_api_route("/ui/jobs/{job_id}/runs", self.job_runs, methods=["GET"])
         r.add_api_route("/ui/failures", self.failures, methods=["GET"])
+        r.add_api_route("/ui/alerts", self.alerts, methods=["GET"])
         r.add_api_route("/ui/overview", self.overview, methods=["GET"])
         r.add_api_route("/ui/overview/live", self.overview_live, methods=["GET"])
         r.add_api_route("/ui/login", self.login_page, methods=["GET"])

@@ -126,3 +126,29 @@ def test_in_a_real_terminal(env: dict[str, str], tmp_path: Path) -> None:
     assert done.read_text().strip() == "0", screen
     assert "job_id" in screen and "state" in screen  # the table, as a person sees it
     assert "┏" in screen or "+" in screen
+
+
+async def test_alerts_list(sink: Sink, tmp_path: Path) -> None:
+    """A failed run is an alert; `alerts list` shows it, pages with --all, refuses bad input."""
+    spec = tmp_path / "job.json"
+    spec.write_bytes(orjson.dumps({
+        "name": "alerting", "schedule": {"type": "now"}, "retry": {"max_attempts": 1},
+        "target": {"type": "http", "url": "http://127.0.0.1:18999/none"}}))
+    since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 2))
+    made = await ajson("jobs", "create", "-f", str(spec))
+    assert isinstance(made, dict)
+
+    async def listed() -> list[dict[str, object]]:
+        found = await ajson("alerts", "list", "--since", since, "--kind", "failure", "--limit",
+                            "1", "--all")
+        assert isinstance(found, list)
+        return [a for a in found if a["job_id"] == made["job_id"]]
+
+    deadline = time.monotonic() + 30
+    while not (mine := await listed()) and time.monotonic() < deadline:
+        await asyncio.sleep(0.5)
+    assert [a["kind"] for a in mine] == ["failure"]
+    table = await acli("alerts", "list", "--since", since, "--kind", "failure")
+    assert str(made["job_id"]) in table  # the runner's terminal is narrow: the id column shows
+    bad = cli("alerts", "list", "--kind", "disaster", code=REJECTED)
+    assert "kind" in bad

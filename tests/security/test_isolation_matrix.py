@@ -52,6 +52,7 @@ ROUTES: dict[tuple[str, str, str], Row] = {
     ("job_service", "POST", "/jobs/{job_id}/runNow"): Row("victim id"),
     ("search_service", "GET", "/jobs"): Row("listing"),
     ("search_service", "GET", "/runs"): Row("listing"),
+    ("search_service", "GET", "/alerts"): Row("listing"),
     ("search_service", "GET", "/stats"): Row("listing"),
     ("search_service", "GET", "/jobs/{job_id}"): Row("victim id"),
     ("search_service", "GET", "/jobs/{job_id}/status"): Row("victim id"),
@@ -65,7 +66,8 @@ ROUTES: dict[tuple[str, str, str], Row] = {
     # The dashboard: every page needs the assertion like the API (tests/ui); only its login
     # form and static files are open.
     **{("search_service", "GET", path): Row("page")
-       for path in ("/ui", "/ui/", "/ui/jobs", "/ui/failures", "/ui/overview", "/ui/overview/live")},
+       for path in ("/ui", "/ui/", "/ui/jobs", "/ui/failures", "/ui/alerts", "/ui/overview",
+                    "/ui/overview/live")},
     ("search_service", "GET", "/ui/jobs/{job_id}"): Row("page victim id"),
     ("search_service", "GET", "/ui/jobs/{job_id}/runs"): Row("page victim id"),
     ("search_service", "POST", "/ui/logout"): Row("logout"),

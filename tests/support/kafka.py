@@ -84,3 +84,22 @@ async def producer_as(kafka: KafkaSettings) -> AsyncIterator[AIOKafkaProducer]:
         yield producer
     finally:
         await producer.stop()
+
+
+@asynccontextmanager
+async def scratch_topic(kafka: KafkaSettings, partitions: int = 1) -> AsyncIterator[str]:
+    """A topic of one test's own, deleted after it; under `duetime.`, which the services'
+    principal may create (the broker creates no topic by itself)."""
+    from aiokafka.admin import NewTopic
+
+    from duetime.kafka import admin_client
+
+    name = f"duetime.test.{uuid.uuid4().hex[:12]}"
+    admin = admin_client(kafka)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(name, partitions, 1)])
+        yield name
+        await admin.delete_topics([name])
+    finally:
+        await admin.close()

@@ -33,7 +33,8 @@ async def test_every_control_on_every_page_has_a_label(
     await page.goto("/ui/login")
     assert await _unlabelled(page) == [], "login"
     await log_in(page, env["DUETIME_API_KEY"])
-    for path in ("/ui/jobs?label=team:a", f"/ui/jobs/{job_id}", "/ui/failures", "/ui/overview"):
+    for path in ("/ui/jobs?label=team:a", f"/ui/jobs/{job_id}", "/ui/failures", "/ui/alerts",
+                 "/ui/overview"):
         await page.goto(path)
         assert await _unlabelled(page) == [], path
 

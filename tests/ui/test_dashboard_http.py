@@ -12,6 +12,7 @@ import pytest
 
 from tests.support.jobs import Cleanup, http_job
 from tests.support.sink import Sink
+from tests.support.waiting import eventually
 
 FAR_FUTURE = {"type": "once", "at": "2099-01-01T00:00:00Z"}
 
@@ -135,6 +136,9 @@ async def test_logout_clears_the_cookie_and_needs_this_sites_origin(
     ("/ui/jobs/some-job?run_status=exploded", 422, "run_status"),
     ("/ui/jobs/some-job?page=2", 422, "unknown query parameter"),
     ("/ui/failures?window=week", 422, "hour or day"),
+    ("/ui/alerts?kind=bogus", 422, "kind"),
+    ("/ui/alerts?cursor=not-a-cursor", 422, "cursor"),
+    ("/ui/alerts?since=yesterday", 422, "RFC 3339"),
     ("/ui/jobs/%E2%80%AEnot%20an%20id", 404, "no such job"),
     ("/ui/jobs/" + "x" * 300, 404, "no such job"),
     ("/ui/static/secret.txt", 404, "Not found"),
@@ -183,3 +187,18 @@ async def test_the_next_fire_times_mark_a_daylight_saving_change(
     assert page.count("12:00:00</td>") == 10  # local noon every time, on both sides of a change
     assert ("DST change: UTC+01:00 → UTC+02:00" in page) or \
         ("DST change: UTC+02:00 → UTC+01:00" in page)
+
+
+async def test_the_alerts_page_lists_a_failure_for_its_tenant_only(
+    api: httpx.AsyncClient, api_b: httpx.AsyncClient, jobs: Cleanup,
+) -> None:
+    spec = http_job("http://127.0.0.1:18999/nothing-listens", {"type": "now"},
+                    retry={"max_attempts": 1})
+    job_id = await jobs.create(api, spec)
+
+    async def shown() -> bool:
+        return f'href="/ui/jobs/{job_id}#run-' in (await api.get("/ui/alerts?kind=failure")).text
+
+    await eventually(shown, timeout=30)
+    assert job_id not in (await api_b.get("/ui/alerts")).text
+    assert job_id not in (await api.get("/ui/alerts?kind=recovered")).text

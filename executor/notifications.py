@@ -1,0 +1,158 @@
+"""Delivers alerts to the webhooks jobs name for them (on_failure, on_late, on_recovered; ADR 0033).
+
+A consumer of `duetime.alerts` in a group of its own, beside the executor's run consumer in the
+same process but sharing nothing with the firing path: its own HTTP client and connection pool
+(so a slow alert receiver never holds a connection a run needs), its own tasks and offsets.
+What it shares is policy: the egress rules (executor.egress) and the tenant's signing keys
+(executor.signing). Delivery is at least once: offsets are committed after each batch has been
+delivered or given up on; each call is retried a few times, and the alert id is the
+`Idempotency-Key` and `webhook-id`, so a receiver drops a repeat.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine
+from typing import Any
+
+import aiohttp
+import orjson
+from aiokafka import AIOKafkaConsumer, ConsumerRecord
+from aiokafka.errors import KafkaError
+from prometheus_client import Counter
+from pydantic import Field, ValidationError
+from yarl import URL
+
+from duetime import kafka
+from duetime.catch_up import caught_up
+from duetime.lifecycle import Lifecycle
+from duetime.settings import KafkaSettings, _Fragment
+from executor.egress import EgressBlocked, EgressPolicy, blocked_reason, client_session
+from executor.signing import SigningKeys
+from executor.targets import call_error
+from schemas.api import NotificationTarget, is_denied_http_header
+from schemas.events import AlertRaised
+from schemas.topics import ALERTS
+
+log = logging.getLogger(__name__)
+DELIVERIES = Counter("duetime_executor_notifications_total",
+                     "Alert notifications, by how their delivery ended", ["kind", "outcome"])
+GROUP = "duetime-notifier"
+
+
+class NotifierSettings(_Fragment):
+    notify_attempts: int = Field(default=3, ge=1, le=10)
+    notify_retry_seconds: float = Field(default=1.0, ge=0, le=60)
+    notify_concurrency: int = Field(default=32, ge=1, le=1000)
+    notify_connections: int = Field(default=32, ge=1)
+
+
+def payload(alert: AlertRaised) -> bytes:
+    """What the receiver gets: the alert, without where it is sent."""
+    return orjson.dumps(alert.model_dump(mode="json", exclude={"webhook", "schema_version"}))
+
+
+def request_headers(alert: AlertRaised, webhook: NotificationTarget, body: bytes,
+                    signing: SigningKeys) -> dict[str, str]:
+    # A job stored before a header was refused never sends it (as targets.without_denied_headers).
+    headers = {k: v for k, v in webhook.headers.items() if not is_denied_http_header(k)}
+    headers.update({"Content-Type": "application/json", "Idempotency-Key": alert.alert_id,
+                    "X-Duetime-Alert-Id": alert.alert_id, "X-Duetime-Alert-Kind": alert.kind,
+                    "X-Duetime-Job-Id": alert.job_id or ""})
+    return signing.signed(alert.tenant, alert.alert_id, body, headers)
+
+
+class Notifier:
+    def __init__(self, session: aiohttp.ClientSession, egress: EgressPolicy,
+                 signing: SigningKeys, settings: NotifierSettings) -> None:
+        self.session, self.egress, self.signing, self.settings = session, egress, signing, settings
+        self.slots = asyncio.Semaphore(settings.notify_concurrency)
+
+    async def call(self, alert: AlertRaised, webhook: NotificationTarget) -> str | None:
+        """One delivery attempt: None when the receiver answered 2xx, else why not."""
+        body = payload(alert)
+        try:
+            self.egress.check_url(webhook.url)
+            async with self.session.request(
+                    webhook.method, webhook.url, data=body, allow_redirects=False,
+                    headers=request_headers(alert, webhook, body, self.signing),
+                    timeout=aiohttp.ClientTimeout(total=webhook.timeout_seconds)) as resp:
+                return None if 200 <= resp.status < 300 else f"HTTP {resp.status}"
+        except TimeoutError:
+            return f"no response within {webhook.timeout_seconds:g}s"
+        except Exception as exc:  # one receiver's failure is that delivery's, never the consumer's
+            blocked = blocked_reason(exc)
+            if blocked is not None:
+                raise EgressBlocked(blocked) from None
+            return call_error(exc)
+
+    async def deliver(self, alert: AlertRaised) -> str:
+        """Deliver with retries; the outcome (delivered, failed, blocked, no_webhook)."""
+        webhook = alert.webhook
+        if webhook is None:
+            return "no_webhook"
+        where = {"alert_id": alert.alert_id, "job_id": alert.job_id, "kind": alert.kind,
+                 "host": URL(webhook.url).host}
+        for attempt in range(1, self.settings.notify_attempts + 1):
+            try:
+                async with self.slots:
+                    error = await self.call(alert, webhook)
+            except EgressBlocked as exc:
+                log.info("alert notification blocked", extra={**where, "error": str(exc)})
+                return "blocked"  # never retried, as a blocked run is not
+            if error is None:
+                return "delivered"
+            log.info("alert notification failed",
+                     extra={**where, "attempt": attempt, "error": error})
+            if attempt < self.settings.notify_attempts:
+                await asyncio.sleep(self.settings.notify_retry_seconds * 2 ** (attempt - 1))
+        return "failed"
+
+    async def handle(self, msg: ConsumerRecord[bytes, bytes]) -> None:
+        try:
+            alert = AlertRaised.model_validate_json(msg.value or b"")
+        except ValidationError as exc:
+            # Only the writer writes this topic: a message that does not parse is a bug or a
+            # newer schema; it is skipped (and counted) rather than blocking the partition.
+            DELIVERIES.labels("unknown", "invalid").inc()
+            log.warning("invalid alert message skipped",
+                        extra={"offset": msg.offset, "error": str(exc)[:300]})
+            return
+        DELIVERIES.labels(alert.kind, await self.deliver(alert)).inc()
+
+
+async def consume(lifecycle: Lifecycle, notifier: Notifier, settings: KafkaSettings,
+                  client_id: str, topic: str = ALERTS, group: str = GROUP) -> None:
+    """Deliver each fetched batch concurrently, then commit it; a stop lets the batch finish."""
+    async with kafka.consumer(settings, group, f"{client_id}-notifier", topic) as consumer:
+        lifecycle.checks["notifier_caught_up"] = caught_up(consumer, settings.kafka_ready_max_lag)
+        while not lifecycle.stop.is_set():
+            batches = await consumer.getmany(timeout_ms=200, max_records=200)
+            messages = [m for part in batches.values() for m in part]
+            if not messages:
+                continue
+            await asyncio.gather(*(notifier.handle(m) for m in messages))
+            await _commit(consumer)
+
+
+async def _commit(consumer: AIOKafkaConsumer) -> None:
+    try:
+        await consumer.commit()
+    except (KafkaError, OSError) as exc:  # CommitFailedError after a rebalance among them
+        # The batch is delivered again by the partition's next owner: at least once.
+        log.warning("notifier commit failed", extra={"error": repr(exc)})
+
+
+def workers(lifecycle: Lifecycle, settings: Any, signing: SigningKeys,
+            client_id: str) -> dict[str, Coroutine[Any, Any, None]]:
+    """The notifier's supervised task for the executor's `main` (`settings`: the executor's,
+    which include NotifierSettings, KafkaSettings and `egress_allow`)."""
+    return {"notify": run(lifecycle, settings, signing, client_id)}
+
+
+async def run(lifecycle: Lifecycle, settings: Any, signing: SigningKeys, client_id: str) -> None:
+    egress = EgressPolicy.parse(settings.egress_allow)
+    session = client_session(egress, settings.notify_connections, settings.notify_connections)
+    async with session:
+        await consume(lifecycle, Notifier(session, egress, signing, settings), settings, client_id)

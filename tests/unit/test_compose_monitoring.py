@@ -1,0 +1,106 @@
+"""deploy/docker-compose.yml's `monitoring` profile: Prometheus and Grafana, checked statically.
+
+No container engine here: the compose file, the Prometheus configuration and the Grafana
+provisioning files are parsed and held to what the profile promises — left out of a plain `up`,
+every duetime service scraped on its port with the local stack's labels, the rules of
+deploy/prometheus loaded, and Grafana provisioned with that Prometheus and deploy/grafana/duetime.json.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from duetime.cli import SERVICES
+
+REPO = Path(__file__).resolve().parents[2]
+DEPLOY = REPO / "deploy"
+COMPOSE = DEPLOY / "docker-compose.yml"
+MONITORING = {"prometheus", "grafana"}
+
+
+def _compose() -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load(COMPOSE.read_text())
+    return data
+
+
+def _services() -> dict[str, Any]:
+    services: dict[str, Any] = _compose()["services"]
+    return services
+
+
+def _mounts(service: str) -> dict[str, Path]:
+    """Container path -> host path of `service`'s bind mounts (named volumes left out)."""
+    found = {}
+    for volume in _services()[service].get("volumes", []):
+        source, target = volume.split(":")[:2]
+        if source.startswith("."):
+            found[target] = (DEPLOY / source).resolve()
+    return found
+
+
+def _mounted(service: str, container_path: str) -> Any:
+    return yaml.safe_load(_mounts(service)[container_path].read_text())
+
+
+def test_monitoring_services_are_only_in_the_monitoring_profile() -> None:
+    services = _services()
+    assert set(services) >= MONITORING
+    for name, spec in services.items():
+        expected = ["monitoring"] if name in MONITORING else None
+        assert spec.get("profiles") == expected, f"{name}: profiles {spec.get('profiles')}"
+
+
+def test_every_bind_mount_of_the_profile_exists_and_named_volumes_are_declared() -> None:
+    declared = set(_compose()["volumes"])
+    for name in MONITORING:
+        for target, source in _mounts(name).items():
+            assert source.exists(), f"{name}: {source} (mounted at {target}) is missing"
+        for volume in _services()[name].get("volumes", []):
+            source = volume.split(":")[0]
+            assert source.startswith(".") or source in declared, f"{name}: volume {source}"
+
+
+def test_prometheus_scrapes_every_service_on_its_port_with_the_stacks_labels() -> None:
+    config = _mounted("prometheus", "/etc/prometheus/prometheus.yml")
+    duetime = next(job for job in config["scrape_configs"] if job["job_name"] == "duetime")
+    scraped = {group["labels"]["service"]: group for group in duetime["static_configs"]}
+    assert set(scraped) == set(SERVICES)
+    for name, group in scraped.items():
+        port = _services()[name]["environment"]["DUETIME_HTTP_PORT"]
+        assert group["targets"] == [f"{name}:{port}"], name
+        assert group["labels"]["instance"] == name
+
+
+def test_prometheus_loads_the_rules_checked_by_promtool() -> None:
+    config = _mounted("prometheus", "/etc/prometheus/prometheus.yml")
+    assert config["rule_files"] == ["/etc/prometheus/rules/*.yml"]
+    assert _mounts("prometheus")["/etc/prometheus/rules"] == DEPLOY / "prometheus" / "rules"
+    assert list((DEPLOY / "prometheus" / "rules").glob("*.yml"))
+
+
+def test_grafana_is_provisioned_with_that_prometheus_and_the_duetime_dashboard() -> None:
+    grafana = _services()["grafana"]
+    assert "prometheus" in grafana["depends_on"]
+    sources = _mounted("grafana", "/etc/grafana/provisioning/datasources/duetime.yml")
+    (source,) = sources["datasources"]
+    assert source["type"] == "prometheus" and source["isDefault"] is True
+    # The container port inside the compose network, not the one published on the host.
+    assert source["url"] == "http://prometheus:9090"
+    assert any(p.endswith(":9090") for p in _services()["prometheus"]["ports"])
+    providers = _mounted("grafana", "/etc/grafana/provisioning/dashboards/duetime.yml")
+    (provider,) = providers["providers"]
+    folder = provider["options"]["path"]
+    dashboards = {target: source for target, source in _mounts("grafana").items()
+                  if target.startswith(folder + "/")}
+    assert list(dashboards.values()) == [DEPLOY / "grafana" / "duetime.json"]
+    home = grafana["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
+    assert home in dashboards
+
+
+def test_profile_ports_are_published_on_loopback_only() -> None:
+    for name in MONITORING:
+        for port in _services()[name]["ports"]:
+            assert port.startswith("127.0.0.1:"), f"{name}: {port}"
