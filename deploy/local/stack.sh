@@ -1000,8 +1000,16 @@ run_python_step() {
 }
 
 SERVICE_PORT=""
+# Started and connected is what `start` waits for. A consumer's /readyz also says "caught up"
+# (ADR 0033) — for orchestrators; one restarted behind a long backlog catches up while it
+# runs, and waiting for that here would fail its start (and a fault test's nemesis with it).
 service_ready() {
-    curl -fsS -m 2 -o /dev/null "http://127.0.0.1:$SERVICE_PORT/readyz" 2>/dev/null
+    local body
+    body=$(curl -sS -m 2 "http://127.0.0.1:$SERVICE_PORT/readyz" 2>/dev/null) || return 1
+    body=${body//\"ready\":false/}
+    body=${body//\"caught_up\":false/}
+    body=${body//\"notifier_caught_up\":false/}
+    [[ $body == *'"checks"'* && $body != *':false'* ]]
 }
 
 start_service() {
