@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     BeforeValidator,
@@ -175,9 +176,11 @@ def is_denied_kafka_header(name: str) -> bool:
     return name.lower().startswith("duetime-")
 
 
-def denied_headers(target: HttpTarget | KafkaTarget) -> list[str]:
+def denied_headers(target: HttpTarget | KafkaTarget | CommandTarget) -> list[str]:
     """The headers of `target` a new or edited job may not set (the job service refuses them;
     the executor drops them from jobs stored before)."""
+    if isinstance(target, CommandTarget):
+        return []  # no headers: its environment goes to the tenant's own code only
     denied = is_denied_http_header if isinstance(target, HttpTarget) else is_denied_kafka_header
     return [name for name in target.headers if denied(name)]
 
@@ -215,7 +218,73 @@ class KafkaTarget(Strict):
     headers: HeaderMap = Field(default_factory=dict)
 
 
-Target = Annotated[HttpTarget | KafkaTarget, Field(discriminator="type")]
+# Command targets (issue 9, ADR 0026): argv, never a shell string. The sandbox checks all of
+# this again before it starts anything (executor/command/spec.py): what reaches it decides
+# paths and mounts on the host.
+MAX_COMMAND_ARGS = 4096
+MAX_COMMAND_FILES = 1000
+MAX_ENV_VARS = 256
+ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
+NETWORK_NOT_AVAILABLE = ("network access for commands is not available yet: the egress policy "
+                         "is not enforced inside the sandbox (ADR 0026)")
+
+
+def check_relative_path(text: str) -> str:
+    """A path inside the run's directory: relative, no `..`, `.` or empty segments."""
+    if not text or len(text) > 1024:
+        raise ValueError("must be a relative path of 1 to 1024 characters")
+    if text.startswith("/") or any(part in ("", ".", "..") for part in text.split("/")):
+        raise ValueError(f"{text[:80]!r} must be a relative path without '.', '..' or '//' "
+                         "(files live in the run's own directory)")
+    return text
+
+
+RelativePath = Annotated[str, AfterValidator(check_relative_path)]
+
+
+class CommandLimits(Strict):
+    """Per-run resource limits (rlimits in the sandbox, ADR 0026)."""
+
+    memory_mb: int = Field(default=512, ge=16, le=65536)
+    cpu_seconds: int = Field(default=60, ge=1, le=86400)
+    output_bytes: int = Field(default=10 * 1024 * 1024, ge=1, le=1024 * 1024 * 1024)
+
+
+class CommandTarget(Strict):
+    type: Literal["command"]
+    command: list[Annotated[str, Field(max_length=65536)]] = Field(
+        min_length=1, max_length=MAX_COMMAND_ARGS)
+    env: dict[Annotated[str, Field(pattern=ENV_NAME_PATTERN)],
+              Annotated[str, Field(max_length=32768)]] = Field(
+        default_factory=dict, max_length=MAX_ENV_VARS)
+    stdin: str | None = Field(default=None, max_length=1024 * 1024)
+    files: dict[RelativePath, str] = Field(default_factory=dict, max_length=MAX_COMMAND_FILES)
+    working_dir: Annotated[str, Field(max_length=1024)] = ""
+    network: StrictBool = False
+    timeout_seconds: float = Field(default=60, gt=0, le=86400, allow_inf_nan=False)
+    limits: CommandLimits = Field(default_factory=CommandLimits)
+
+    @field_validator("command")
+    @classmethod
+    def _program(cls, value: list[str]) -> list[str]:
+        if not value[0]:
+            raise ValueError("the program (command[0]) must not be empty")
+        return value
+
+    @field_validator("working_dir")
+    @classmethod
+    def _working_dir(cls, value: str) -> str:
+        return check_relative_path(value) if value else value
+
+    @field_validator("network")
+    @classmethod
+    def _network(cls, value: bool) -> bool:
+        if value:
+            raise ValueError(NETWORK_NOT_AVAILABLE)
+        return value
+
+
+Target = Annotated[HttpTarget | KafkaTarget | CommandTarget, Field(discriminator="type")]
 
 
 class RetryPolicy(Strict):

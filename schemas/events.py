@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal, get_args
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
-from schemas.api import HttpTarget, JobSpec, KafkaTarget, RetryPolicy, Storable, StorableText
+from schemas.api import CommandTarget, HttpTarget, JobSpec, KafkaTarget, RetryPolicy, Storable, StorableText
 from schemas.redaction import redact_raw, redact_text
 
 CommandType = Literal["create", "update", "patch", "cancel", "pause", "resume", "run"]
@@ -60,8 +60,8 @@ class JobCommand(Message, Storable):
         return self
 
 
-class RunRequested(Message, Storable):
-    """One firing (or retry) handed to executors, on `duetime.runs` (key = job_id)."""
+class RunRequestFields(Message, Storable):
+    """What every run request carries besides its target (one model per kind of target)."""
 
     run_id: str
     job_id: str
@@ -71,11 +71,23 @@ class RunRequested(Message, Storable):
     due_at: AwareDatetime  # when this attempt may start: scheduled_at, or the retry time
     attempt: int = Field(ge=1)
     priority: int = Field(ge=0, le=9)
-    target: HttpTarget | KafkaTarget = Field(discriminator="type")
     retry: RetryPolicy
     overlap: Literal["allow", "forbid", "replace"] = "allow"
     member: str  # the due-set entry this run came from; put back if the run is requeued
     dispatched_at: AwareDatetime
+
+
+class RunRequested(RunRequestFields):
+    """One firing (or retry) handed to executors, on `duetime.runs` (key = job_id)."""
+
+    target: HttpTarget | KafkaTarget = Field(discriminator="type")
+
+
+class CommandRunRequested(RunRequestFields):
+    """One firing (or retry) of a command job, on a priority lane `duetime.runs.cmd.<lane>`
+    (key = job_id), for the command executor (ADR 0031)."""
+
+    target: CommandTarget
 
 
 class RunStatusChanged(Message, Storable):
@@ -104,6 +116,12 @@ class RunStatusChanged(Message, Storable):
     # When the next attempt is due (final=False failures): Postgres keeps it, so a due-set
     # rebuilt after Redis lost data re-creates the retry (ADR 0014).
     retry_at: AwareDatetime | None = None
+    # Command runs (ADR 0031): how the process ended and how much it printed (the output
+    # itself is in the object store, GET /runs/{run_id}/output).
+    exit_code: int | None = Field(default=None, ge=-(2**31), le=INT32_MAX)
+    signal: int | None = Field(default=None, ge=0, le=255)
+    output_bytes: int | None = Field(default=None, ge=0)
+    output_truncated: bool | None = None
 
 
 class JobEvent(Message):

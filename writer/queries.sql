@@ -29,11 +29,12 @@ RETURNING version
 INSERT INTO job_runs AS r (run_id, job_id, tenant, scheduled_at, attempt, status, queued_at,
                            started_at, finished_at, modified_at, executor_id, lateness_ms,
                            duration_ms, http_status, error, reason, response_excerpt, final,
-                           retry_at)
+                           retry_at, exit_code, signal, output_bytes, output_truncated)
 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::int[],
                      $6::text[], $7::timestamptz[], $8::timestamptz[], $9::timestamptz[],
                      $10::timestamptz[], $11::text[], $12::bigint[], $13::bigint[], $14::int[],
-                     $15::text[], $16::text[], $17::text[], $18::bool[], $19::timestamptz[])
+                     $15::text[], $16::text[], $17::text[], $18::bool[], $19::timestamptz[],
+                     $20::int[], $21::int[], $22::bigint[], $23::bool[])
 ON CONFLICT (run_id, scheduled_at) DO UPDATE SET
     attempt = EXCLUDED.attempt,
     status = EXCLUDED.status,
@@ -50,7 +51,11 @@ ON CONFLICT (run_id, scheduled_at) DO UPDATE SET
     reason = EXCLUDED.reason,
     response_excerpt = EXCLUDED.response_excerpt,
     final = EXCLUDED.final,
-    retry_at = EXCLUDED.retry_at
+    retry_at = EXCLUDED.retry_at,
+    exit_code = EXCLUDED.exit_code,
+    signal = EXCLUDED.signal,
+    output_bytes = EXCLUDED.output_bytes,
+    output_truncated = EXCLUDED.output_truncated
 WHERE (EXCLUDED.attempt, run_rank(EXCLUDED.status, EXCLUDED.final))
       > (r.attempt, run_rank(r.status, r.final))
 RETURNING run_id, job_id, status, attempt, final, scheduled_at
