@@ -32,14 +32,17 @@ WAITING = Gauge("duetime_command_executor_waiting", "Command run requests fetche
 Record: TypeAlias = "ConsumerRecord[bytes, bytes]"
 
 
-def lanes_to_pause(waiting: Mapping[str, int], per_lane: int) -> set[str]:
-    """Every lane below the highest lane with work waiting, and every lane whose buffer is full."""
+def lanes_to_pause(buffered: Mapping[str, int], lag: Mapping[str, int],
+                   per_lane: int) -> set[str]:
+    """Every lane below the highest lane with work waiting (buffered here, or in Kafka not
+    fetched yet), and every lane whose own buffer is full. A lane's own lag never pauses it:
+    it is fetching that lag that brings it down."""
     paused: set[str] = set()
     higher_waiting = False
     for lane in COMMAND_LANES:  # highest first
-        if higher_waiting or waiting.get(lane, 0) >= per_lane:
+        if higher_waiting or buffered.get(lane, 0) >= per_lane:
             paused.add(lane)
-        higher_waiting = higher_waiting or waiting.get(lane, 0) > 0
+        higher_waiting = higher_waiting or buffered.get(lane, 0) + lag.get(lane, 0) > 0
     return paused
 
 
@@ -84,8 +87,9 @@ class LaneIntake:
     def pause_lanes(self) -> None:
         consumer = self.consumer
         assert consumer is not None
-        counts = {lane: len(q) + self.lag(lane) for lane, q in self.waiting.items()}
-        paused = lanes_to_pause(counts, self.per_lane)
+        buffered = {lane: len(q) for lane, q in self.waiting.items()}
+        paused = lanes_to_pause(buffered, {lane: self.lag(lane) for lane in self.waiting},
+                                self.per_lane)
         for lane, q in self.waiting.items():
             WAITING.labels(lane).set(len(q))
         tps = consumer.assignment()

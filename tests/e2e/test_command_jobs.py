@@ -1,0 +1,161 @@
+"""Command jobs through the whole pipeline (issue 9, ADR 0031): created at the gateway, fired on
+schedule by the dispatcher into a priority lane, run by the command executor in its sandbox,
+statuses in the run history, output read back through the gateway.
+
+Needs the command executor (`DUETIME_COMMAND_EXECUTOR=1 make up`, or started here).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.support.commands import RUN_DIR, Concurrency, command_executor, processes_with
+from tests.support.jobs import Cleanup, runs, wait_runs
+from tests.support.stack import stack
+from tests.support.waiting import eventually
+
+
+@pytest.fixture(autouse=True)
+async def executor() -> AsyncIterator[None]:
+    async with command_executor():
+        yield
+
+
+def command_job(command: list[str], schedule: dict[str, Any] | None = None,
+                **extra: Any) -> dict[str, Any]:
+    target = {"type": "command", "command": command, **extra.pop("target", {})}
+    return {"name": "cmd-e2e", "schedule": schedule or {"type": "now"}, "target": target,
+            "retry": {"max_attempts": 1}, **extra}
+
+
+async def output(api: httpx.AsyncClient, path: str, **headers: str) -> httpx.Response:
+    return await api.get(path, headers=headers)
+
+
+async def test_a_command_job_fires_on_schedule_and_its_output_is_kept(
+    api: httpx.AsyncClient, api_b: httpx.AsyncClient, jobs: Cleanup,
+) -> None:
+    script = "import os, sys; print('hello', 6 * 7, os.getcwd(), sys.stdin.read())"
+    job_id = await jobs.create(api, command_job(
+        ["python3", "-c", script], {"type": "interval", "every_seconds": 2}, max_runs=2,
+        target={"stdin": "from stdin"}))
+    done = await wait_runs(api, job_id, "succeeded", count=2, timeout=40)
+    expected = b"hello 42 /job from stdin\n"
+    for run in done:
+        assert (run["exit_code"], run["signal"]) == (0, None)
+        assert (run["output_bytes"], run["output_truncated"]) == (len(expected), False)
+        resp = await output(api, f"/runs/{run['run_id']}/output")
+        assert resp.status_code == 200, resp.text
+        assert resp.headers["content-type"].startswith("text/plain")
+        assert resp.content == expected
+    # Two firings, one interval apart: on schedule, not both at once.
+    starts = sorted(r["scheduled_at"] for r in done)
+    assert starts[0] != starts[1]
+    logs = await output(api, f"/jobs/{job_id}/logs")
+    assert (logs.status_code, logs.content) == (200, expected)
+    part = await output(api, f"/runs/{done[0]['run_id']}/output", Range="bytes=0-4")
+    assert part.status_code == 206
+    assert part.content == b"hello"
+    assert part.headers["content-range"] == f"bytes 0-4/{len(expected)}"
+    tail = await output(api, f"/runs/{done[0]['run_id']}/output", Range="bytes=-6")
+    assert (tail.status_code, tail.content) == (206, b"stdin\n")
+    past = await output(api, f"/runs/{done[0]['run_id']}/output", Range="bytes=999-")
+    assert past.status_code == 416
+    assert past.headers["content-range"] == f"bytes */{len(expected)}"
+    # Another tenant learns nothing: not the output, not that the run exists.
+    for path in (f"/runs/{done[0]['run_id']}/output", f"/jobs/{job_id}/logs"):
+        other = await output(api_b, path)
+        assert other.status_code == 404, other.text
+
+
+async def test_exit_3_fails_and_is_retried_with_each_attempts_output(
+    api: httpx.AsyncClient, jobs: Cleanup,
+) -> None:
+    job_id = await jobs.create(api, command_job(
+        ["sh", "-c", "echo failing; exit 3"],
+        retry={"max_attempts": 2, "initial_delay_seconds": 1, "jitter": False}))
+    [run] = await wait_runs(api, job_id, "failed", timeout=40)
+
+    async def final() -> dict[str, Any] | None:
+        [row] = await runs(api, job_id)
+        return row if row["attempt"] == 2 and row["status"] == "failed" else None
+
+    run = await eventually(final, timeout=30)
+    assert (run["exit_code"], run["signal"]) == (3, None)
+    assert "exited with code 3" in run["error"]
+    for attempt in (1, 2):
+        resp = await output(api, f"/runs/{run['run_id']}/output?attempt={attempt}")
+        assert (resp.status_code, resp.content) == (200, b"failing\n")
+    missing = await output(api, f"/runs/{run['run_id']}/output?attempt=3")
+    assert missing.status_code == 404
+
+
+async def test_a_timeout_is_timed_out_and_kills_the_process_tree(
+    api: httpx.AsyncClient, jobs: Cleanup,
+) -> None:
+    marker = f"run-of-{uuid.uuid4().hex}"
+    script = f"sh -c 'sleep 300; true' {marker} & echo started; sleep 300; true"
+    job_id = await jobs.create(api, command_job(["sh", "-c", script, marker],
+                                                target={"timeout_seconds": 2}))
+    await eventually(lambda: asyncio.to_thread(processes_with, marker), timeout=30)
+    [run] = await wait_runs(api, job_id, "timed_out", timeout=40)
+    assert run["exit_code"] is None
+    assert "timed out" in run["error"]
+    assert not await asyncio.to_thread(processes_with, marker)  # the child too
+    resp = await output(api, f"/runs/{run['run_id']}/output")
+    assert resp.content == b"started\n"
+
+
+async def test_cancelling_the_job_kills_its_running_command(
+    api: httpx.AsyncClient, jobs: Cleanup,
+) -> None:
+    marker = f"run-of-{uuid.uuid4().hex}"
+    job_id = await jobs.create(api, command_job(["sh", "-c", "sleep 300; true", marker],
+                                                target={"timeout_seconds": 600}))
+    await wait_runs(api, job_id, "running", timeout=30)
+    assert (await api.delete(f"/jobs/{job_id}")).status_code == 202
+    [run] = await wait_runs(api, job_id, "cancelled", timeout=30)
+    assert run["error"].startswith("job cancelled")
+    assert not await asyncio.to_thread(processes_with, marker)
+
+
+async def test_overlap_forbid_holds_across_two_command_executors_and_a_kill(
+    api: httpx.AsyncClient, jobs: Cleanup,
+) -> None:
+    """Never twice at the same time (seed 003): the sandboxed processes themselves are watched,
+    while a second executor shares the lanes and the one running the job is killed mid-run
+    (its lease lapses and the other executor takes the attempt over)."""
+    markers = [f"{uuid.uuid4().hex}" for _ in range(2)]
+    async with command_executor("command_executor-2"), Concurrency(markers) as seen:
+        ids = [await jobs.create(api, command_job(
+            ["sh", "-c", "sleep 3; true", f"run-of-{m}"], {"type": "interval", "every_seconds": 1},
+            overlap="forbid", target={"timeout_seconds": 30})) for m in markers]
+        running = await wait_runs(api, ids[0], "running", timeout=30)
+        victim = running[0]["executor_id"]
+        instance = "command_executor-2" if victim.endswith(_pid_of("command_executor-2")) \
+            else "command_executor"
+        await asyncio.to_thread(stack, "kill", instance)
+        try:
+            # The killed attempt comes back through its lease and finishes elsewhere.
+            async def taken_over() -> list[dict[str, Any]] | None:
+                done = [r for r in await runs(api, ids[0], status="succeeded")
+                        if r["executor_id"] != victim]
+                return done or None
+
+            await eventually(taken_over, timeout=60, interval=0.5)
+        finally:
+            await asyncio.to_thread(stack, "start", instance)
+    assert seen.samples > 100
+    assert seen.most == dict.fromkeys(markers, 1), seen.most
+    for job_id in ids:
+        assert await runs(api, job_id, status="skipped"), "the overlap was never tried"
+
+
+def _pid_of(instance: str) -> str:
+    return "-" + (RUN_DIR / f"{instance}.pid").read_text().split()[0]
