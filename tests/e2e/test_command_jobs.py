@@ -159,3 +159,25 @@ async def test_overlap_forbid_holds_across_two_command_executors_and_a_kill(
 
 def _pid_of(instance: str) -> str:
     return "-" + (RUN_DIR / f"{instance}.pid").read_text().split()[0]
+
+
+async def test_a_high_priority_run_overtakes_queued_low_priority_ones(
+    api: httpx.AsyncClient, jobs: Cleanup,
+) -> None:
+    """Twelve low-priority builds fill the executor's four slots three times over; a
+    high-priority run created after them starts in the next free slot, not behind them."""
+    lows = [await jobs.create(api, command_job(["sh", "-c", "sleep 2"], priority=0))
+            for _ in range(12)]
+    await eventually(lambda: _started(api, lows, at_least=1), timeout=30)
+    high = await jobs.create(api, command_job(["true"], priority=9))
+    [high_run] = await wait_runs(api, high, "succeeded", timeout=60)
+    low_starts = await eventually(lambda: _started(api, lows, at_least=12), timeout=60)
+    before = [s for s in low_starts if s < high_run["started_at"]]
+    # Four slots: the first wave, plus those of the wave the high run joins (up to three).
+    assert len(before) <= 7, (high_run["started_at"], sorted(low_starts))
+
+
+async def _started(api: httpx.AsyncClient, job_ids: list[str], at_least: int) -> list[str] | None:
+    starts = [r["started_at"] for job_id in job_ids for r in await runs(api, job_id)
+              if r["started_at"] is not None]
+    return starts if len(starts) >= at_least else None
