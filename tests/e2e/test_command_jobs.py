@@ -13,10 +13,14 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+import orjson
 import pytest
+from aiokafka import AIOKafkaProducer
 
+from schemas.topics import COMMAND_LANES, COMMAND_RUNS, RUNS_DLQ, RUNS_STATUS
 from tests.support.commands import RUN_DIR, Concurrency, command_executor, processes_with
 from tests.support.jobs import Cleanup, runs, wait_runs
+from tests.support.kafka import find_messages, kafka_settings
 from tests.support.stack import stack
 from tests.support.waiting import eventually
 
@@ -181,3 +185,86 @@ async def _started(api: httpx.AsyncClient, job_ids: list[str], at_least: int) ->
     starts = [r["started_at"] for job_id in job_ids for r in await runs(api, job_id)
               if r["started_at"] is not None]
     return starts if len(starts) >= at_least else None
+
+
+BAD_REQUESTS = [
+    b"garbage",
+    b"{}",
+    b"\x00\xff" * 10,
+    # A webhook's run request on a command lane: not a command target.
+    orjson.dumps({"run_id": "r", "job_id": "j", "tenant": "dev", "job_version": 1,
+                  "scheduled_at": "2026-01-01T00:00:00Z", "due_at": "2026-01-01T00:00:00Z",
+                  "attempt": 1, "priority": 5, "retry": {}, "member": "m",
+                  "dispatched_at": "2026-01-01T00:00:00Z",
+                  "target": {"type": "http", "url": "http://127.0.0.1:9/"}}),
+    # A command target the API would refuse: the executor refuses it too.
+    orjson.dumps({"run_id": "r", "job_id": "j", "tenant": "dev", "job_version": 1,
+                  "scheduled_at": "2026-01-01T00:00:00Z", "due_at": "2026-01-01T00:00:00Z",
+                  "attempt": 1, "priority": 5, "retry": {}, "member": "m",
+                  "dispatched_at": "2026-01-01T00:00:00Z",
+                  "target": {"type": "command", "command": ["x"], "files": {"../x": ""}}}),
+]
+STATUS = {"run_id": "r", "job_id": "j", "tenant": "t", "attempt": 1, "status": "failed",
+          "scheduled_at": "2026-01-01T00:00:00Z", "at": "2026-01-01T00:00:00Z"}
+BAD_STATUSES = [orjson.dumps({**STATUS, **fields}) for fields in (
+    {"exit_code": 2**40}, {"exit_code": 1.5}, {"signal": 999}, {"signal": -1},
+    {"output_bytes": -5}, {"output_truncated": "maybe"})]
+
+
+@pytest.mark.parametrize("lane", COMMAND_LANES)
+async def test_bad_run_requests_on_a_lane_are_dead_lettered_and_commands_still_run(
+    kafka_producer: AIOKafkaProducer, env: dict[str, str], api: httpx.AsyncClient,
+    jobs: Cleanup, lane: str,
+) -> None:
+    marker = uuid.uuid4().hex
+    for raw in BAD_REQUESTS:
+        await kafka_producer.send_and_wait(COMMAND_RUNS[lane], raw, key=marker.encode())
+    letters = await find_messages(kafka_settings(env), RUNS_DLQ,
+                                  lambda m: m.get("key") == marker, count=len(BAD_REQUESTS))
+    assert {m["source_topic"] for m in letters} == {COMMAND_RUNS[lane]}
+    assert all("invalid command run request" in m["reason"] for m in letters)
+    priority = {"high": 9, "normal": 5, "low": 0}[lane]
+    job_id = await jobs.create(api, command_job(["true"], priority=priority))
+    await wait_runs(api, job_id, "succeeded", timeout=30)
+
+
+async def test_statuses_with_impossible_command_fields_are_dead_lettered(
+    kafka_producer: AIOKafkaProducer, env: dict[str, str],
+) -> None:
+    marker = uuid.uuid4().hex
+    for raw in BAD_STATUSES:
+        await kafka_producer.send_and_wait(RUNS_STATUS, raw, key=marker.encode())
+    letters = await find_messages(kafka_settings(env), RUNS_DLQ,
+                                  lambda m: m.get("key") == marker, count=len(BAD_STATUSES))
+    assert len(letters) == len(BAD_STATUSES)
+    assert {m["source_topic"] for m in letters} == {RUNS_STATUS}
+
+
+async def test_output_reads_refuse_hostile_input(
+    api: httpx.AsyncClient, jobs: Cleanup,
+) -> None:
+    job_id = await jobs.create(api, command_job(["echo", "0123456789"]))
+    [run] = await wait_runs(api, job_id, "succeeded", timeout=30)
+    path = f"/runs/{run['run_id']}/output"
+    for query in ("?attempt=0", "?attempt=-1", "?attempt=x", f"?attempt={2**40}"):
+        resp = await api.get(path + query)
+        assert resp.status_code == 422, (query, resp.text)
+        assert resp.json()["errors"][0]["field"] == "attempt"
+    # nginx itself refuses some (400); the search service the rest.
+    for unknown in ("x" * 65, "no-such-run", "%00", "..%2F..%2Fetc"):
+        assert (await api.get(f"/runs/{unknown}/output")).status_code in (400, 404, 422)
+    # Ranges this server does not serve are ignored (RFC 9110): the whole output.
+    for header in ("bytes=abc", "bytes=5-1", "bytes=0-1,3-4", "items=0-1", "bytes=-",
+                   f"bytes=0-{'9' * 30}"):
+        resp = await api.get(path, headers={"Range": header})
+        assert (resp.status_code, resp.content) == (200, b"0123456789\n"), header
+    big_end = await api.get(path, headers={"Range": "bytes=5-99999999999"})
+    assert (big_end.status_code, big_end.content) == (206, b"56789\n")
+    assert (await api.get(path, headers={"Range": "bytes=-0"})).status_code == 416
+    http_job = await jobs.create(api, {"name": "no-output", "schedule": {"type": "now"},
+                                       "target": {"type": "http", "url": "http://127.0.0.1:9/"},
+                                       "retry": {"max_attempts": 1}})
+    await wait_runs(api, http_job, "failed", timeout=30)
+    resp = await api.get(f"/jobs/{http_job}/logs")
+    assert resp.status_code == 404
+    assert "only command runs keep output" in resp.json()["detail"]
