@@ -15,7 +15,7 @@ from duetime import problem_docs
 log = logging.getLogger(__name__)
 PROBLEM_JSON = "application/problem+json"
 # Discriminator tags pydantic puts into error locations; users never wrote them.
-_TAGS = {"once", "delay", "now", "interval", "cron", "http", "kafka", "command"}
+_TAGS = {"once", "delay", "now", "interval", "cron", "http", "kafka", "command", "steps"}
 
 
 class ProblemError(Exception):

@@ -176,10 +176,10 @@ def is_denied_kafka_header(name: str) -> bool:
     return name.lower().startswith("duetime-")
 
 
-def denied_headers(target: HttpTarget | KafkaTarget | CommandTarget) -> list[str]:
+def denied_headers(target: HttpTarget | KafkaTarget | SandboxedTarget) -> list[str]:
     """The headers of `target` a new or edited job may not set (the job service refuses them;
     the executor drops them from jobs stored before)."""
-    if isinstance(target, CommandTarget):
+    if isinstance(target, SandboxedTarget):
         return []  # no headers: its environment goes to the tenant's own code only
     denied = is_denied_http_header if isinstance(target, HttpTarget) else is_denied_kafka_header
     return [name for name in target.headers if denied(name)]
@@ -250,26 +250,17 @@ class CommandLimits(Strict):
     output_bytes: int = Field(default=10 * 1024 * 1024, ge=1, le=1024 * 1024 * 1024)
 
 
-class CommandTarget(Strict):
-    type: Literal["command"]
-    command: list[Annotated[str, Field(max_length=65536)]] = Field(
-        min_length=1, max_length=MAX_COMMAND_ARGS)
+class SandboxedTarget(Strict):
+    """What command and steps targets share: the sandbox they run in (ADR 0026, 0031)."""
+
     env: dict[Annotated[str, Field(pattern=ENV_NAME_PATTERN)],
               Annotated[str, Field(max_length=32768)]] = Field(
         default_factory=dict, max_length=MAX_ENV_VARS)
-    stdin: str | None = Field(default=None, max_length=1024 * 1024)
     files: dict[RelativePath, str] = Field(default_factory=dict, max_length=MAX_COMMAND_FILES)
     working_dir: Annotated[str, Field(max_length=1024)] = ""
     network: StrictBool = False
     timeout_seconds: float = Field(default=60, gt=0, le=86400, allow_inf_nan=False)
     limits: CommandLimits = Field(default_factory=CommandLimits)
-
-    @field_validator("command")
-    @classmethod
-    def _program(cls, value: list[str]) -> list[str]:
-        if not value[0]:
-            raise ValueError("the program (command[0]) must not be empty")
-        return value
 
     @field_validator("working_dir")
     @classmethod
@@ -284,7 +275,48 @@ class CommandTarget(Strict):
         return value
 
 
-Target = Annotated[HttpTarget | KafkaTarget | CommandTarget, Field(discriminator="type")]
+class CommandTarget(SandboxedTarget):
+    type: Literal["command"]
+    command: list[Annotated[str, Field(max_length=65536)]] = Field(
+        min_length=1, max_length=MAX_COMMAND_ARGS)
+    stdin: str | None = Field(default=None, max_length=1024 * 1024)
+
+    @field_validator("command")
+    @classmethod
+    def _program(cls, value: list[str]) -> list[str]:
+        if not value[0]:
+            raise ValueError("the program (command[0]) must not be empty")
+        return value
+
+
+STEP_NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$"
+MAX_STEPS = 100
+
+
+class Step(Strict):
+    name: str = Field(pattern=STEP_NAME_PATTERN)
+    run: str = Field(min_length=1, max_length=65536)  # a script for `sh -e`
+
+
+class StepsTarget(SandboxedTarget):
+    """Seed 003's build-and-test steps: in order, in one sandbox and one working directory,
+    each through `sh -e`; the run stops at the first step that fails."""
+
+    type: Literal["steps"]
+    steps: list[Step] = Field(min_length=1, max_length=MAX_STEPS)
+
+    @field_validator("steps")
+    @classmethod
+    def _unique(cls, value: list[Step]) -> list[Step]:
+        names = [step.name for step in value]
+        if len(set(names)) != len(names):
+            raise ValueError("step names must be unique (each step's output is kept by name)")
+        return value
+
+
+Target = Annotated[HttpTarget | KafkaTarget | CommandTarget | StepsTarget,
+                   Field(discriminator="type")]
+SANDBOXED_TARGET_TYPES = frozenset({"command", "steps"})
 
 
 class RetryPolicy(Strict):

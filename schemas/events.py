@@ -6,7 +6,18 @@ from typing import Annotated, Any, Literal, get_args
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
-from schemas.api import CommandTarget, HttpTarget, JobSpec, KafkaTarget, RetryPolicy, Storable, StorableText
+from schemas.api import (
+    MAX_STEPS,
+    STEP_NAME_PATTERN,
+    CommandTarget,
+    HttpTarget,
+    JobSpec,
+    KafkaTarget,
+    RetryPolicy,
+    StepsTarget,
+    Storable,
+    StorableText,
+)
 from schemas.redaction import redact_raw, redact_text
 
 CommandType = Literal["create", "update", "patch", "cancel", "pause", "resume", "run"]
@@ -87,7 +98,17 @@ class CommandRunRequested(RunRequestFields):
     """One firing (or retry) of a command job, on a priority lane `duetime.runs.cmd.<lane>`
     (key = job_id), for the command executor (ADR 0031)."""
 
-    target: CommandTarget
+    target: CommandTarget | StepsTarget = Field(discriminator="type")
+
+
+class StepResult(BaseModel):
+    """One step of a steps run, as recorded on its final status."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(pattern=STEP_NAME_PATTERN)
+    status: RunStatus
+    exit_code: int | None = Field(default=None, ge=-(2**31), le=INT32_MAX)
+    duration_ms: int | None = Field(default=None, ge=0)
 
 
 class RunStatusChanged(Message, Storable):
@@ -122,6 +143,7 @@ class RunStatusChanged(Message, Storable):
     signal: int | None = Field(default=None, ge=0, le=255)
     output_bytes: int | None = Field(default=None, ge=0)
     output_truncated: bool | None = None
+    steps: list[StepResult] | None = Field(default=None, max_length=MAX_STEPS)
 
 
 class JobEvent(Message):

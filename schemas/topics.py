@@ -50,9 +50,9 @@ def command_lane(priority: int) -> str:
 
 
 def runs_topic(target_type: str, priority: int) -> str:
-    """Where the dispatcher sends a run: webhooks and Kafka targets to RUNS, commands to the
-    lane of their priority."""
-    return COMMAND_RUNS[command_lane(priority)] if target_type == "command" else RUNS
+    """Where the dispatcher sends a run: webhooks and Kafka targets to RUNS, commands and steps
+    to the lane of their priority."""
+    return COMMAND_RUNS[command_lane(priority)] if target_type in ("command", "steps") else RUNS
 
 # Per-topic configs. Commands use the broker's append time as their timestamp: a command is
 # accepted only if Kafka appended it before its `accept_by` deadline, a rule the job service

@@ -17,6 +17,7 @@ from fastapi.responses import StreamingResponse
 from duetime.objects import ObjectNotFound, ObjectStore, output_key
 from duetime.objects.keys import InvalidKey
 from duetime.problems import ProblemError, tenant_of
+from schemas.api import STEP_NAME_PATTERN
 from schemas.events import INT32_MAX
 
 TEXT = "text/plain; charset=utf-8"
@@ -55,6 +56,7 @@ class OutputRoutes:
 
     async def run_output(self, request: Request, run_id: Annotated[str, Path(max_length=64)],
                          attempt: Annotated[int | None, Query(ge=1, le=INT32_MAX)] = None,
+                         step: Annotated[str | None, Query(pattern=STEP_NAME_PATTERN)] = None,
                          ) -> Response:
         tenant = tenant_of(request)
         row = await self.pool.fetchrow(self.q["run_output"], run_id, tenant)
@@ -62,25 +64,29 @@ class OutputRoutes:
             raise ProblemError(404, "Not found", f"no run {run_id}")
         if attempt is not None and attempt > row["attempt"]:
             raise ProblemError(404, "Not found", f"run {run_id} has no attempt {attempt}")
-        return await self.serve(request, tenant, row["job_id"], run_id, attempt or row["attempt"])
+        return await self.serve(request, tenant, row["job_id"], run_id, attempt or row["attempt"],
+                                step)
 
-    async def job_logs(self, request: Request, job_id: str) -> Response:
+    async def job_logs(self, request: Request, job_id: str,
+                       step: Annotated[str | None, Query(pattern=STEP_NAME_PATTERN)] = None,
+                       ) -> Response:
         job = await self.pool.fetchrow(self.q["get_job"], job_id, tenant_of(request))
         if job is None:
             raise ProblemError(404, "Not found", f"no job {job_id}")
         if job["last_run_id"] is None:
             raise ProblemError(404, "Not found", f"job {job_id} has no finished run yet")
-        return await self.run_output(request, job["last_run_id"])
+        return await self.run_output(request, job["last_run_id"], step=step)
 
     async def serve(self, request: Request, tenant: str, job_id: str, run_id: str,
-                    attempt: int) -> Response:
+                    attempt: int, step: str | None) -> Response:
         try:
-            key = output_key(tenant, job_id, run_id, attempt)
+            key = output_key(tenant, job_id, run_id, attempt, step)
             size = (await self.store.head(key)).size
         except (ObjectNotFound, InvalidKey):
-            raise ProblemError(404, "Not found", f"run {run_id} attempt {attempt} has no stored "
-                               "output (only command runs keep output, once the attempt "
-                               "ended)") from None
+            what = f"run {run_id} attempt {attempt}" + (f" step {step}" if step else "")
+            raise ProblemError(404, "Not found", f"{what} has no stored output (only command "
+                               "and steps runs keep output, once the attempt or step ended; "
+                               "a step never reached has none)") from None
         headers = {"Accept-Ranges": "bytes", "Cache-Control": "private, no-store",
                    "X-Content-Type-Options": "nosniff"}
         try:

@@ -40,6 +40,8 @@ def run_view(row: Row) -> dict[str, Any]:
     out["updated_at"] = iso(row["modified_at"])
     if _column(row, "output_bytes") is not None:
         out.update({k: row[k] for k in COMMAND_RUN_FIELDS})
+    if _column(row, "steps") is not None:
+        out["steps"] = row["steps"]
     return out
 
 

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import os
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -31,8 +31,9 @@ from executor.command.output import StoredOutput
 from executor.command.sandbox import Outcome as Ended
 from executor.command.sandbox import Sandbox
 from executor.command.spec import CommandSpec, Limits, SpecRefused
+from executor.command.steps import UNLIMITED, StepsOutput, new_nonce, steps_argv
 from executor.outcome import Outcome, backoff_seconds, should_retry
-from schemas.api import CommandTarget
+from schemas.api import CommandTarget, StepsTarget
 from schemas.events import CommandRunRequested, DeadLetter, RunStatus, RunStatusChanged
 from schemas.topics import RUNS_DLQ, RUNS_STATUS
 
@@ -58,16 +59,21 @@ class Result:
     signal: int | None = None
     output_bytes: int | None = None
     output_truncated: bool | None = None
+    steps: list[dict[str, Any]] | None = None
 
 
-def command_spec(target: CommandTarget) -> CommandSpec:
+def command_spec(target: CommandTarget | StepsTarget, nonce: str = "") -> CommandSpec:
+    """What the sandbox runs: the argv, or the steps driver (whose output StepsOutput limits)."""
+    steps = isinstance(target, StepsTarget)
     limits = Limits(memory_mb=target.limits.memory_mb, cpu_seconds=target.limits.cpu_seconds,
-                    output_bytes=target.limits.output_bytes)
-    return CommandSpec(argv=tuple(target.command), env=dict(target.env),
-                       stdin=None if target.stdin is None else target.stdin.encode(),
-                       files=dict(target.files), working_dir=target.working_dir,
-                       network=target.network, timeout_seconds=target.timeout_seconds,
-                       limits=limits)
+                    output_bytes=UNLIMITED if steps else target.limits.output_bytes)
+    stdin = None if isinstance(target, StepsTarget) or target.stdin is None \
+        else target.stdin.encode()
+    argv = steps_argv(target, nonce) if isinstance(target, StepsTarget) \
+        else tuple(target.command)
+    return CommandSpec(argv=argv, env=dict(target.env), stdin=stdin, files=dict(target.files),
+                       working_dir=target.working_dir, network=target.network,
+                       timeout_seconds=target.timeout_seconds, limits=limits)
 
 
 def result_of(ended: Ended, abort_reason: str | None) -> Result:
@@ -80,6 +86,12 @@ def result_of(ended: Ended, abort_reason: str | None) -> Result:
         error = f"{abort_reason}: the process tree was killed"
     return Result(ended.status, error=error, exit_code=ended.exit_code, signal=ended.signal,
                   output_bytes=ended.output_bytes, output_truncated=ended.output_truncated)
+
+
+async def _abort(whole: StoredOutput, steps: StepsOutput | None) -> None:
+    await whole.abort()
+    if steps is not None:
+        await steps.abort()
 
 
 @dataclass(frozen=True)
@@ -179,7 +191,8 @@ class CommandRunner:
         await self.finish(req, entry, result, started)
 
     async def run(self, req: CommandRunRequested, entry: Entry) -> Result:
-        """The command in its sandbox, its output streamed to the store."""
+        """The command (or the steps) in its sandbox, its output streamed to the store."""
+        target = req.target
         try:
             key = output_key(req.tenant, req.job_id, req.run_id, req.attempt)
         except InvalidKey as exc:
@@ -188,24 +201,38 @@ class CommandRunner:
         runkey = entry.runkey  # the key a replacing run's abort flag names
         self.running[runkey] = running
         IN_FLIGHT.inc()
-        sink = StoredOutput(self.store, key)
+        whole = StoredOutput(self.store, key)
+        steps: StepsOutput | None = None
+        nonce = new_nonce()
+        if isinstance(target, StepsTarget):
+            steps = StepsOutput(target, nonce, whole, lambda name: StoredOutput(
+                self.store, output_key(req.tenant, req.job_id, req.run_id, req.attempt, name)),
+                target.limits.output_bytes)
         try:
-            ended = await self.sandbox.run(command_spec(req.target), sink, running.cancel)
-            await sink.close()
+            ended = await self.sandbox.run(command_spec(target, nonce), steps or whole,
+                                           running.cancel)
+            records = None if steps is None else await steps.finish(ended.status)
+            await whole.close()
         except SpecRefused as exc:
-            await sink.abort()
+            await _abort(whole, steps)
             return Result("failed", error=str(exc), retryable=False)
         except asyncio.CancelledError:
-            await sink.abort()
+            await _abort(whole, steps)
             raise
         except Exception as exc:  # the store or the sandbox failed, not the command
-            await sink.abort()
+            await _abort(whole, steps)
             log.exception("command not run", extra={"run_id": req.run_id, "job_id": req.job_id})
             return Result("failed", error=f"the command could not be run: {exc!r}"[:2000])
         finally:
             IN_FLIGHT.dec()
             self.running.pop(runkey, None)
-        return result_of(ended, running.reason)
+        result = result_of(ended, running.reason)
+        if steps is None or records is None:
+            return result
+        return replace(result, output_bytes=steps.limited.total,
+                       output_truncated=steps.limited.truncated,
+                       steps=[{"name": r.name, "status": r.status, "exit_code": r.exit_code,
+                               "duration_ms": r.duration_ms} for r in records])
 
     def status_event(self, req: CommandRunRequested, status: RunStatus, **fields: Any) -> bytes:
         return kafka.encode(RunStatusChanged(
@@ -247,7 +274,7 @@ class CommandRunner:
             reason=f"retry at {retry_at.isoformat()}" if retry else result.reason,
             retry_at=retry_at if retry else None, exit_code=result.exit_code,
             signal=result.signal, output_bytes=result.output_bytes,
-            output_truncated=result.output_truncated)
+            output_truncated=result.output_truncated, steps=result.steps)
         await until_done(lambda: self.send(req, event), self._retrying(req, "status"))
         await until_done(lambda: self.due_set.complete(
             entry, entry.next_attempt() if retry else None, to_ms(retry_at)),

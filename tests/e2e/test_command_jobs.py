@@ -267,4 +267,38 @@ async def test_output_reads_refuse_hostile_input(
     await wait_runs(api, http_job, "failed", timeout=30)
     resp = await api.get(f"/jobs/{http_job}/logs")
     assert resp.status_code == 404
-    assert "only command runs keep output" in resp.json()["detail"]
+    assert "only command and steps runs keep output" in resp.json()["detail"]
+
+
+async def test_steps_run_in_order_in_one_directory_and_stop_at_the_first_failure(
+    api: httpx.AsyncClient, api_b: httpx.AsyncClient, jobs: Cleanup,
+) -> None:
+    steps = [{"name": "build", "run": "mkdir -p out\necho built > out/artifact\necho building"},
+             {"name": "test", "run": "cat out/artifact\ntest -f out/artifact\necho tests passed"},
+             {"name": "lint", "run": "echo linting\nfalse\necho never printed"},
+             {"name": "deploy", "run": "echo deploying"}]
+    job_id = await jobs.create(api, {"name": "steps-e2e", "schedule": {"type": "now"},
+                                     "target": {"type": "steps", "steps": steps},
+                                     "retry": {"max_attempts": 1}})
+    [run] = await wait_runs(api, job_id, "failed", timeout=40)
+    assert run["exit_code"] == 1
+    assert [(s["name"], s["status"], s["exit_code"]) for s in run["steps"]] == [
+        ("build", "succeeded", 0), ("test", "succeeded", 0), ("lint", "failed", 1),
+        ("deploy", "skipped", None)]
+    assert all(isinstance(s["duration_ms"], int) for s in run["steps"][:3])
+    whole = b"building\nbuilt\ntests passed\nlinting\n"
+    assert (run["output_bytes"], run["output_truncated"]) == (len(whole), False)
+    path = f"/runs/{run['run_id']}/output"
+    assert (await api.get(path)).content == whole
+    for name, text in (("build", b"building\n"), ("test", b"built\ntests passed\n"),
+                       ("lint", b"linting\n")):
+        resp = await api.get(path, params={"step": name})
+        assert (resp.status_code, resp.content) == (200, text), name
+    assert (await api.get(path, params={"step": "deploy"})).status_code == 404  # never reached
+    logs = await api.get(f"/jobs/{job_id}/logs", params={"step": "test"})
+    assert logs.content == b"built\ntests passed\n"
+    assert (await api_b.get(path, params={"step": "build"})).status_code == 404
+    for bad in ("../x", "a/b", "", "x" * 65):
+        resp = await api.get(path, params={"step": bad})
+        assert resp.status_code == 422, bad
+        assert resp.json()["errors"][0]["field"] == "step"

@@ -55,6 +55,34 @@ REFUSED = [
 ]
 
 
+STEP = {"name": "build", "run": "make"}
+REFUSED_STEPS = [
+    ("target.steps", {"steps": []}),
+    ("target.steps", {"steps": [STEP, STEP]}),  # names are unique
+    ("target.steps", {"steps": [{"name": "../x", "run": "true"}]}),
+    ("target.steps", {"steps": [{"name": "", "run": "true"}]}),
+    ("target.steps", {"steps": [{"name": "a", "run": ""}]}),
+    ("target.steps", {"steps": [{"name": "a", "run": f"true{NUL}"}]}),
+    ("target.steps", {"steps": [{"name": "a"}]}),
+    ("target.steps", {"steps": [{"name": f"s{i}", "run": "true"} for i in range(101)]}),
+    ("target.steps", {"steps": "make"}),
+    ("target.network", {"steps": [STEP], "network": True}),
+    ("target.files", {"steps": [STEP], "files": {"../x": ""}}),
+    ("target.command", {"steps": [STEP], "command": ["x"]}),  # steps, or a command: not both
+]
+
+
+@pytest.mark.parametrize(("field", "target"), REFUSED_STEPS,
+                         ids=[f"{f}-{i}" for i, (f, _) in enumerate(REFUSED_STEPS)])
+async def test_hostile_steps_targets_are_422_naming_the_field(
+    api: httpx.AsyncClient, field: str, target: dict[str, Any],
+) -> None:
+    body = {"name": "steps-e2e", "schedule": LATER, "target": {"type": "steps", **target}}
+    resp = await api.post("/jobs", json=body)
+    assert resp.status_code == 422, resp.text
+    assert any(e["field"].startswith(field) for e in resp.json()["errors"]), resp.json()
+
+
 @pytest.mark.parametrize(("field", "target"), REFUSED,
                          ids=[f"{f}-{i}" for i, (f, _) in enumerate(REFUSED)])
 async def test_hostile_command_targets_are_422_naming_the_field(
