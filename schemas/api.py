@@ -250,8 +250,23 @@ class CommandLimits(Strict):
     output_bytes: int = Field(default=10 * 1024 * 1024, ge=1, le=1024 * 1024 * 1024)
 
 
+# A key under the tenant's `sources/` in the object store: segments as duetime.objects.keys
+# accepts them (no `.`, `..` or empty segment can match).
+OBJECT_PATH_PATTERN = (r"^[A-Za-z0-9_][A-Za-z0-9_.=-]{0,199}"
+                       r"(/[A-Za-z0-9_][A-Za-z0-9_.=-]{0,199}){0,15}$")
+
+
+class Source(Strict):
+    """What to put into the run's directory first (seed 001): an object the tenant stored
+    under `sources/`; a `.tar`, `.tar.gz` or `.tgz` is unpacked, any other is one file."""
+
+    object: str = Field(min_length=1, max_length=800, pattern=OBJECT_PATH_PATTERN)
+
+
 class SandboxedTarget(Strict):
     """What command and steps targets share: the sandbox they run in (ADR 0026, 0031)."""
+
+    source: Source | None = None
 
     env: dict[Annotated[str, Field(pattern=ENV_NAME_PATTERN)],
               Annotated[str, Field(max_length=32768)]] = Field(

@@ -30,6 +30,7 @@ from duetime.timeutil import from_ms, to_ms, utcnow
 from executor.command.output import StoredOutput
 from executor.command.sandbox import Outcome as Ended
 from executor.command.sandbox import Sandbox
+from executor.command.sources import source_files
 from executor.command.spec import CommandSpec, Limits, SpecRefused
 from executor.command.steps import UNLIMITED, StepsOutput, new_nonce, steps_argv
 from executor.outcome import Outcome, backoff_seconds, should_retry
@@ -209,8 +210,8 @@ class CommandRunner:
                 self.store, output_key(req.tenant, req.job_id, req.run_id, req.attempt, name)),
                 target.limits.output_bytes)
         try:
-            ended = await self.sandbox.run(command_spec(target, nonce), steps or whole,
-                                           running.cancel)
+            spec = await self.with_source(command_spec(target, nonce), req)
+            ended = await self.sandbox.run(spec, steps or whole, running.cancel)
             records = None if steps is None else await steps.finish(ended.status)
             await whole.close()
         except SpecRefused as exc:
@@ -233,6 +234,16 @@ class CommandRunner:
                        output_truncated=steps.limited.truncated,
                        steps=[{"name": r.name, "status": r.status, "exit_code": r.exit_code,
                                "duration_ms": r.duration_ms} for r in records])
+
+    async def with_source(self, spec: CommandSpec, req: CommandRunRequested) -> CommandSpec:
+        """`spec` with the source's files added (a name in both is refused, not overwritten)."""
+        if req.target.source is None:
+            return spec
+        given = await source_files(self.store, req.tenant, req.target.source)
+        both = sorted(set(given) & set(spec.files))
+        if both:
+            raise SpecRefused(f"files: {both[0]!r} is in the source too")
+        return replace(spec, files={**given, **spec.files})
 
     def status_event(self, req: CommandRunRequested, status: RunStatus, **fields: Any) -> bytes:
         return kafka.encode(RunStatusChanged(

@@ -8,6 +8,8 @@ Needs the command executor (`DUETIME_COMMAND_EXECUTOR=1 make up`, or started her
 from __future__ import annotations
 
 import asyncio
+import io
+import tarfile
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -17,11 +19,12 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from duetime.objects.filesystem import FilesystemStore
 from schemas.topics import COMMAND_LANES, COMMAND_RUNS, RUNS_DLQ, RUNS_STATUS
 from tests.support.commands import RUN_DIR, Concurrency, command_executor, processes_with
 from tests.support.jobs import Cleanup, runs, wait_runs
 from tests.support.kafka import find_messages, kafka_settings
-from tests.support.stack import stack
+from tests.support.stack import ROOT, stack
 from tests.support.waiting import eventually
 
 
@@ -302,3 +305,72 @@ async def test_steps_run_in_order_in_one_directory_and_stop_at_the_first_failure
         resp = await api.get(path, params={"step": bad})
         assert resp.status_code == 422, bad
         assert resp.json()["errors"][0]["field"] == "step"
+
+
+def _archive(members: dict[str, bytes], links: tuple[str, ...] = ()) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+        for name in links:
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname = tarfile.SYMTYPE, "/etc/shadow"
+            archive.addfile(info)
+    return buffer.getvalue()
+
+
+async def _store(key: str, data: bytes) -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        yield data
+
+    async with FilesystemStore(str(ROOT / ".stack" / "objects")) as store:
+        await store.put(key, chunks())
+
+
+async def test_a_script_from_the_object_store_runs_on_schedule(
+    api: httpx.AsyncClient, api_b: httpx.AsyncClient, jobs: Cleanup,
+) -> None:
+    """Seed 001: the code is fetched from object storage; the archive is unpacked first."""
+    folder = uuid.uuid4().hex
+    await _store(f"dev/sources/{folder}/report.tar.gz", _archive({
+        "report.py": b"from lib.helper import greet\nprint(greet())\n",
+        "lib/__init__.py": b"", "lib/helper.py": b"def greet():\n    return 'report ok'\n"}))
+    await _store(f"dev/sources/{folder}/hello.py", b"print('hello from the store')\n")
+    archive_job = await jobs.create(api, command_job(
+        ["python3", "report.py"], {"type": "interval", "every_seconds": 2}, max_runs=2,
+        target={"source": {"object": f"{folder}/report.tar.gz"}}))
+    single_job = await jobs.create(api, command_job(
+        ["python3", "hello.py"], target={"source": {"object": f"{folder}/hello.py"}}))
+    for job_id, text in ((archive_job, b"report ok\n"), (single_job, b"hello from the store\n")):
+        done = await wait_runs(api, job_id, "succeeded", count=2 if job_id == archive_job else 1,
+                               timeout=40)
+        for run in done:
+            assert (await api.get(f"/runs/{run['run_id']}/output")).content == text
+    # Another tenant naming the same object finds nothing: sources are per tenant.
+    other = await jobs.create(api_b, command_job(
+        ["python3", "hello.py"], target={"source": {"object": f"{folder}/hello.py"}}))
+    [run] = await wait_runs(api_b, other, "failed", timeout=40)
+    assert "no object" in run["error"]
+
+
+async def test_hostile_sources_fail_the_run_with_the_reason(
+    api: httpx.AsyncClient, jobs: Cleanup,
+) -> None:
+    folder = uuid.uuid4().hex
+    await _store(f"dev/sources/{folder}/escape.tgz", _archive({"../evil": b"x"}))
+    await _store(f"dev/sources/{folder}/link.tgz", _archive({"a": b"x"}, links=("shadow",)))
+    await _store(f"dev/sources/{folder}/broken.tar", b"not an archive")
+    await _store(f"dev/sources/{folder}/clash.py", b"")
+    cases = [(f"{folder}/escape.tgz", {}, "relative path"),
+             (f"{folder}/link.tgz", {}, "not a regular file"),
+             (f"{folder}/broken.tar", {}, "not a readable archive"),
+             (f"{folder}/missing.py", {}, "no object"),
+             (f"{folder}/clash.py", {"files": {"clash.py": ""}}, "in the source too")]
+    for obj, extra, reason in cases:
+        job_id = await jobs.create(api, command_job(
+            ["true"], target={"source": {"object": obj}, **extra}))
+        [run] = await wait_runs(api, job_id, "failed", timeout=40)
+        assert reason in run["error"], (obj, run["error"])
+        assert run["attempt"] == 1  # refused for good, not retried

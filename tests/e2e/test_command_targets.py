@@ -51,6 +51,12 @@ REFUSED = [
     ("target.limits.output_bytes", {"limits": {"output_bytes": 0}}),
     ("target.limits.processes", {"limits": {"processes": 1}}),  # not a limit a job sets
     ("target.shell", {"shell": True}),
+    ("target.source.object", {"source": {"object": "../x"}}),
+    ("target.source.object", {"source": {"object": "/etc/passwd"}}),
+    ("target.source.object", {"source": {"object": "a//b"}}),
+    ("target.source.object", {"source": {"object": ""}}),
+    ("target.source.object", {"source": {"object": f"a{NUL}"}}),
+    ("target.source.url", {"source": {"object": "a", "url": "http://x"}}),
     ("target.network", {"network": "yes"}),
 ]
 
@@ -119,7 +125,7 @@ async def test_a_command_job_is_stored_and_shown_as_sent(
               "limits": {"memory_mb": 256, "cpu_seconds": 5, "output_bytes": 1000}}
     job_id = await jobs.create(api, {**command_job(**target), "priority": 8})
     job = (await api.get(f"/jobs/{job_id}")).json()
-    assert job["target"] == {"type": "command", "network": False, **target}
+    assert job["target"] == {"type": "command", "network": False, "source": None, **target}
     assert job["priority"] == 8
     listed = (await api.get("/jobs", params={"target_type": "command", "limit": 500})).json()
     assert job_id in [j["job_id"] for j in listed["items"]]
@@ -131,6 +137,7 @@ async def test_defaults_fill_a_minimal_command_target(
     job_id = await jobs.create(api, command_job())
     target = (await api.get(f"/jobs/{job_id}")).json()["target"]
     assert target == {"type": "command", "command": ["sh", "-c", "echo hi"], "env": {},
+                      "source": None,
                       "stdin": None, "files": {}, "working_dir": "", "network": False,
                       "timeout_seconds": 60.0,
                       "limits": {"memory_mb": 512, "cpu_seconds": 60, "output_bytes": 10485760}}
