@@ -374,3 +374,18 @@ async def test_hostile_sources_fail_the_run_with_the_reason(
         [run] = await wait_runs(api, job_id, "failed", timeout=40)
         assert reason in run["error"], (obj, run["error"])
         assert run["attempt"] == 1  # refused for good, not retried
+
+
+async def test_a_command_running_at_sigterm_finishes_within_the_grace_period(
+    api: httpx.AsyncClient, jobs: Cleanup,
+) -> None:
+    job_id = await jobs.create(api, command_job(["sh", "-c", "sleep 4; echo finished"],
+                                                target={"timeout_seconds": 60}))
+    await wait_runs(api, job_id, "running", timeout=30)
+    await asyncio.to_thread(stack, "stop", "command_executor")
+    try:
+        [run] = await wait_runs(api, job_id, "succeeded", timeout=30)
+    finally:
+        await asyncio.to_thread(stack, "start", "command_executor")
+    assert run["attempt"] == 1
+    assert (await api.get(f"/runs/{run['run_id']}/output")).content == b"finished\n"
