@@ -9,7 +9,12 @@ leases, overlap, retries: duetime.attempts). Its own process: never the webhook 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
+import re
+import shutil
+import signal
 
 from pydantic import Field
 from redis.exceptions import RedisError
@@ -25,6 +30,7 @@ from duetime.settings import HttpSettings, KafkaSettings, RedeliverySettings, Re
 from executor.command.lanes import LaneIntake
 from executor.command.runner import CommandRunner
 from executor.command.sandbox import Sandbox, SandboxSettings
+from executor.command.uids import processes_of
 
 log = logging.getLogger(__name__)
 GROUP = "duetime-command-executor"
@@ -47,10 +53,32 @@ async def watch_aborts(runner: CommandRunner, until: asyncio.Event) -> None:
             log.warning("abort check failed", extra={"error": repr(exc)})
 
 
+RUN_DIR_NAME = re.compile(r"[0-9a-f]{24}")  # Sandbox.run's secrets.token_hex(12)
+
+
+async def reclaim(sandbox: Sandbox) -> int:
+    """What a crashed predecessor of this instance left: processes of its sandbox uids (this
+    instance's alone, ADR 0031) are killed, run directories removed. Returns how many dirs."""
+    if sandbox.switch_uid:
+        first = sandbox.settings.first_uid
+        for uid in range(first, first + sandbox.settings.slots):
+            for pid in await asyncio.to_thread(processes_of, uid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+    stale = [entry for entry in sandbox.scratch.iterdir()
+             if RUN_DIR_NAME.fullmatch(entry.name) and entry.is_dir() and not entry.is_symlink()]
+    for entry in stale:
+        await asyncio.to_thread(shutil.rmtree, entry, True)
+    if stale:
+        log.warning("stale sandbox run directories removed", extra={"count": len(stale)})
+    return len(stale)
+
+
 async def main(lifecycle: Lifecycle) -> None:
     settings = Settings()
     sandbox_settings = SandboxSettings()
     sandbox = Sandbox(sandbox_settings)
+    await reclaim(sandbox)
     slots = min(settings.max_in_flight, sandbox_settings.slots)
     redis = redis_client(settings)
     async with kafka.producer(settings, "command-executor") as producer, \
