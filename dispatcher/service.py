@@ -27,7 +27,7 @@ from duetime.settings import HttpSettings, KafkaSettings, RedisSettings
 from duetime.timeutil import now_ms, utcnow
 from schemas.event_json import run_request_json
 from schemas.events import RunStatusChanged
-from schemas.topics import RUNS, RUNS_STATUS
+from schemas.topics import RUNS_STATUS, runs_topic
 
 log = logging.getLogger(__name__)
 DISPATCHED = Counter("duetime_dispatcher_runs_total", "Run requests acknowledged by Kafka")
@@ -153,7 +153,9 @@ class Dispatcher:
                 DROPPED.labels("invalid").inc()
                 continue
             key = req["job_id"].encode()
-            futures.append(await self.producer.send(RUNS, run_request_json(req), key=key))
+            # Command runs go to their priority lane, the rest to duetime.runs (ADR 0031).
+            topic = runs_topic(req["target"]["type"], req["priority"])
+            futures.append(await self.producer.send(topic, run_request_json(req), key=key))
             futures.append(await self.producer.send(RUNS_STATUS, queued_status(req), key=key))
             runs += 1
         await self.unacked.acquire()

@@ -49,6 +49,7 @@ def violations(spec: JobSpec, limits: JobLimitSettings) -> list[Violation]:
     out.extend(_retry_violations(spec, limits))
     size = target_bytes(spec)
     if size > limits.quota_payload_bytes:
-        out.append(Violation("target", f"is {size} bytes serialized (URL, headers and body); "
+        out.append(Violation("target", f"is {size} bytes serialized (URL, headers and body; "
+                                       "a command's argv, env, stdin and files); "
                                        f"the quota is {limits.quota_payload_bytes} bytes per job"))
     return out

@@ -15,7 +15,7 @@ from duetime import problem_docs
 log = logging.getLogger(__name__)
 PROBLEM_JSON = "application/problem+json"
 # Discriminator tags pydantic puts into error locations; users never wrote them.
-_TAGS = {"once", "delay", "now", "interval", "cron", "http", "kafka"}
+_TAGS = {"once", "delay", "now", "interval", "cron", "http", "kafka", "command", "steps"}
 
 
 class ProblemError(Exception):
@@ -44,7 +44,9 @@ def field_path(loc: tuple[int | str, ...]) -> str:
         if i == 0 and item in ("body", "query", "path", "header"):
             continue
         text = str(item)
-        if "[" in text or (text in _TAGS and parts and parts[-1] in ("schedule", "target")):
+        # The tag follows its union's field directly (target.command.command: the second is
+        # the command target's own `command` field).
+        if "[" in text or (text in _TAGS and i > 0 and loc[i - 1] in ("schedule", "target")):
             continue
         parts.append(text)
     return ".".join(parts) or "body"

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     BeforeValidator,
@@ -175,9 +176,12 @@ def is_denied_kafka_header(name: str) -> bool:
     return name.lower().startswith("duetime-")
 
 
-def denied_headers(target: HttpTarget | KafkaTarget | NotificationTarget) -> list[str]:
+def denied_headers(target: HttpTarget | KafkaTarget | NotificationTarget | SandboxedTarget,
+                   ) -> list[str]:
     """The headers of `target` a new or edited job may not set (the job service refuses them;
     the executor drops them from jobs stored before)."""
+    if isinstance(target, SandboxedTarget):
+        return []  # no headers: its environment goes to the tenant's own code only
     denied = is_denied_kafka_header if isinstance(target, KafkaTarget) else is_denied_http_header
     return [name for name in target.headers if denied(name)]
 
@@ -215,7 +219,122 @@ class KafkaTarget(Strict):
     headers: HeaderMap = Field(default_factory=dict)
 
 
-Target = Annotated[HttpTarget | KafkaTarget, Field(discriminator="type")]
+# Command targets (issue 9, ADR 0026): argv, never a shell string. The sandbox checks all of
+# this again before it starts anything (executor/command/spec.py): what reaches it decides
+# paths and mounts on the host.
+MAX_COMMAND_ARGS = 4096
+MAX_COMMAND_FILES = 1000
+MAX_ENV_VARS = 256
+ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
+NETWORK_NOT_AVAILABLE = ("network access for commands is not available yet: the egress policy "
+                         "is not enforced inside the sandbox (ADR 0026)")
+
+
+def check_relative_path(text: str) -> str:
+    """A path inside the run's directory: relative, no `..`, `.` or empty segments."""
+    if not text or len(text) > 1024:
+        raise ValueError("must be a relative path of 1 to 1024 characters")
+    if text.startswith("/") or any(part in ("", ".", "..") for part in text.split("/")):
+        raise ValueError(f"{text[:80]!r} must be a relative path without '.', '..' or '//' "
+                         "(files live in the run's own directory)")
+    return text
+
+
+RelativePath = Annotated[str, AfterValidator(check_relative_path)]
+
+
+class CommandLimits(Strict):
+    """Per-run resource limits (rlimits in the sandbox, ADR 0026)."""
+
+    memory_mb: int = Field(default=512, ge=16, le=65536)
+    cpu_seconds: int = Field(default=60, ge=1, le=86400)
+    output_bytes: int = Field(default=10 * 1024 * 1024, ge=1, le=1024 * 1024 * 1024)
+
+
+# A key under the tenant's `sources/` in the object store: segments as duetime.objects.keys
+# accepts them (no `.`, `..` or empty segment can match).
+OBJECT_PATH_PATTERN = (r"^[A-Za-z0-9_][A-Za-z0-9_.=-]{0,199}"
+                       r"(/[A-Za-z0-9_][A-Za-z0-9_.=-]{0,199}){0,15}$")
+
+
+class Source(Strict):
+    """What to put into the run's directory first (seed 001): an object the tenant stored
+    under `sources/`; a `.tar`, `.tar.gz` or `.tgz` is unpacked, any other is one file."""
+
+    object: str = Field(min_length=1, max_length=800, pattern=OBJECT_PATH_PATTERN)
+
+
+class SandboxedTarget(Strict):
+    """What command and steps targets share: the sandbox they run in (ADR 0026, 0031)."""
+
+    source: Source | None = None
+
+    env: dict[Annotated[str, Field(pattern=ENV_NAME_PATTERN)],
+              Annotated[str, Field(max_length=32768)]] = Field(
+        default_factory=dict, max_length=MAX_ENV_VARS)
+    files: dict[RelativePath, str] = Field(default_factory=dict, max_length=MAX_COMMAND_FILES)
+    working_dir: Annotated[str, Field(max_length=1024)] = ""
+    network: StrictBool = False
+    timeout_seconds: float = Field(default=60, gt=0, le=86400, allow_inf_nan=False)
+    limits: CommandLimits = Field(default_factory=CommandLimits)
+
+    @field_validator("working_dir")
+    @classmethod
+    def _working_dir(cls, value: str) -> str:
+        return check_relative_path(value) if value else value
+
+    @field_validator("network")
+    @classmethod
+    def _network(cls, value: bool) -> bool:
+        if value:
+            raise ValueError(NETWORK_NOT_AVAILABLE)
+        return value
+
+
+class CommandTarget(SandboxedTarget):
+    type: Literal["command"]
+    command: list[Annotated[str, Field(max_length=65536)]] = Field(
+        min_length=1, max_length=MAX_COMMAND_ARGS)
+    stdin: str | None = Field(default=None, max_length=1024 * 1024)
+
+    @field_validator("command")
+    @classmethod
+    def _program(cls, value: list[str]) -> list[str]:
+        if not value[0]:
+            raise ValueError("the program (command[0]) must not be empty")
+        return value
+
+
+STEP_NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$"
+MAX_STEPS = 100
+
+
+class Step(Strict):
+    name: str = Field(pattern=STEP_NAME_PATTERN)
+    run: str = Field(min_length=1, max_length=65536)  # a script for `sh -e`
+
+
+class StepsTarget(SandboxedTarget):
+    """Seed 003's build-and-test steps: in order, in one sandbox and one working directory,
+    each through `sh -e`; the run stops at the first step that fails."""
+
+    type: Literal["steps"]
+    steps: list[Step] = Field(min_length=1, max_length=MAX_STEPS)
+
+    @field_validator("steps")
+    @classmethod
+    def _unique(cls, value: list[Step]) -> list[Step]:
+        names = [step.name for step in value]
+        if len(set(names)) != len(names):
+            raise ValueError("step names must be unique (each step's output is kept by name)")
+        return value
+
+
+Target = Annotated[HttpTarget | KafkaTarget | CommandTarget | StepsTarget,
+                   Field(discriminator="type")]
+SANDBOXED_TARGET_TYPES = frozenset({"command", "steps"})
+
+
 # The notification fields of a job (ADR 0033), in the order the API documents them.
 NOTIFICATION_FIELDS = ("on_failure", "on_late", "on_recovered")
 MAX_LATE_AFTER_SECONDS = 7 * 86400

@@ -7,11 +7,15 @@ from typing import Annotated, Any, Literal, get_args
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from schemas.api import (
+    MAX_STEPS,
+    STEP_NAME_PATTERN,
+    CommandTarget,
     HttpTarget,
     JobSpec,
     KafkaTarget,
     NotificationTarget,
     RetryPolicy,
+    StepsTarget,
     Storable,
     StorableText,
 )
@@ -68,8 +72,8 @@ class JobCommand(Message, Storable):
         return self
 
 
-class RunRequested(Message, Storable):
-    """One firing (or retry) handed to executors, on `duetime.runs` (key = job_id)."""
+class RunRequestFields(Message, Storable):
+    """What every run request carries besides its target (one model per kind of target)."""
 
     run_id: str
     job_id: str
@@ -79,11 +83,33 @@ class RunRequested(Message, Storable):
     due_at: AwareDatetime  # when this attempt may start: scheduled_at, or the retry time
     attempt: int = Field(ge=1)
     priority: int = Field(ge=0, le=9)
-    target: HttpTarget | KafkaTarget = Field(discriminator="type")
     retry: RetryPolicy
     overlap: Literal["allow", "forbid", "replace"] = "allow"
     member: str  # the due-set entry this run came from; put back if the run is requeued
     dispatched_at: AwareDatetime
+
+
+class RunRequested(RunRequestFields):
+    """One firing (or retry) handed to executors, on `duetime.runs` (key = job_id)."""
+
+    target: HttpTarget | KafkaTarget = Field(discriminator="type")
+
+
+class CommandRunRequested(RunRequestFields):
+    """One firing (or retry) of a command job, on a priority lane `duetime.runs.cmd.<lane>`
+    (key = job_id), for the command executor (ADR 0031)."""
+
+    target: CommandTarget | StepsTarget = Field(discriminator="type")
+
+
+class StepResult(BaseModel):
+    """One step of a steps run, as recorded on its final status."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(pattern=STEP_NAME_PATTERN)
+    status: RunStatus
+    exit_code: int | None = Field(default=None, ge=-(2**31), le=INT32_MAX)
+    duration_ms: int | None = Field(default=None, ge=0)
 
 
 class RunStatusChanged(Message, Storable):
@@ -112,6 +138,13 @@ class RunStatusChanged(Message, Storable):
     # When the next attempt is due (final=False failures): Postgres keeps it, so a due-set
     # rebuilt after Redis lost data re-creates the retry (ADR 0014).
     retry_at: AwareDatetime | None = None
+    # Command runs (ADR 0031): how the process ended and how much it printed (the output
+    # itself is in the object store, GET /runs/{run_id}/output).
+    exit_code: int | None = Field(default=None, ge=-(2**31), le=INT32_MAX)
+    signal: int | None = Field(default=None, ge=0, le=255)
+    output_bytes: int | None = Field(default=None, ge=0)
+    output_truncated: bool | None = None
+    steps: list[StepResult] | None = Field(default=None, max_length=MAX_STEPS)
 
 
 AlertKind = Literal["failure", "late", "recovered", "dlq"]

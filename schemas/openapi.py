@@ -37,6 +37,7 @@ def _apps() -> dict[str, Any]:
     from job_service.api import build_app as job_app
     from job_service.signing_secrets import SigningSecretRoutes
     from search_service.api import build_app as search_app
+    from search_service.output import OutputRoutes
     from search_service.signing_secrets import SigningSecretList
 
     ids, signer, unused = JobIds("x" * 16), TenantAssertions("x" * 32), cast(Any, None)
@@ -45,6 +46,7 @@ def _apps() -> dict[str, Any]:
     write.include_router(SigningSecretRoutes(unused, 5).router())
     read = search_app(Lifecycle("search_service"), unused, {}, ids, signer)
     read.include_router(SigningSecretList(unused).router())
+    read.include_router(OutputRoutes(unused, {}, unused).router())
     return {"write": write, "read": read}
 
 

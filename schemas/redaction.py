@@ -45,11 +45,17 @@ def redact_headers(headers: Mapping[str, Any]) -> dict[str, Any]:
     return {k: REDACTED if is_secret_header(k) else v for k, v in headers.items()}
 
 
+# Objects whose secret-named entries are redacted in echoes: a target's headers, and a command
+# target's environment (API_TOKEN, DB_PASSWORD, ...).
+_NAMED_SECRETS = frozenset({"headers", "env"})
+
+
 def redact_json(value: Any) -> Any:
-    """`value` with every secret entry of every `headers` object in it redacted (a copy)."""
+    """`value` with every secret entry of every `headers` or `env` object in it redacted (a
+    copy)."""
     if isinstance(value, dict):
-        return {k: redact_headers(v) if k == "headers" and isinstance(v, dict) else redact_json(v)
-                for k, v in value.items()}
+        return {k: redact_headers(v) if k in _NAMED_SECRETS and isinstance(v, dict)
+                else redact_json(v) for k, v in value.items()}
     if isinstance(value, list):
         return [redact_json(v) for v in value]
     return value

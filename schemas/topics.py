@@ -10,6 +10,10 @@ RUNS_STATUS = "duetime.runs.status"
 RUNS_DLQ = "duetime.runs.dlq"
 # Alerts of tenants' jobs (ADR 0033): written by the writer, read by the executors' notifier.
 ALERTS = "duetime.alerts"
+# Command runs go to priority lanes instead of RUNS (ADR 0031): the command executor reads the
+# higher lanes first, so a flood of low-priority builds never delays a high-priority one.
+COMMAND_LANES = ("high", "normal", "low")
+COMMAND_RUNS = {lane: f"duetime.runs.cmd.{lane}" for lane in COMMAND_LANES}
 # Commands from outside producers: one topic per tenant, writable only by that tenant's Kafka
 # principal (ingress-<tenant>), so the writer takes the tenant from the topic, never from the
 # body (ADR 0015). `duetime.jobs.commands` is written by the job service alone.
@@ -39,7 +43,19 @@ PARTITIONS: dict[str, int] = {
     RUNS_STATUS: 6,
     RUNS_DLQ: 1,
     ALERTS: 3,
+    **dict.fromkeys(COMMAND_RUNS.values(), 6),
 }
+
+
+def command_lane(priority: int) -> str:
+    """The lane of a job's priority (0-9, 5 by default): 7-9 high, 3-6 normal, 0-2 low."""
+    return "high" if priority >= 7 else "normal" if priority >= 3 else "low"
+
+
+def runs_topic(target_type: str, priority: int) -> str:
+    """Where the dispatcher sends a run: webhooks and Kafka targets to RUNS, commands and steps
+    to the lane of their priority."""
+    return COMMAND_RUNS[command_lane(priority)] if target_type in ("command", "steps") else RUNS
 
 # Per-topic configs. Commands use the broker's append time as their timestamp: a command is
 # accepted only if Kafka appended it before its `accept_by` deadline, a rule the job service

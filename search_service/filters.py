@@ -20,7 +20,7 @@ from schemas.events import AlertKind, JobState, RunStatus
 from search_service.cursors import MAX_CURSOR_LENGTH, storable
 
 ScheduleType = Literal["once", "delay", "now", "interval", "cron"]
-TargetType = Literal["http", "kafka"]
+TargetType = Literal["http", "kafka", "command", "steps"]
 JobSort = Literal["created_at_desc", "created_at_asc", "next_run_at_asc", "name_asc"]
 
 MAX_LIMIT = 500

@@ -165,3 +165,10 @@ WHERE tenant = $1
   AND ($4::timestamptz IS NULL OR (at, alert_id) < ($4, $5::text))
 ORDER BY at DESC, alert_id DESC
 LIMIT $6
+
+-- name: run_output
+-- The run a stored output belongs to (GET /runs/<run_id>/output): one index lookup per
+-- partition on the primary key (run_id, scheduled_at); another tenant's run is not found.
+SELECT run_id, job_id, tenant, attempt, status, output_bytes FROM job_runs
+WHERE run_id = $1 AND tenant = $2
+ORDER BY scheduled_at DESC LIMIT 1

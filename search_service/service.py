@@ -13,11 +13,13 @@ from duetime import postgres
 from duetime.development_secrets import refuse_development_secrets
 from duetime.job_ids import JobIds
 from duetime.lifecycle import Lifecycle
+from duetime.objects.settings import ObjectStoreSettings, open_store
 from duetime.ops import serve
 from duetime.settings import GatewaySettings, HttpSettings, IdSettings, PostgresSettings
 from duetime.sql import load_queries
 from duetime.tenant_assertion import TenantAssertions
 from search_service.api import build_app
+from search_service.output import OutputRoutes
 from search_service.query_limits import DEFAULT_STATEMENT_TIMEOUT_MS
 from search_service.signing_secrets import SigningSecretList
 
@@ -45,7 +47,7 @@ async def main(lifecycle: Lifecycle) -> None:
     settings = Settings()
     refuse_development_secrets(settings)
     timeout_ms = settings.read_statement_timeout_ms
-    async with read_pool(settings) as pool:
+    async with read_pool(settings) as pool, open_store(ObjectStoreSettings()) as store:
 
         async def db_ok() -> bool:
             return bool(await pool.fetchval("SELECT true"))
@@ -56,5 +58,6 @@ async def main(lifecycle: Lifecycle) -> None:
         app = build_app(lifecycle, pool, QUERIES, JobIds(settings.id_secret), assertions,
                         timeout_ms, settings.prometheus_url)
         app.include_router(SigningSecretList(pool).router())
+        app.include_router(OutputRoutes(pool, QUERIES, store).router())
         await lifecycle.supervise(
             {"http": serve(app, settings.http_host, settings.http_port, lifecycle)})

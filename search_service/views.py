@@ -21,13 +21,27 @@ class Row(Protocol):
 
 RUN_FIELDS = ("run_id", "job_id", "attempt", "status", "lateness_ms", "duration_ms",
               "http_status", "error", "executor_id", "reason", "response_excerpt")
+# Command runs only (ADR 0031): shown when the run has them, so webhook runs look as before.
+COMMAND_RUN_FIELDS = ("exit_code", "signal", "output_bytes", "output_truncated")
 RUN_TIMES = ("scheduled_at", "queued_at", "started_at", "finished_at")
+
+
+def _column(row: Row, name: str) -> Any:
+    """A column that rows read before its migration (and test rows) may lack."""
+    try:
+        return row[name]
+    except KeyError:
+        return None
 
 
 def run_view(row: Row) -> dict[str, Any]:
     out: dict[str, Any] = {k: row[k] for k in RUN_FIELDS}
     out.update({k: iso(row[k]) for k in RUN_TIMES})
     out["updated_at"] = iso(row["modified_at"])
+    if _column(row, "output_bytes") is not None:
+        out.update({k: row[k] for k in COMMAND_RUN_FIELDS})
+    if _column(row, "steps") is not None:
+        out["steps"] = row["steps"]
     return out
 
 

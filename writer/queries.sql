@@ -29,11 +29,21 @@ RETURNING version
 INSERT INTO job_runs AS r (run_id, job_id, tenant, scheduled_at, attempt, status, queued_at,
                            started_at, finished_at, modified_at, executor_id, lateness_ms,
                            duration_ms, http_status, error, reason, response_excerpt, final,
-                           retry_at)
-SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::int[],
-                     $6::text[], $7::timestamptz[], $8::timestamptz[], $9::timestamptz[],
-                     $10::timestamptz[], $11::text[], $12::bigint[], $13::bigint[], $14::int[],
-                     $15::text[], $16::text[], $17::text[], $18::bool[], $19::timestamptz[])
+                           retry_at, exit_code, signal, output_bytes, output_truncated, steps)
+-- Steps come as JSON text ($24): a list inside the list would be a second array dimension.
+SELECT u.run_id, u.job_id, u.tenant, u.scheduled_at, u.attempt, u.status, u.queued_at,
+       u.started_at, u.finished_at, u.modified_at, u.executor_id, u.lateness_ms, u.duration_ms,
+       u.http_status, u.error, u.reason, u.response_excerpt, u.final, u.retry_at, u.exit_code,
+       u.signal, u.output_bytes, u.output_truncated, u.steps::jsonb
+FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::int[],
+            $6::text[], $7::timestamptz[], $8::timestamptz[], $9::timestamptz[],
+            $10::timestamptz[], $11::text[], $12::bigint[], $13::bigint[], $14::int[],
+            $15::text[], $16::text[], $17::text[], $18::bool[], $19::timestamptz[],
+            $20::int[], $21::int[], $22::bigint[], $23::bool[], $24::text[])
+     AS u(run_id, job_id, tenant, scheduled_at, attempt, status, queued_at, started_at,
+          finished_at, modified_at, executor_id, lateness_ms, duration_ms, http_status, error,
+          reason, response_excerpt, final, retry_at, exit_code, signal, output_bytes,
+          output_truncated, steps)
 ON CONFLICT (run_id, scheduled_at) DO UPDATE SET
     attempt = EXCLUDED.attempt,
     status = EXCLUDED.status,
@@ -50,7 +60,12 @@ ON CONFLICT (run_id, scheduled_at) DO UPDATE SET
     reason = EXCLUDED.reason,
     response_excerpt = EXCLUDED.response_excerpt,
     final = EXCLUDED.final,
-    retry_at = EXCLUDED.retry_at
+    retry_at = EXCLUDED.retry_at,
+    exit_code = EXCLUDED.exit_code,
+    signal = EXCLUDED.signal,
+    output_bytes = EXCLUDED.output_bytes,
+    output_truncated = EXCLUDED.output_truncated,
+    steps = EXCLUDED.steps
 WHERE (EXCLUDED.attempt, run_rank(EXCLUDED.status, EXCLUDED.final))
       > (r.attempt, run_rank(r.status, r.final))
 RETURNING run_id, job_id, status, attempt, final, scheduled_at

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
+import orjson
 
 from duetime import schedule
 from duetime.postgres import Conn
@@ -52,6 +53,10 @@ def _columns(events: Sequence[RunStatusChanged]) -> list[list[Any]]:
         [e.http_status for e in events], [e.error for e in events],
         [e.reason for e in events], [e.response_excerpt for e in events],
         [e.final for e in events], [e.retry_at for e in events],
+        [e.exit_code for e in events], [e.signal for e in events],
+        [e.output_bytes for e in events], [e.output_truncated for e in events],
+        [None if e.steps is None else orjson.dumps([step.model_dump() for step in e.steps]).decode()
+         for e in events],
     ]
 
 

@@ -19,6 +19,8 @@
 # and log. The services run under supervisord (ADR 0034): one that exits without stack.sh
 # stopping or killing it is restarted, with backoff while it keeps crashing; their logs rotate
 # (DUETIME_SERVICE_LOG_MAX_BYTES, default 50MB; DUETIME_SERVICE_LOG_BACKUPS, default 5).
+# command_executor (sandboxed command jobs, ADR 0026/0031) is started by `up` only with
+# DUETIME_COMMAND_EXECUTOR=1 (port DUETIME_COMMAND_EXECUTOR_PORT, 18107); `start` starts it anyway.
 #
 # DUETIME_STACK_INFRA_ONLY=1 makes `up` start only kafka, postgres, redis and the gateway.
 # Ports: DUETIME_{KAFKA,KAFKA_CONTROLLER,POSTGRES,REDIS,GATEWAY}_PORT and
@@ -68,6 +70,8 @@ PROMETHEUS_TARGETS="$PROMETHEUS_DIR/targets.json"
 
 INFRA=(kafka postgres redis)
 SERVICES=(job_service search_service writer watcher dispatcher executor)
+# Off unless enabled: `up` starts them only when DUETIME_COMMAND_EXECUTOR=1.
+OPTIONAL_SERVICES=(command_executor)
 
 KAFKA_READY_TIMEOUT="${DUETIME_KAFKA_READY_TIMEOUT:-90}"
 PG_READY_TIMEOUT="${DUETIME_POSTGRES_READY_TIMEOUT:-60}"
@@ -97,13 +101,14 @@ service_base_port() {
         watcher) echo "${DUETIME_WATCHER_PORT:-18104}" ;;
         dispatcher) echo "${DUETIME_DISPATCHER_PORT:-18105}" ;;
         executor) echo "${DUETIME_EXECUTOR_PORT:-18106}" ;;
+        command_executor) echo "${DUETIME_COMMAND_EXECUTOR_PORT:-18107}" ;;
         *) return 1 ;;
     esac
 }
 
 is_service_name() {
     local s
-    for s in "${SERVICES[@]}"; do [[ $1 == "$s" ]] && return 0; done
+    for s in "${SERVICES[@]}" "${OPTIONAL_SERVICES[@]}"; do [[ $1 == "$s" ]] && return 0; done
     return 1
 }
 
@@ -892,11 +897,21 @@ load_common_env() {
     export DUETIME_EGRESS_ALLOW="127.0.0.1/32:18900-18999,127.0.0.1/32:28000-28999"
 }
 
-# Extra environment of one service: the executor publishes Kafka targets as their principal.
+# Extra environment of one service ($1, on port $2): the executor publishes Kafka targets as
+# their principal; each command executor gets sandbox uids and a scratch directory of its own,
+# so two instances (or two stacks on one machine) never share a uid whose processes they kill.
 service_env() {
     # The dashboard's overview reads installation-wide numbers from the stack's Prometheus.
     if [[ $1 == search_service && ${DUETIME_PROMETHEUS:-1} != 0 ]]; then
         echo "DUETIME_PROMETHEUS_URL=http://127.0.0.1:$PROMETHEUS_PORT"
+    fi
+    if [[ $1 == command_executor ]]; then
+        echo "DUETIME_SANDBOX_FIRST_UID=$((300000 + $2 * 100))"
+        echo "DUETIME_SANDBOX_SCRATCH_DIR=/var/tmp/duetime-sandbox-$2"
+        echo "DUETIME_OBJECTS_ROOT=$STACK/objects"
+    fi
+    if [[ $1 == search_service ]]; then
+        echo "DUETIME_OBJECTS_ROOT=$STACK/objects"
     fi
     if [[ $1 == executor ]]; then
         echo "DUETIME_KAFKA_TARGET_USERNAME=$KAFKA_TARGET_USER"
@@ -1039,9 +1054,10 @@ start_service() {
     # Everything shares two cores here: the services off the firing path (persisting, loading,
     # the APIs) yield the CPU to the dispatcher and executor when both want it.
     local niceness=0
-    case "$svc" in writer|watcher|search_service|job_service) niceness=10 ;; esac
+    # Tenants' commands too: a build must not slow the firing path down.
+    case "$svc" in writer|watcher|search_service|job_service|command_executor) niceness=10 ;; esac
     local extra_env
-    mapfile -t extra_env < <(service_env "$svc")
+    mapfile -t extra_env < <(service_env "$svc" "$port")
     # The service gets this command's environment, as a child of it would, on this start and on
     # every restart supervisord makes (supervised_service.py reads it; 0600: it holds passwords).
     (umask 077; env "${extra_env[@]}" DUETIME_HTTP_PORT="$port" DUETIME_INSTANCE="$inst" PYTHONUNBUFFERED=1 \
@@ -1277,7 +1293,7 @@ write_prometheus_targets() {
     mkdir -p "$PROMETHEUS_DIR"
     {
         echo "["
-        for inst in "${SERVICES[@]}" $(extra_instances); do
+        for inst in "${SERVICES[@]}" $(running_optional) $(extra_instances); do
             ((first)) || echo ","
             first=0
             printf '  {"targets": ["127.0.0.1:%s"], "labels": {"service": "%s", "instance": "%s"}}' \
@@ -1397,6 +1413,13 @@ stop_unsupervised() {
     log "$name: stopped"
 }
 
+# Optional services (command_executor) that have a pid file.
+running_optional() {
+    local s
+    for s in "${OPTIONAL_SERVICES[@]}"; do [[ -f $RUN/$s.pid ]] && echo "$s"; done
+    return 0
+}
+
 # Extra service instances (executor-2, ...) that have pid files.
 extra_instances() {
     local f n
@@ -1411,7 +1434,7 @@ extra_instances() {
 all_components() {
     local extra
     mapfile -t extra < <(extra_instances)
-    echo "${INFRA[@]}" supervisord "${SERVICES[@]}" "${extra[@]}" gateway prometheus
+    echo "${INFRA[@]}" supervisord "${SERVICES[@]}" "${OPTIONAL_SERVICES[@]}" "${extra[@]}" gateway prometheus
 }
 
 # A service's line ends with what supervisord says of it (BACKOFF: waiting to restart it).
@@ -1474,6 +1497,9 @@ cmd_up() {
         run_python_step topics
         start_component supervisord
         for c in "${SERVICES[@]}"; do start_component "$c"; done
+        if [[ ${DUETIME_COMMAND_EXECUTOR:-0} == 1 ]]; then
+            for c in "${OPTIONAL_SERVICES[@]}"; do start_component "$c"; done
+        fi
     fi
     start_component gateway
     [[ ${DUETIME_PROMETHEUS:-1} == 0 ]] || start_component prometheus
@@ -1504,6 +1530,7 @@ cmd_down() {
     local c failed=() i
     local order=(prometheus gateway)
     for c in $(extra_instances | sort -r); do order+=("$c"); done
+    order+=("${OPTIONAL_SERVICES[@]}")
     for ((i = ${#SERVICES[@]} - 1; i >= 0; i--)); do order+=("${SERVICES[i]}"); done
     order+=(supervisord)
     for ((i = ${#INFRA[@]} - 1; i >= 0; i--)); do order+=("${INFRA[i]}"); done

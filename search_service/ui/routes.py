@@ -47,7 +47,7 @@ WINDOWS = {"hour": timedelta(hours=1), "day": timedelta(days=1)}
 # The job filters the page offers as inputs: every parameter of GET /jobs (filters.JobsQuery).
 TEXT_FILTERS = ("name", "next_run_after", "next_run_before", "created_after", "created_before")
 CHOICE_FILTERS = {"state": JOB_STATES, "schedule_type": ("once", "delay", "now", "interval", "cron"),
-                  "target_type": ("http", "kafka")}
+                  "target_type": ("http", "kafka", "command", "steps")}
 SORTS = ("created_at_desc", "created_at_asc", "next_run_at_asc", "name_asc")
 
 

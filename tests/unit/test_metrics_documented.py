@@ -14,7 +14,8 @@ DOC = Path(__file__).resolve().parents[2] / "docs" / "metrics.md"
 MODULES = ("duetime.clock", "duetime.kafka", "duetime.http_metrics", "job_service.publisher",
            "job_service.quotas", "writer.service", "watcher.integrity", "watcher.service",
            "watcher.consumer_lag", "dispatcher.service", "executor.service", "executor.signing",
-           "executor.notifications", "writer.alerts")
+           "executor.notifications", "writer.alerts", "executor.command.runner",
+           "executor.command.lanes")
 ROOT = DOC.parents[1]
 PACKAGES = ("duetime", "job_service", "search_service", "writer", "watcher", "dispatcher",
             "executor")

@@ -14,7 +14,7 @@ from schemas.export import OPENAPI, render_openapi
 API_MD = Path(__file__).resolve().parents[3] / "shared" / "API.md"
 METHODS = ("get", "put", "post", "delete", "patch")
 # In API.md's contract but not built yet: command jobs (issue 9) add them.
-NOT_BUILT = {("POST", "/jobs:apply"), ("GET", "/runs/{}/output"), ("GET", "/jobs/{}/logs")}
+NOT_BUILT = {("POST", "/jobs:apply")}
 
 
 @pytest.fixture(scope="module")

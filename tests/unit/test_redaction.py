@@ -78,3 +78,11 @@ def test_a_value_cut_off_by_the_end_of_the_text_is_redacted_too() -> None:
     cut = '{"spec": {"target": {"headers": {"X-Team": "t", "Authorization": "Bearer abcdefgh'
     out = redact_raw(cut)
     assert "abcdefgh" not in out and REDACTED in out and '"X-Team": "t"' in out
+
+
+def test_a_dead_lettered_command_request_hides_secret_environment_values() -> None:
+    raw = orjson.dumps({"target": {"type": "command", "command": ["deploy"],
+                                   "env": {"API_TOKEN": "s3cr3t-value", "REGION": "eu"}}}).decode()
+    shown = orjson.loads(redact_raw(raw))
+    assert shown["target"]["env"] == {"API_TOKEN": REDACTED, "REGION": "eu"}
+    assert "s3cr3t-value" not in redact_raw(raw)

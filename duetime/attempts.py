@@ -1,0 +1,94 @@
+"""The attempt protocol an executor follows around the due-set, whatever it runs (ADR 0031).
+
+Claim (a lease) before anything runs; at the due instant `start` decides (fire, stale,
+paused, cancelled, overlap); renew the lease while it runs; report the final status, then
+`complete` (done flag, and the retry entry if another attempt is due). The command executor
+builds on these pieces; the webhook executor (executor/service.py) follows the same protocol
+with its own copies of them, to be switched over to this module (ADR 0031).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiokafka.errors import KafkaError
+from redis.exceptions import RedisError
+
+from duetime.clock import ReferenceClock
+from duetime.due_set import DueSet, Entry, Start
+from schemas.events import RunStatus
+
+log = logging.getLogger(__name__)
+# Transient failures of Kafka or Redis: a write that records an attempt is retried on these.
+TRANSIENT = (KafkaError, RedisError, OSError, TimeoutError)
+# Verdicts of start_run.lua that end an attempt without running it: (status, error, reason).
+NOT_STARTED: dict[Start, tuple[RunStatus, str | None, str]] = {
+    Start.CANCELLED: ("cancelled", "job cancelled", "cancelled"),
+    Start.OVERLAP: ("skipped", None, "overlap"),
+}
+# Verdicts that leave the attempt open (not done): another version's firing, or the resumed
+# job's, may still make it. The value is the reason recorded on the not-final `skipped` status.
+NOT_FIRED: dict[Start, str] = {
+    Start.STALE: "superseded by an edit of the job",
+    Start.PAUSED: "paused",
+}
+
+
+async def until_done(attempt: Callable[[], Awaitable[Any]], on_retry: Callable[[BaseException,
+                     float], None]) -> None:
+    """Retry a write that records an attempt that ran (its status, its completion) until it
+    succeeds: letting the error through would let the lease lapse and the attempt run again.
+    Both writes are idempotent (statuses only move forward; completing twice is completing)."""
+    delay = 0.05
+    while True:
+        try:
+            await attempt()
+            return
+        except TRANSIENT as exc:
+            on_retry(exc, delay)
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 5.0)
+
+
+async def sleep_until(event: asyncio.Event, seconds: float) -> bool:
+    """Sleep unless `event` is set; True once it is."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(event.wait(), timeout=seconds)
+    return event.is_set()
+
+
+class Leases:
+    """The leases one executor holds, renewed until it stops; expired ones of any executor are
+    requeued (their executor died), so a run outlives the crash of whoever ran it."""
+
+    def __init__(self, due_set: DueSet, clock: ReferenceClock, owner: str, lease_ms: int) -> None:
+        self.due_set, self.clock, self.owner, self.lease_ms = due_set, clock, owner, lease_ms
+        self.held: dict[str, Entry] = {}
+
+    def hold(self, entry: Entry) -> None:
+        self.held[entry.runkey] = entry
+
+    def release(self, entry: Entry) -> None:
+        # A newer version's request for the same attempt may have taken the lease over.
+        if self.held.get(entry.runkey) is entry:
+            del self.held[entry.runkey]
+
+    async def maintain(self, until: asyncio.Event) -> None:
+        """Renew and sweep until `until` (the intake drained): an attempt still running during a
+        drain would otherwise lose its lease and run again elsewhere."""
+        while not await sleep_until(until, min(1.0, self.lease_ms / 3000)):
+            try:
+                now = await self.clock.now_ms()
+                if self.held:
+                    await self.due_set.renew(self.owner, list(self.held.values()),
+                                             now + self.lease_ms)
+                for shard in range(self.due_set.shards):
+                    n = await self.due_set.requeue_expired_leases(shard, now)
+                    if n:
+                        log.warning("expired leases requeued", extra={"shard": shard, "count": n})
+            except (RedisError, OSError) as exc:
+                log.warning("lease maintenance failed", extra={"error": repr(exc)})
