@@ -40,6 +40,8 @@ TRIMMED = Counter("duetime_due_set_finished_jobs_forgotten_total",
                   "Cancelled or completed jobs forgotten by the due-set after the redelivery window")
 USED_MEMORY = Gauge("duetime_redis_used_memory_bytes", "Memory Redis uses (INFO used_memory)")
 MAX_MEMORY = Gauge("duetime_redis_maxmemory_bytes", "Redis's maxmemory (0: unlimited)")
+UNLOADABLE = Counter("duetime_watcher_unloadable_jobs_total",
+                     "Due jobs whose stored row this watcher cannot read or plan (skipped)")
 
 
 class Settings(PostgresSettings, RedisSettings, RedeliverySettings, HttpSettings, KafkaSettings):
@@ -58,6 +60,7 @@ class Watcher:
     def __init__(self, pool: asyncpg.Pool[Any], due_set: DueSet, settings: Settings) -> None:
         self.pool, self.due_set, self.settings = pool, due_set, settings
         self.memory_warned_ms = 0
+        self.unreadable: set[tuple[str, int]] = set()  # (job_id, version) logged as unloadable
         self.integrity = Integrity(pool, due_set, QUERIES)
 
     async def ensure_redis_intact(self) -> str | None:
@@ -80,10 +83,18 @@ class Watcher:
                 skipped: list[tuple[str, str, datetime]] = []
                 loads: list[Load] = []
                 for row in rows:
-                    spec = JobSpec.model_validate(row["spec"])
-                    window = plan(spec, row["created_at"], row["enqueue_at"], now, horizon,
-                                  row["planned_count"],
-                                  outages[self.due_set.shard_of(row["job_id"])])
+                    try:
+                        spec = JobSpec.model_validate(row["spec"])
+                        window = plan(spec, row["created_at"], row["enqueue_at"], now, horizon,
+                                      row["planned_count"],
+                                      outages[self.due_set.shard_of(row["job_id"])])
+                    except (ValueError, OverflowError, ArithmeticError) as exc:
+                        # One row this code cannot read (a writer on newer code during a
+                        # rolling upgrade, a row edited by hand) must not stop loading for
+                        # every tenant: it keeps its cursor, so a watcher that can read it
+                        # loads it later, and the rest of the batch goes on.
+                        self.unloadable(row, exc)
+                        continue
                     loads.append(Load(
                         row["job_id"], row["version"], "active",
                         run_template(row["job_id"], row["tenant"], row["version"], spec),
@@ -101,11 +112,21 @@ class Watcher:
                 if ids:
                     await conn.execute(QUERIES["advance_cursors"], ids, cursors, planned)
                 await record_skipped(conn, skipped)
-            if len(rows) < self.settings.batch_size:
+            # A full batch of rows none of which could be loaded would come back as it is.
+            if len(rows) < self.settings.batch_size or not ids:
                 break
         LOADED.inc(total)
         return total
 
+
+    def unloadable(self, row: asyncpg.Record, exc: Exception) -> None:
+        UNLOADABLE.inc()
+        key = (row["job_id"], row["version"])
+        if key not in self.unreadable:  # once per job version, not once per poll
+            self.unreadable.add(key)
+            log.error("due job not loaded: its stored row cannot be read or planned",
+                      extra={"job_id": row["job_id"], "tenant": row["tenant"],
+                             "version": row["version"], "error": repr(exc)[:500]})
 
     async def maintain_redis(self) -> int:
         """Forget finished jobs past the redelivery window and report Redis's memory.

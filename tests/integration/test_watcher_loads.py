@@ -65,3 +65,29 @@ async def test_a_batch_of_due_jobs_is_loaded_in_one_round_trip(
         assert await watcher.load_once() == 0
     finally:
         await redis.aclose()
+
+
+async def test_a_row_it_cannot_read_does_not_stop_loading_the_others(
+    fresh_db: asyncpg.Pool[Any], env: dict[str, str], due_prefix: str,
+) -> None:
+    ids = await _due_jobs(fresh_db, 5)
+    # A row written by newer code (a target type this watcher does not know), due first.
+    await fresh_db.execute(
+        "UPDATE jobs SET spec = jsonb_set(spec, '{target,type}', '\"teleport\"'), "
+        "enqueue_at = enqueue_at - interval '1 second' WHERE job_id = $1", ids[0])
+    redis = Redis.from_url(env["DUETIME_REDIS_URL"])
+    try:
+        due = DueSet(redis, 4, prefix=due_prefix)
+        # batch_size 1: the unreadable row alone fills the first batch.
+        watcher = Watcher(fresh_db, due, Settings(window_seconds=3, batch_size=1))
+        assert await watcher.load_once() == 0  # a batch with nothing loadable ends the pass
+        watcher = Watcher(fresh_db, due, Settings(window_seconds=3, batch_size=500))
+        assert await watcher.load_once() >= 4 * 2
+        for job_id in ids[1:]:
+            assert await redis.hexists(due.key("specs", due.shard_of(job_id)), job_id)
+        assert not await redis.hexists(due.key("specs", due.shard_of(ids[0])), ids[0])
+        kept = await fresh_db.fetchval(
+            "SELECT enqueue_at < now() + interval '1 second' FROM jobs WHERE job_id = $1", ids[0])
+        assert kept  # its cursor did not move: a watcher that can read it loads it later
+    finally:
+        await redis.aclose()
