@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 import re
 import sys
@@ -69,6 +70,16 @@ def summarize(recorder: Recorder, expected: int) -> dict[str, float]:
         "p99_ms": percentile(lateness, 99),
         "max_ms": max(lateness) if lateness else math.nan,
     }
+
+
+async def await_deliveries(recorder: Recorder, total: int, end: float, label: str) -> None:
+    """Until every run id reached the sink or `end` (epoch s), with a progress bar; then a
+    moment more, so late duplicates are counted too."""
+    while (done := len({r for r, _, _ in recorder.received})) < total and time.time() < end:
+        progress(label, done, total)
+        await asyncio.sleep(0.5)
+    progress(label, len({r for r, _, _ in recorder.received}), total)
+    await asyncio.sleep(2)
 
 
 def progress(label: str, done: int, total: int) -> None:

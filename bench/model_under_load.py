@@ -23,7 +23,16 @@ import asyncpg
 import httpx
 
 from bench import results
-from bench.common import Recorder, env, markdown_table, progress, stamp, start_sink, summarize, write_section
+from bench.common import (
+    Recorder,
+    await_deliveries,
+    env,
+    markdown_table,
+    stamp,
+    start_sink,
+    summarize,
+    write_section,
+)
 from bench.timers import create_jobs
 from tests.model.workload import Report, run
 
@@ -61,11 +70,7 @@ async def measure(rate: int, seconds: int, seed: int, settle: float,
         await asyncio.sleep(max(0.0, start + min(5.0, seconds / 4) - time.time()))
         # The model's history (and its settling) while the load fires and drains.
         report = await _model(values, seed, min(45.0, seconds), settle)
-        end = due[-1] + settle
-        while time.time() < end and len({r for r, _, _ in recorder.received}) < total:
-            progress("load", len({r for r, _, _ in recorder.received}), total)
-            await asyncio.sleep(1)
-        await asyncio.sleep(2)  # a late duplicate would arrive now
+        await await_deliveries(recorder, total, due[-1] + settle, "load")
     finally:
         await runner.cleanup()
     return report, summarize(recorder, total)

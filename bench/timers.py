@@ -14,7 +14,17 @@ from datetime import UTC, datetime
 
 import aiohttp
 
-from bench.common import Recorder, env, markdown_table, progress, stamp, start_sink, summarize, write_section
+from bench.common import (
+    Recorder,
+    await_deliveries,
+    env,
+    markdown_table,
+    progress,
+    stamp,
+    start_sink,
+    summarize,
+    write_section,
+)
 
 
 async def create_jobs(url: str, key: str, sink: str, due: list[float]) -> None:
@@ -58,12 +68,7 @@ async def run(rate: int, seconds: int, lead: float) -> dict[str, float]:
                           f"http://127.0.0.1:{port}/bench", due)
         if time.time() > start:
             raise SystemExit("jobs were created too slowly; raise --lead")
-        end = due[-1] + 10
-        while time.time() < end and len({r for r, _, _ in recorder.received}) < total:
-            progress("firing", len(recorder.received), total)
-            await asyncio.sleep(0.5)
-        progress("firing", len({r for r, _, _ in recorder.received}), total)
-        await asyncio.sleep(2)  # late duplicates would arrive now
+        await await_deliveries(recorder, total, due[-1] + 10, "firing")
     finally:
         await runner.cleanup()
     return summarize(recorder, total)
