@@ -35,6 +35,18 @@ class Outage:
         return self.start_ms < t_ms < self.end_ms
 
 
+def merged(outages: Iterable[Outage]) -> list[Outage]:
+    """One outage for every overlapping run of them: `latest` judges a firing by the end of the
+    outage it fell into, so two overlapping ones would each make their own newest firing."""
+    out: list[Outage] = []
+    for o in sorted(outages, key=lambda o: o.start_ms):
+        if out and o.start_ms <= out[-1].end_ms:
+            out[-1] = Outage(out[-1].start_ms, max(out[-1].end_ms, o.end_ms))
+        else:
+            out.append(o)
+    return out
+
+
 def outage_of(t_ms: int, outages: Iterable[Outage]) -> Outage | None:
     """The outage an instant fell into, if any."""
     return next((o for o in outages if o.holds(t_ms)), None)

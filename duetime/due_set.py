@@ -21,7 +21,7 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.commands.core import AsyncScript
 
-from duetime.catchup import Outage
+from duetime.catchup import Outage, merged
 from duetime.run_ids import run_id_for
 from duetime.script_batch import Call, ScriptBatch, run_pipelined
 from duetime.timeutil import now_ms
@@ -418,34 +418,53 @@ class DueSet:
                      gap_ms: int = OUTAGE_GAP_MS) -> dict[int, list[Outage]]:
         """The watcher's heartbeat: it loaded everything due before `alive_ms + ahead_ms`. After
         a silence, firings it could not load in time (due after the last load's horizon) fell
-        into an outage. Returns every shard's recorded outages."""
+        into an outage. Returns every shard's outages as a loader judges by them (see
+        `outages_many`)."""
         async with self.redis.pipeline(transaction=False) as pipe:
             for shard in range(self.shards):
                 await self._heartbeat(keys=self._beat_keys("loaded", shard),
                                       args=[alive_ms, gap_ms, ahead_ms, KEEP_OUTAGES],
                                       client=pipe)
+                await self._heartbeat(keys=self._beat_keys("alive", shard),
+                                      args=["", gap_ms, 0, KEEP_OUTAGES], client=pipe)
             results = await pipe.execute()
-        return {shard: _parse_outages(raw, None, gap_ms) for shard, raw in enumerate(results)}
+        return {shard: merged(_parse_outages(results[2 * shard], None, gap_ms)
+                              + _parse_outages(results[2 * shard + 1], None, gap_ms))
+                for shard in range(self.shards)}
 
-    async def outages(self, shard: int) -> list[Outage]:
-        """The outages recorded for a shard (closed ones only)."""
-        return (await self.outages_many([shard]))[shard]
+    async def outages(self, shard: int, *, dispatching_only: bool = False) -> list[Outage]:
+        """The outages recorded for a shard (closed ones only); see `outages_many`."""
+        return (await self.outages_many([shard], dispatching_only=dispatching_only))[shard]
 
-    async def outages_many(self, shards: Iterable[int]) -> dict[int, list[Outage]]:
-        """The outages recorded for each of `shards` (closed ones only), in one round trip."""
+    async def outages_many(self, shards: Iterable[int], *,
+                           dispatching_only: bool = False) -> dict[int, list[Outage]]:
+        """The outages recorded for each of `shards` (closed ones only), in one round trip.
+
+        A loader (writer, watcher) judges a firing by both paths' outages, merged: one it loads
+        late was missed if either could not make it in time. The dispatcher judges what it pops
+        by its own path's only (`dispatching_only`): an entry loaded in time and popped while
+        the dispatching path was alive was not missed, whatever the watcher did meanwhile.
+        """
         wanted = sorted(set(shards))
         if not wanted:
             return {}
+        paths = ("alive",) if dispatching_only else ("alive", "loaded")
         async with self.redis.pipeline(transaction=False) as pipe:
             for shard in wanted:
-                await self._heartbeat(keys=self._beat_keys("alive", shard),
-                                      args=["", OUTAGE_GAP_MS, 0, KEEP_OUTAGES], client=pipe)
+                for path in paths:
+                    await self._heartbeat(keys=self._beat_keys(path, shard),
+                                          args=["", OUTAGE_GAP_MS, 0, KEEP_OUTAGES], client=pipe)
             results = await pipe.execute()
-        return {shard: _parse_outages(raw, None, OUTAGE_GAP_MS)
-                for shard, raw in zip(wanted, results, strict=True)}
+        n = len(paths)
+        return {shard: merged(o for raw in results[i * n:(i + 1) * n]
+                              for o in _parse_outages(raw, None, OUTAGE_GAP_MS))
+                for i, shard in enumerate(wanted)}
 
     def _beat_keys(self, path: str, shard: int) -> list[str]:
-        return [self.key(path, shard), self.key("outages", shard)]
+        # Each path keeps its own outages (ADR 0011): the dispatcher judges by its own only.
+        # The dispatching path's stay where they always were.
+        outages = "outages" if path == "alive" else f"outages:{path}"
+        return [self.key(path, shard), self.key(outages, shard)]
 
     def _ack_keys(self, shard: int) -> list[str]:
         return [self.key("inflight", shard), self.key("nexts", shard)]

@@ -136,3 +136,21 @@ async def test_kafka_failing_holds_the_heartbeat_back(due: DueSet) -> None:
     await due.dispatch_round(now - 9000, now - 9000, 0, alive_ms=now - 9000)
     outages = (await due.dispatch_round(now, now, 0, alive_ms=d.proven_ms(now))).outages[0]
     assert [(o.start_ms, o.end_ms) for o in outages] == [(now - 9000, now - 3000)]
+
+
+async def test_a_watcher_outage_does_not_skip_what_was_loaded_in_time(due: DueSet) -> None:
+    """The watcher was down (its poll silent for 30 s, past its 1 s horizon) while the
+    dispatcher ran and the writer kept loading: those firings were not missed (the CI failure
+    where a watcher restarted after the dispatcher made `latest` fire twice and skip one)."""
+    now = now_ms()
+    await due.loaded(now - 30_000, 1000)
+    await due.loaded(now, 1000)  # back: it records the outage (now - 29 s, now)
+    job = await every_second_job(due, "none", now - 5500, now - 500)
+    await beat(due, now - 6000, now)  # the dispatching path alive throughout
+    d, sent = dispatcher(due)
+    await drain(d)
+    assert len(sent.fired(job)) == 5 and sent.skipped(job) == []
+    # A loader still judges by it: a firing in it that it loads only now was missed.
+    loaded = await due.outages_many([0])
+    assert [(o.start_ms, o.end_ms) for o in loaded[0]] == [(now - 29_000, now)]
+    assert await due.outages(0, dispatching_only=True) == []

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from dispatcher.requests import apply_catchup
-from duetime.catchup import Outage
+from duetime.catchup import Outage, merged
 from duetime.due_set import MANUAL, Entry, Flag, Popped
 from duetime.loading import plan
 from duetime.timeutil import to_ms
@@ -90,3 +90,9 @@ def test_plan_with_nothing_before_the_horizon() -> None:
     now = datetime(2030, 1, 1, tzinfo=UTC)
     window = plan(_every_second("latest"), now, now + timedelta(seconds=30), now, now)
     assert window.fire == [] and window.skipped == [] and window.cursor is not None
+
+
+def test_overlapping_outages_of_the_two_paths_merge_into_one() -> None:
+    assert merged([Outage(5, 9), Outage(1, 6), Outage(20, 30), Outage(9, 12)]) == [
+        Outage(1, 12), Outage(20, 30)]
+    assert merged([]) == []
