@@ -537,6 +537,17 @@ class DueSet:
         kind, _, replaces = raw.partition(":")
         return StartVerdict(Start(kind), replaces or None)
 
+    async def taken(self, runs: Sequence[tuple[str, str]]) -> list[bool]:
+        """For each (job_id, runkey): whether an executor holds its lease or finished it (its
+        done flag), whatever Postgres says yet; one round trip for all."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for job_id, runkey in runs:
+                shard = self.shard_of(job_id)
+                pipe.zscore(self.key("leases", shard), runkey)
+                pipe.exists(self.done_key(shard, runkey))
+            found = await pipe.execute()
+        return [found[2 * i] is not None or bool(found[2 * i + 1]) for i in range(len(runs))]
+
     async def flag_cancelled(self, job_id: str, version: int) -> None:
         """Tell executors still running a call of the job (before `version`) to abort it;
         needed no longer than a run request can still arrive."""

@@ -15,7 +15,7 @@ import hashlib
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -24,8 +24,11 @@ from prometheus_client import Counter
 from pydantic import ValidationError
 
 from duetime import kafka
+from duetime.due_set import REDELIVERY_WINDOW_S, DueSet
 from duetime.lifecycle import Lifecycle
 from duetime.postgres import Conn
+from duetime.run_ids import run_id_for
+from duetime.timeutil import to_ms, utcnow
 from schemas.api import NotificationTarget, storable_text
 from schemas.events import AlertKind, AlertRaised, RunStatusChanged
 from schemas.redaction import redact_text
@@ -38,6 +41,10 @@ FAILED_STATUSES = frozenset({"failed", "timed_out"})
 # Final statuses of firings made: what jobs.last_run_status holds (a final `skipped` is none).
 MADE_STATUSES = FAILED_STATUSES | {"succeeded", "cancelled"}
 PUBLISH_BATCH = 500
+# Runs waiting longer than this after they were due are the operator's alerts (firing stopped
+# for everyone: DuetimeFiringLate), not news for each tenant; the done flags live as long.
+WAITING_LOOKBACK = timedelta(seconds=REDELIVERY_WINDOW_S)
+WAITING_BATCH = 500
 
 
 def alert_id(kind: str, ref: str) -> str:
@@ -118,17 +125,59 @@ def detect(jobs: Iterable[Mapping[str, Any]], changed: Iterable[Mapping[str, Any
     return found
 
 
-async def record(conn: Conn, queries: dict[str, str], alerts: Sequence[Alert]) -> None:
-    """Insert `alerts` (inside the caller's transaction); one already there is left as it is."""
+async def record(conn: Conn, queries: dict[str, str], alerts: Sequence[Alert]) -> int:
+    """Insert `alerts` (inside the caller's transaction); one already there is left as it is.
+    Returns how many were new."""
     if not alerts:
-        return
-    await conn.execute(queries["insert_alerts"], [a.alert_id for a in alerts],
-                       [a.tenant for a in alerts], [a.job_id for a in alerts],
-                       [a.run_id for a in alerts], [a.kind for a in alerts],
-                       [a.at for a in alerts],
-                       [a.detail for a in alerts])
-    for a in alerts:
-        RAISED.labels(a.kind).inc()
+        return 0
+    inserted = await conn.fetch(queries["insert_alerts"], [a.alert_id for a in alerts],
+                                [a.tenant for a in alerts], [a.job_id for a in alerts],
+                                [a.run_id for a in alerts], [a.kind for a in alerts],
+                                [a.at for a in alerts],
+                                [a.detail for a in alerts])
+    for row in inserted:
+        RAISED.labels(row["kind"]).inc()
+    return len(inserted)
+
+
+async def raise_waiting(pool: asyncpg.Pool[Any], due_set: DueSet, queries: dict[str, str],
+                        now: datetime, lookback: timedelta = WAITING_LOOKBACK) -> int:
+    """`late` alerts of first attempts still not started `late_after_seconds` after they were
+    due: queued for an executor that has not taken them, or never queued (the dispatching path
+    is down or behind). Raised while the run waits — the tenant hears of it when it matters —
+    under the id the run's late start would give it, so a run that finally starts late raises
+    nothing more. A run an executor holds or finished (Redis) is not waiting, whatever statuses
+    the writers have not applied yet. Returns how many were raised."""
+    rows = await pool.fetch(queries["late_waiting"], now, lookback, WAITING_BATCH)
+    if not rows:
+        return 0
+    run_ids = [run_id_for(r["job_id"], to_ms(r["scheduled_at"])) for r in rows]
+    taken = await due_set.taken([(r["job_id"], f"{run_id}:1")
+                                 for r, run_id in zip(rows, run_ids, strict=True)])
+    found = [Alert(r["tenant"], r["job_id"], run_id, "late", now,
+                   {"waiting": r["waiting"], "attempt": 1,
+                    "scheduled_at": r["scheduled_at"].isoformat(),
+                    "late_after_seconds": r["late_after_seconds"]})
+             for r, run_id, held in zip(rows, run_ids, taken, strict=True) if not held]
+    async with pool.acquire() as conn:
+        return await record(conn, queries, found)
+
+
+async def keep_raising_waiting(lifecycle: Lifecycle, pool: asyncpg.Pool[Any], due_set: DueSet,
+                               queries: dict[str, str],
+                               transient: Callable[[BaseException], bool],
+                               interval: float = 2.0) -> None:
+    """Look for runs waiting past their `late_after_seconds` every `interval` until stopped;
+    several writers doing it raise each alert once (its id)."""
+    while not lifecycle.stop.is_set():
+        try:
+            await raise_waiting(pool, due_set, queries, utcnow())
+        except Exception as exc:
+            if not transient(exc):
+                raise
+            log.warning("waiting runs not checked", extra={"error": repr(exc)[:300]})
+        if await lifecycle.sleep(interval):
+            return
 
 
 def message(row: Mapping[str, Any]) -> AlertRaised:

@@ -180,6 +180,36 @@ INSERT INTO alerts (alert_id, tenant, job_id, run_id, kind, at, detail)
 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
                      $6::timestamptz[], $7::jsonb[])
 ON CONFLICT (alert_id) DO NOTHING
+RETURNING kind
+
+-- name: late_waiting
+-- First attempts of jobs with a `late_after_seconds` that have not started that long after
+-- they were due (ADR 0033): run requests still queued for an executor, and instants never
+-- queued at all (the job's next_run_at left behind, no run recorded for it). $1 now, $2 how far
+-- back (older ones are the operator's alerts, not news), $3 at most this many. The caller drops
+-- those an executor took meanwhile (statuses not applied yet). Both halves read partial indexes
+-- whose rows are few unless firing is behind: queued runs, active jobs' next instants.
+(SELECT r.tenant, r.job_id, r.scheduled_at, 'queued' AS waiting,
+        (j.spec ->> 'late_after_seconds')::bigint AS late_after_seconds
+ FROM job_runs r JOIN jobs j ON j.job_id = r.job_id
+ WHERE r.status = 'queued' AND r.modified_at > $1::timestamptz - $2::interval
+   AND r.scheduled_at > $1::timestamptz - $2::interval AND r.attempt = 1
+   AND jsonb_typeof(j.spec -> 'late_after_seconds') = 'number'
+   AND r.scheduled_at + make_interval(secs => (j.spec ->> 'late_after_seconds')::float8)
+       < $1::timestamptz
+ LIMIT $3)
+UNION ALL
+(SELECT j.tenant, j.job_id, j.next_run_at, 'not queued',
+        (j.spec ->> 'late_after_seconds')::bigint
+ FROM jobs j
+ WHERE j.state = 'active'
+   AND j.next_run_at < $1::timestamptz AND j.next_run_at > $1::timestamptz - $2::interval
+   AND jsonb_typeof(j.spec -> 'late_after_seconds') = 'number'
+   AND j.next_run_at + make_interval(secs => (j.spec ->> 'late_after_seconds')::float8)
+       < $1::timestamptz
+   AND NOT EXISTS (SELECT 1 FROM job_runs r
+                   WHERE r.job_id = j.job_id AND r.scheduled_at = j.next_run_at)
+ LIMIT $3)
 
 -- name: pending_alerts
 -- The outbox's next alerts, with the webhook their job names for their kind now. Locked, and

@@ -448,6 +448,8 @@ async def main(lifecycle: Lifecycle) -> None:
                 "consume": consume(lifecycle, writer, settings),
                 "partitions": maintain_partitions(lifecycle, pool, settings),
                 "alerts": alerts.keep_publishing(lifecycle, pool, producer, QUERIES, transient),
+                "waiting": alerts.keep_raising_waiting(lifecycle, pool, due_set, QUERIES,
+                                                       transient),
             })
         finally:
             await redis.aclose()

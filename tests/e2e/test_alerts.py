@@ -1,8 +1,8 @@
 """Per-job notifications and GET /alerts through the gateway, on the real stack (ADR 0033).
 
-A failing job's `on_failure` webhook arrives signed; a run that starts late (the dispatcher
-frozen past its due time) triggers `on_late`; the first success after failures triggers
-`on_recovered`, once; GET /alerts lists them for their tenant only; a notification to a
+A failing job's `on_failure` webhook arrives signed; a run still not started `late_after_seconds`
+after it was due (the dispatcher or the executor hanging) triggers `on_late` while it waits, and
+only then; the first success after failures triggers `on_recovered`, once; GET /alerts lists them for their tenant only; a notification to a
 blocked address is never made; every new field and parameter refuses hostile input.
 """
 
@@ -130,28 +130,76 @@ async def test_the_first_success_after_failures_is_a_recovery_and_only_the_first
     assert len(sink.hits_for(recoveries)) == 1
 
 
-async def test_a_run_started_late_triggers_on_late(
+def frozen(service: str) -> Callable[[], None]:
+    """SIGSTOP `service` (as if it hung); returns how to thaw it."""
+    pid = int((ROOT / ".stack" / "run" / f"{service}.pid").read_text().split()[0])
+    os.kill(pid, signal.SIGSTOP)
+    return lambda: os.kill(pid, signal.SIGCONT)
+
+
+async def late_alerts(api: httpx.AsyncClient, since: datetime, job_id: str) -> list[dict[str, Any]]:
+    return [a for a in await alerts(api, since, kind="late") if a["job_id"] == job_id]
+
+
+async def test_a_run_never_queued_is_late_while_it_waits_and_once(
         api: httpx.AsyncClient, make_sink: Callable[..., Awaitable[Sink]],
         jobs: Cleanup) -> None:
-    """The dispatcher is frozen (SIGSTOP) past the run's due time: the run starts late."""
+    """The dispatcher hangs (SIGSTOP) over the run's due time: `on_late` arrives while the run
+    still waits, and not again when it finally starts late."""
+    since = datetime.now(UTC) - timedelta(seconds=1)
     sink = await make_sink()
     target, late = f"/target/{uuid.uuid4().hex}", f"/late/{uuid.uuid4().hex}"
-    due = datetime.now(UTC) + timedelta(seconds=4)
+    due = datetime.now(UTC) + timedelta(seconds=3)
     spec = http_job(sink.url(target), {"type": "once", "at": due.isoformat()},
                     late_after_seconds=1, on_late=hook(sink, late))
     job_id = await jobs.create(api, spec)
-    pid = int((ROOT / ".stack" / "run" / "dispatcher.pid").read_text().split()[0])
-    os.kill(pid, signal.SIGSTOP)
+    thaw = frozen("dispatcher")
     try:
-        await asyncio.sleep((due - datetime.now(UTC)).total_seconds() + 2.5)
+        (hit,) = await sink.wait_for(late, timeout=20)
+        assert not sink.hits_for(target), "told while it waits"
     finally:
-        os.kill(pid, signal.SIGCONT)
-
-    (hit,) = await sink.wait_for(late, timeout=30)
+        thaw()
     alert = body(hit)
     assert alert["kind"] == "late" and alert["job_id"] == job_id
-    assert alert["detail"]["lateness_ms"] > 1000 and alert["detail"]["late_after_seconds"] == 1
-    assert len(sink.hits_for(target)) == 1  # late, not lost or doubled
+    assert alert["detail"]["waiting"] == "not queued"
+    assert alert["detail"]["late_after_seconds"] == 1
+    assert abs((datetime.fromisoformat(alert["detail"]["scheduled_at"]) - due).total_seconds()) < 0.001
+
+    await sink.wait_for(target, timeout=30)  # late, not lost
+    runs = await eventually(lambda: _finished(api, job_id), timeout=20)
+    assert runs[0]["lateness_ms"] > 1000 and runs[0]["run_id"] == alert["run_id"]
+    assert [a["alert_id"] for a in await late_alerts(api, since, job_id)] == [alert["alert_id"]]
+    assert len(sink.hits_for(late)) == 1 and len(sink.hits_for(target)) == 1
+
+
+async def _finished(api: httpx.AsyncClient, job_id: str) -> list[dict[str, Any]] | None:
+    items: list[dict[str, Any]] = (await api.get(f"/jobs/{job_id}/runs")).json()["items"]
+    return items if items and items[0]["status"] == "succeeded" else None
+
+
+async def test_a_run_queued_for_a_hung_executor_is_late_while_it_waits(
+        api: httpx.AsyncClient, make_sink: Callable[..., Awaitable[Sink]],
+        jobs: Cleanup) -> None:
+    """The executor hangs: the run request is queued and nobody takes it. The alert is raised
+    (listed) while it waits; its notification leaves once a notifier is back, once."""
+    since = datetime.now(UTC) - timedelta(seconds=1)
+    sink = await make_sink()
+    target, late = f"/target/{uuid.uuid4().hex}", f"/late/{uuid.uuid4().hex}"
+    due = datetime.now(UTC) + timedelta(seconds=3)
+    spec = http_job(sink.url(target), {"type": "once", "at": due.isoformat()},
+                    late_after_seconds=1, on_late=hook(sink, late))
+    job_id = await jobs.create(api, spec)
+    thaw = frozen("executor")
+    try:
+        (alert,) = await eventually(lambda: late_alerts(api, since, job_id), timeout=20)
+        assert alert["detail"]["waiting"] == "queued" and not sink.hits_for(target)
+    finally:
+        thaw()
+    (hit,) = await sink.wait_for(late, timeout=60)
+    assert body(hit)["alert_id"] == alert["alert_id"]
+    await sink.wait_for(target, timeout=60)
+    await eventually(lambda: _finished(api, job_id), timeout=20)
+    assert len(await late_alerts(api, since, job_id)) == 1 and len(sink.hits_for(late)) == 1
 
 
 async def test_an_on_time_run_is_not_late(
