@@ -2,8 +2,9 @@
 
 A failing job's `on_failure` webhook arrives signed; a run still not started `late_after_seconds`
 after it was due (the dispatcher or the executor hanging) triggers `on_late` while it waits, and
-only then; the first success after failures triggers `on_recovered`, once; GET /alerts lists them for their tenant only; a notification to a
-blocked address is never made; every new field and parameter refuses hostile input.
+only then; the first success after failures triggers `on_recovered`, once; GET /alerts lists
+them for their tenant only; a notification to a blocked address is never made; every new field
+and parameter refuses hostile input.
 """
 
 from __future__ import annotations
@@ -141,18 +142,26 @@ async def late_alerts(api: httpx.AsyncClient, since: datetime, job_id: str) -> l
     return [a for a in await alerts(api, since, kind="late") if a["job_id"] == job_id]
 
 
+async def due_soon_late_after_1s(
+        api: httpx.AsyncClient, make_sink: Callable[..., Awaitable[Sink]],
+        jobs: Cleanup) -> tuple[Sink, str, str, datetime, str]:
+    """A one-shot job due in 3 s, late after 1 s, with its own sink: (sink, target path,
+    on_late path, due, job id)."""
+    sink = await make_sink()
+    target, late = f"/target/{uuid.uuid4().hex}", f"/late/{uuid.uuid4().hex}"
+    due = datetime.now(UTC) + timedelta(seconds=3)
+    spec = http_job(sink.url(target), {"type": "once", "at": due.isoformat()},
+                    late_after_seconds=1, on_late=hook(sink, late))
+    return sink, target, late, due, await jobs.create(api, spec)
+
+
 async def test_a_run_never_queued_is_late_while_it_waits_and_once(
         api: httpx.AsyncClient, make_sink: Callable[..., Awaitable[Sink]],
         jobs: Cleanup) -> None:
     """The dispatcher hangs (SIGSTOP) over the run's due time: `on_late` arrives while the run
     still waits, and not again when it finally starts late."""
     since = datetime.now(UTC) - timedelta(seconds=1)
-    sink = await make_sink()
-    target, late = f"/target/{uuid.uuid4().hex}", f"/late/{uuid.uuid4().hex}"
-    due = datetime.now(UTC) + timedelta(seconds=3)
-    spec = http_job(sink.url(target), {"type": "once", "at": due.isoformat()},
-                    late_after_seconds=1, on_late=hook(sink, late))
-    job_id = await jobs.create(api, spec)
+    sink, target, late, due, job_id = await due_soon_late_after_1s(api, make_sink, jobs)
     thaw = frozen("dispatcher")
     try:
         (hit,) = await sink.wait_for(late, timeout=20)
@@ -163,7 +172,8 @@ async def test_a_run_never_queued_is_late_while_it_waits_and_once(
     assert alert["kind"] == "late" and alert["job_id"] == job_id
     assert alert["detail"]["waiting"] == "not queued"
     assert alert["detail"]["late_after_seconds"] == 1
-    assert abs((datetime.fromisoformat(alert["detail"]["scheduled_at"]) - due).total_seconds()) < 0.001
+    scheduled = datetime.fromisoformat(alert["detail"]["scheduled_at"])
+    assert abs((scheduled - due).total_seconds()) < 0.001
 
     await sink.wait_for(target, timeout=30)  # late, not lost
     runs = await eventually(lambda: _finished(api, job_id), timeout=20)
@@ -183,12 +193,7 @@ async def test_a_run_queued_for_a_hung_executor_is_late_while_it_waits(
     """The executor hangs: the run request is queued and nobody takes it. The alert is raised
     (listed) while it waits; its notification leaves once a notifier is back, once."""
     since = datetime.now(UTC) - timedelta(seconds=1)
-    sink = await make_sink()
-    target, late = f"/target/{uuid.uuid4().hex}", f"/late/{uuid.uuid4().hex}"
-    due = datetime.now(UTC) + timedelta(seconds=3)
-    spec = http_job(sink.url(target), {"type": "once", "at": due.isoformat()},
-                    late_after_seconds=1, on_late=hook(sink, late))
-    job_id = await jobs.create(api, spec)
+    sink, target, late, _, job_id = await due_soon_late_after_1s(api, make_sink, jobs)
     thaw = frozen("executor")
     try:
         (alert,) = await eventually(lambda: late_alerts(api, since, job_id), timeout=20)
