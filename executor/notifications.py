@@ -46,6 +46,49 @@ class NotifierSettings(_Fragment):
     notify_retry_seconds: float = Field(default=1.0, ge=0, le=60)
     notify_concurrency: int = Field(default=32, ge=1, le=1000)
     notify_connections: int = Field(default=32, ge=1)
+    # At most one notification of a kind per job this often (0: every alert); see Quieting.
+    notify_min_interval_seconds: float = Field(default=60.0, ge=0, le=86_400)
+
+
+# Never held back: the end of a streak is the news the receiver waits for.
+ALWAYS_SENT = frozenset({"recovered"})
+
+
+class Quieting:
+    """A job failing every second must not page someone every second: at most one notification
+    per (job, kind) every `interval_s` of alert time, and the next one sent says how many were
+    held back since the last (`detail.suppressed`). Every alert is still listed (GET /alerts).
+
+    In memory, per notifier: alerts are keyed by job id, so one notifier sees all of a job's
+    (after a rebalance or a restart a new owner may send one more). A count held back with no
+    later alert of its kind is never sent; the listing has them.
+    """
+
+    MAX_TRACKED = 100_000
+
+    def __init__(self, interval_s: float) -> None:
+        self.interval_s = interval_s
+        self.last: dict[tuple[str, str | None, str], tuple[float, int]] = {}
+
+    def admit(self, alert: AlertRaised) -> AlertRaised | None:
+        """The alert to send (with `suppressed` when some were held back), or None."""
+        if self.interval_s <= 0 or alert.kind in ALWAYS_SENT:
+            return alert
+        key, at = (alert.tenant, alert.job_id, alert.kind), alert.at.timestamp()
+        sent_at, held = self.last.get(key, (float("-inf"), 0))
+        if at - sent_at < self.interval_s:
+            self.last[key] = (sent_at, held + 1)
+            return None
+        if len(self.last) >= self.MAX_TRACKED:
+            self._forget(at)
+        self.last[key] = (at, 0)
+        if not held:
+            return alert
+        return alert.model_copy(update={"detail": {**alert.detail, "suppressed": held}})
+
+    def _forget(self, now: float) -> None:
+        """Drop keys whose window has passed (their held-back counts with them)."""
+        self.last = {k: v for k, v in self.last.items() if now - v[0] < self.interval_s}
 
 
 def payload(alert: AlertRaised) -> bytes:
@@ -68,6 +111,7 @@ class Notifier:
                  signing: SigningKeys, settings: NotifierSettings) -> None:
         self.session, self.egress, self.signing, self.settings = session, egress, signing, settings
         self.slots = asyncio.Semaphore(settings.notify_concurrency)
+        self.quieting = Quieting(settings.notify_min_interval_seconds)
 
     async def call(self, alert: AlertRaised, webhook: NotificationTarget) -> str | None:
         """One delivery attempt: None when the receiver answered 2xx, else why not."""
@@ -119,7 +163,12 @@ class Notifier:
             log.warning("invalid alert message skipped",
                         extra={"offset": msg.offset, "error": str(exc)[:300]})
             return
-        DELIVERIES.labels(alert.kind, await self.deliver(alert)).inc()
+        # Decided before the first await: a batch is admitted in its order.
+        admitted = self.quieting.admit(alert)
+        if admitted is None:
+            DELIVERIES.labels(alert.kind, "suppressed").inc()
+            return
+        DELIVERIES.labels(alert.kind, await self.deliver(admitted)).inc()
 
 
 async def consume(lifecycle: Lifecycle, notifier: Notifier, settings: KafkaSettings,
