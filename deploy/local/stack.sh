@@ -1123,6 +1123,18 @@ supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
 [supervisorctl]
 serverurl=unix://$SUPERVISOR_SOCK
 
+; Kubernetes' liveness probe for the local stack: a service that stops answering /healthz is
+; killed, and started again like any crash (deploy/local/liveness.py).
+[eventlistener:liveness]
+command="$PY" "$SCRIPT_DIR/liveness.py"
+events=TICK_5
+directory=$REPO
+autorestart=true
+stderr_logfile=$(component_log liveness)
+stderr_logfile_maxbytes=1MB
+stderr_logfile_backups=2
+stdout_logfile=NONE
+
 [include]
 files = $SUPERVISOR_PROGRAMS/*.conf
 CONF

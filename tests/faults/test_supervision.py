@@ -5,6 +5,7 @@ itself and the pipeline goes on firing; `stack.sh kill` is a crash that stays do
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import os
 import re
@@ -61,6 +62,34 @@ async def test_a_service_killed_behind_the_stacks_back_comes_back_and_jobs_fire(
     await create(api, http_job(sink.url(path), {"type": "delay", "seconds": 1}))
     assert len(await sink.wait_for(path, 1, timeout=30)) == 1
     assert service_pid(service) == new  # the run went through it, and it stayed up
+
+
+async def test_a_hung_service_is_killed_and_started_again(
+    api: httpx.AsyncClient, sink: Sink, path: str
+) -> None:
+    """The dispatcher hangs (SIGSTOP: alive, answering nothing): the liveness listener
+    (deploy/local/liveness.py) kills it after ~30 s without an answer to /healthz, supervisord
+    starts it again, and firing goes on — nobody had to notice."""
+    old = service_pid("dispatcher")
+    assert old is not None
+    await create(api, http_job(sink.url(path), {"type": "delay", "seconds": 1}))
+    os.kill(old, signal.SIGSTOP)
+
+    async def restarted() -> int | None:
+        pid = service_pid("dispatcher")
+        return pid if pid is not None and pid != old else None
+
+    try:
+        new = await eventually(restarted, timeout=90, interval=0.5)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(old, signal.SIGCONT)  # if the listener did not kill it, the test failed
+    with pytest.raises(ProcessLookupError):
+        os.kill(old, 0)
+    assert len(await sink.wait_for(path, 1, timeout=30)) == 1  # due while hung: fired late
+    assert service_pid("dispatcher") == new  # and it stayed up
+    lines = (ROOT / ".stack" / "logs" / "liveness.log").read_text().splitlines()
+    assert any(f'"pid": {old}' in line and '"instance": "dispatcher"' in line for line in lines)
 
 
 async def test_a_service_that_keeps_crashing_is_restarted_later_each_time() -> None:
