@@ -110,4 +110,8 @@ class OutputRoutes:
                         response_class=Response, responses={200: text, 206: text})
         r.add_api_route("/jobs/{job_id}/logs", self.job_logs, methods=["GET"],
                         response_class=Response, responses={200: text, 206: text})
+        # The dashboard's link to a run's output: the same read, through the session cookie
+        # the gateway turns into the tenant (ADR 0029).
+        r.add_api_route("/ui/runs/{run_id}/output", self.run_output, methods=["GET"],
+                        response_class=Response, include_in_schema=False)
         return r

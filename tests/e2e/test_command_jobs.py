@@ -81,6 +81,31 @@ async def test_a_command_job_fires_on_schedule_and_its_output_is_kept(
         assert other.status_code == 404, other.text
 
 
+async def test_the_dashboard_shows_the_exit_code_and_links_the_output(
+    env: dict[str, str], api: httpx.AsyncClient, jobs: Cleanup,
+) -> None:
+    """Issue 10's job page: a command run's exit code and a link to its output, read through
+    the dashboard's session cookie; another tenant's cookie learns nothing."""
+    job_id = await jobs.create(api, command_job(["sh", "-c", "echo '<b>out</b>'; exit 3"]))
+    (run,) = await wait_runs(api, job_id, "failed", count=1, timeout=40)
+
+    def browser(key: str) -> httpx.AsyncClient:
+        return httpx.AsyncClient(base_url=env["DUETIME_URL"], cookies={"duetime_ui": key},
+                                 timeout=30)
+
+    async with browser(env["DUETIME_API_KEY"]) as ui, browser(env["DUETIME_API_KEY_B"]) as other:
+        page = await ui.get(f"/ui/jobs/{job_id}")
+        assert page.status_code == 200, page.text
+        link = f'href="/ui/runs/{run["run_id"]}/output"'
+        assert "exit 3" in page.text and link in page.text
+        out = await ui.get(f"/ui/runs/{run['run_id']}/output")
+        assert out.status_code == 200 and out.content == b"<b>out</b>\n"
+        assert out.headers["content-type"].startswith("text/plain")  # never rendered as HTML
+        assert out.headers["x-content-type-options"] == "nosniff"
+        assert (await other.get(f"/ui/runs/{run['run_id']}/output")).status_code == 404
+        assert (await other.get(f"/ui/jobs/{job_id}")).status_code == 404
+
+
 async def test_exit_3_fails_and_is_retried_with_each_attempts_output(
     api: httpx.AsyncClient, jobs: Cleanup,
 ) -> None:
