@@ -2,9 +2,8 @@
 
 Claim (a lease) before anything runs; at the due instant `start` decides (fire, stale,
 paused, cancelled, overlap); renew the lease while it runs; report the final status, then
-`complete` (done flag, and the retry entry if another attempt is due). The command executor
-builds on these pieces; the webhook executor (executor/service.py) follows the same protocol
-with its own copies of them, to be switched over to this module (ADR 0031).
+`complete` (done flag, and the retry entry if another attempt is due). Both executors build on
+these pieces: the webhook executor (executor/service.py) and the command executor (ADR 0031).
 """
 
 from __future__ import annotations

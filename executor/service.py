@@ -9,7 +9,6 @@ a run whose executor died is requeued once its lease expires.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import socket
@@ -34,6 +33,7 @@ from pydantic import Field, ValidationError, field_validator
 from redis.exceptions import RedisError
 
 from duetime import kafka, postgres
+from duetime.attempts import NOT_FIRED, NOT_STARTED, TRANSIENT, Leases, sleep_until, until_done
 from duetime.catch_up import caught_up
 from duetime.clock import ReferenceClock
 from duetime.due_set import Claim, DueSet, Entry, Start
@@ -79,8 +79,6 @@ RUNNING_NOT_SENT = Counter("duetime_executor_running_status_not_sent_total",
                            "Running statuses Kafka did not take (the final status follows)")
 COMMIT_FAILURES = Counter("duetime_executor_commit_failures_total",
                           "Offset commits that failed (retried by the next commit)", ["error"])
-# Transient failures of Kafka or Redis: what records a call is retried on these.
-TRANSIENT = (KafkaError, RedisError, OSError, TimeoutError)
 
 
 class Settings(KafkaSettings, KafkaTargetSettings, RedisSettings, RedeliverySettings, HttpSettings,
@@ -153,7 +151,7 @@ class Executor:
         self.settings = settings
         self.topics = topics or Topics()
         self.id = settings.executor_id or f"{socket.gethostname()}-{os.getpid()}"
-        self.held: dict[str, Entry] = {}
+        self.leases = Leases(due_set, self.clock, self.id, settings.lease_ms)
         self.calls: dict[str, tuple[asyncio.Task[Outcome], RunRequested]] = {}
         self.aborted: dict[str, str] = {}
 
@@ -209,14 +207,11 @@ class Executor:
         A failure before the call lets the lease lapse: the attempt is requeued, nothing fired.
         After the call only the writes that record it are retried (`until_done`), never the call.
         """
-        self.held[entry.runkey] = entry
+        self.leases.hold(entry)
         try:
             await self.run(req, entry, raw)
         finally:
-            # A newer version's request for the same attempt may have taken the lease over
-            # (claim_run): its entry is the one to keep renewing.
-            if self.held.get(entry.runkey) is entry:
-                del self.held[entry.runkey]
+            self.leases.release(entry)
 
     async def run(self, req: RunRequested, entry: Entry, raw: bytes) -> None:
         # Dispatched a little early on purpose: wait until the reference clock has certainly
@@ -228,7 +223,8 @@ class Executor:
             await self.not_fired(req, verdict.kind)
             return
         if verdict.kind in NOT_STARTED:
-            await self.finish(req, entry, Outcome(*NOT_STARTED[verdict.kind]), None, None)
+            status, error, reason = NOT_STARTED[verdict.kind]
+            await self.finish(req, entry, Outcome(status, error=error, reason=reason), None, None)
             return
         if verdict.replaces is not None:
             await self.due_set.flag_replaced(verdict.replaces, "replaced by a newer run")
@@ -293,19 +289,14 @@ class Executor:
         same done flag and re-adds the same retry member (a redelivered retry is refused by its
         claim).
         """
-        delay = 0.05
-        while True:
-            try:
-                await attempt()
-                return
-            except TRANSIENT as exc:
-                WRITE_RETRIES.labels(write).inc()
-                log.warning("write after the call failed, retrying",
-                            extra={"run_id": req.run_id, "job_id": req.job_id,
-                                   "attempt": req.attempt, "write": write,
-                                   "retry_in": delay, "error": repr(exc)})
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
+        def retrying(exc: BaseException, delay: float) -> None:
+            WRITE_RETRIES.labels(write).inc()
+            log.warning("write after the call failed, retrying",
+                        extra={"run_id": req.run_id, "job_id": req.job_id,
+                               "attempt": req.attempt, "write": write,
+                               "retry_in": delay, "error": repr(exc)})
+
+        await until_done(attempt, retrying)
 
     async def fire(self, req: RunRequested, entry: Entry) -> Outcome:
         """Run the call; a cancel of the job or a replacing run aborts it as `cancelled`."""
@@ -393,19 +384,6 @@ class Executor:
                 task.cancel()
                 log.info("run aborted", extra={"run_id": req.run_id, "job_id": req.job_id,
                                                "reason": reason})
-
-
-# Verdicts of start_run.lua that end an attempt without firing it: (status, ..., reason).
-NOT_STARTED = {
-    Start.CANCELLED: ("cancelled", None, "job cancelled", None, "cancelled"),
-    Start.OVERLAP: ("skipped", None, None, None, "overlap"),
-}
-# Verdicts that leave the attempt open (not done): another version's firing, or the resumed
-# job's, may still make it. The value is the reason recorded on the not-final `skipped` status.
-NOT_FIRED = {
-    Start.STALE: "superseded by an edit of the job",
-    Start.PAUSED: "paused",
-}
 
 
 def without_secrets(outcome: Outcome, req: RunRequested) -> Outcome:
@@ -618,36 +596,9 @@ class Consumer:
             await self.commit()
 
 
-async def _sleep_until(event: asyncio.Event, seconds: float) -> bool:
-    """Sleep unless `event` is set; True once it is."""
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(event.wait(), timeout=seconds)
-    return event.is_set()
-
-
-async def maintain_leases(executor: Executor, settings: Settings, until: asyncio.Event) -> None:
-    """Renew our leases and requeue runs whose executor stopped renewing theirs.
-
-    Runs until `until` (the consumer drained), not until stop: an attempt still running
-    during the drain would otherwise lose its lease and be fired again by another executor.
-    """
-    while not await _sleep_until(until, min(1.0, settings.lease_ms / 3000)):
-        try:
-            now = await executor.clock.now_ms()
-            if executor.held:
-                await executor.due_set.renew(executor.id, list(executor.held.values()),
-                                             now + settings.lease_ms)
-            for shard in range(executor.due_set.shards):
-                n = await executor.due_set.requeue_expired_leases(shard, now)
-                if n:
-                    log.warning("expired leases requeued", extra={"shard": shard, "count": n})
-        except (RedisError, OSError) as exc:
-            log.warning("lease maintenance failed", extra={"error": repr(exc)})
-
-
 async def watch_aborts(executor: Executor, until: asyncio.Event) -> None:
     """Abort cancelled or replaced calls until `until`: cancels win during a drain too."""
-    while not await _sleep_until(until, 0.2):
+    while not await sleep_until(until, 0.2):
         try:
             await executor.watch_aborts()
         except (RedisError, OSError) as exc:
@@ -659,7 +610,7 @@ def workers(executor: Executor, consumer: Consumer) -> dict[str, Coroutine[Any, 
     return {
         "consume": consumer.consume(),
         "commit": consumer.commit_loop(),
-        "leases": maintain_leases(executor, executor.settings, consumer.drained),
+        "leases": executor.leases.maintain(consumer.drained),
         "aborts": watch_aborts(executor, consumer.drained),
         "clock": executor.clock.keep_synced(consumer.drained),
     }

@@ -91,7 +91,7 @@ def _executor(producer: FlakyProducer, fail_completes: int = 0,
                         Settings(executor_id="x1", running_status_after_ms=running_after_ms),
                         clock=ReferenceClock(_this_machine),
                         target_producer=producer)
-    due = FlakyDueSet(executor.held, fail_completes)
+    due = FlakyDueSet(executor.leases.held, fail_completes)
     executor.due_set = cast(DueSet, due)
     return executor, due
 
@@ -125,7 +125,7 @@ async def test_a_failed_completion_is_retried_while_the_lease_is_held() -> None:
     assert due.completed == [(entry, None)]
     # Every try happened while the attempt was held, so its lease kept being renewed.
     assert due.held_while_completing == [True] * 4
-    assert entry.runkey not in executor.held
+    assert entry.runkey not in executor.leases.held
 
 
 async def test_a_retry_is_scheduled_once_even_when_its_writes_fail() -> None:
