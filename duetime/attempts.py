@@ -18,7 +18,7 @@ from aiokafka.errors import KafkaError
 from redis.exceptions import RedisError
 
 from duetime.clock import ReferenceClock
-from duetime.due_set import DueSet, Entry, Start
+from duetime.due_set import DueSet, Entry, Start, StartVerdict
 from schemas.events import RunStatus
 
 log = logging.getLogger(__name__)
@@ -35,6 +35,19 @@ NOT_FIRED: dict[Start, str] = {
     Start.STALE: "superseded by an edit of the job",
     Start.PAUSED: "paused",
 }
+
+
+async def start_when_due(due_set: DueSet, clock: ReferenceClock, entry: Entry, due_ms: int,
+                         overlap: str, owner: str, member: str) -> StartVerdict:
+    """At the due instant, let start_run.lua decide whether the attempt fires; a run it
+    replaces is told to abort. Requests are dispatched a little early on purpose: this waits
+    until the reference clock has certainly reached `due_ms`, however far this machine's clock
+    is off (ADR 0012)."""
+    await clock.wait_until(due_ms)
+    verdict = await due_set.start(entry, overlap, await clock.now_ms(), owner, member)
+    if verdict.replaces is not None:
+        await due_set.flag_replaced(verdict.replaces, "replaced by a newer run")
+    return verdict
 
 
 async def until_done(attempt: Callable[[], Awaitable[Any]], on_retry: Callable[[BaseException,

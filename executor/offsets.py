@@ -9,7 +9,15 @@ commit that names a partition this consumer does not own).
 
 from __future__ import annotations
 
-from aiokafka import TopicPartition
+import logging
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
+from prometheus_client import Counter
+
+log = logging.getLogger(__name__)
+COMMIT_FAILURES = Counter("duetime_executor_commit_failures_total",
+                          "Offset commits that failed (retried by the next commit)", ["error"])
 
 
 class OffsetTracker:
@@ -61,3 +69,23 @@ class OffsetTracker:
             self._next.pop(tp, None)
             self._committed.pop(tp, None)
             self._generation[tp] = self.generation(tp) + 1
+
+
+async def commit_done(consumer: AIOKafkaConsumer | None, tracker: OffsetTracker,
+                      partitions: set[TopicPartition] | None = None) -> None:
+    """Commit what is done, for the partitions the consumer owns (of `partitions`, or all); a
+    failure is logged and counted, and the next commit covers it."""
+    if consumer is None:
+        return
+    owned = consumer.assignment()
+    offsets = tracker.committable(owned if partitions is None else partitions & owned)
+    if not offsets:
+        return
+    try:
+        await consumer.commit(offsets)
+    except (KafkaError, OSError, TimeoutError) as exc:  # CommitFailedError is a KafkaError
+        COMMIT_FAILURES.labels(type(exc).__name__).inc()
+        log.error("commit failed", extra={"offsets": {str(tp): o for tp, o in offsets.items()},
+                                          "error": repr(exc)})
+        return
+    tracker.committed(offsets)

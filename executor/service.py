@@ -33,7 +33,15 @@ from pydantic import Field, ValidationError, field_validator
 from redis.exceptions import RedisError
 
 from duetime import kafka, postgres
-from duetime.attempts import NOT_FIRED, NOT_STARTED, TRANSIENT, Leases, sleep_until, until_done
+from duetime.attempts import (
+    NOT_FIRED,
+    NOT_STARTED,
+    TRANSIENT,
+    Leases,
+    sleep_until,
+    start_when_due,
+    until_done,
+)
 from duetime.catch_up import caught_up
 from duetime.clock import ReferenceClock
 from duetime.due_set import Claim, DueSet, Entry, Start
@@ -55,7 +63,7 @@ from executor import notifications
 from executor.egress import EgressPolicy, client_session
 from executor.fair_share import ConnectionSlots, TenantShare
 from executor.notifications import NotifierSettings
-from executor.offsets import OffsetTracker
+from executor.offsets import OffsetTracker, commit_done
 from executor.outcome import Outcome, backoff_seconds, should_retry
 from executor.signing import SigningKeys, first_load, keep_loaded
 from executor.targets import HttpCalls, fire_http, fire_kafka, without_denied_headers
@@ -77,8 +85,6 @@ WRITE_RETRIES = Counter("duetime_executor_write_retries_total",
                         "Writes recording a call that failed and were retried", ["write"])
 RUNNING_NOT_SENT = Counter("duetime_executor_running_status_not_sent_total",
                            "Running statuses Kafka did not take (the final status follows)")
-COMMIT_FAILURES = Counter("duetime_executor_commit_failures_total",
-                          "Offset commits that failed (retried by the next commit)", ["error"])
 
 
 class Settings(KafkaSettings, KafkaTargetSettings, RedisSettings, RedeliverySettings, HttpSettings,
@@ -214,11 +220,8 @@ class Executor:
             self.leases.release(entry)
 
     async def run(self, req: RunRequested, entry: Entry, raw: bytes) -> None:
-        # Dispatched a little early on purpose: wait until the reference clock has certainly
-        # reached the due instant, however far this machine's clock is off (ADR 0012).
-        await self.clock.wait_until(to_ms(req.due_at))
-        verdict = await self.due_set.start(entry, req.overlap, await self.clock.now_ms(),
-                                           self.id, req.member)
+        verdict = await start_when_due(self.due_set, self.clock, entry, to_ms(req.due_at),
+                                       req.overlap, self.id, req.member)
         if verdict.kind in NOT_FIRED:
             await self.not_fired(req, verdict.kind)
             return
@@ -226,8 +229,6 @@ class Executor:
             status, error, reason = NOT_STARTED[verdict.kind]
             await self.finish(req, entry, Outcome(status, error=error, reason=reason), None, None)
             return
-        if verdict.replaces is not None:
-            await self.due_set.flag_replaced(verdict.replaces, "replaced by a newer run")
         started = from_ms(await self.clock.now_ms())
         lateness = max(0, to_ms(started) - to_ms(req.due_at))
         LATENESS.observe(lateness / 1000)
@@ -449,21 +450,7 @@ class Consumer:
 
     async def commit(self, partitions: set[TopicPartition] | None = None) -> None:
         """Commit what is done, for partitions we own; a failure is retried by the next one."""
-        consumer = self.consumer
-        if consumer is None:
-            return
-        owned = consumer.assignment()
-        offsets = self.tracker.committable(owned if partitions is None else partitions & owned)
-        if not offsets:
-            return
-        try:
-            await consumer.commit(offsets)
-        except (KafkaError, OSError, TimeoutError) as exc:  # CommitFailedError is a KafkaError
-            COMMIT_FAILURES.labels(type(exc).__name__).inc()
-            log.error("commit failed", extra={"offsets": {str(tp): o for tp, o in offsets.items()},
-                                              "error": repr(exc)})
-            return
-        self.tracker.committed(offsets)
+        await commit_done(self.consumer, self.tracker, partitions)
 
     async def _one(self, msg: ConsumerRecord[bytes, bytes], generation: int,
                    tenant: str) -> None:

@@ -17,13 +17,12 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import TypeAlias
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
-from aiokafka.errors import KafkaError
 from prometheus_client import Gauge
 
 from duetime import kafka
 from duetime.lifecycle import Lifecycle
 from duetime.settings import KafkaSettings
-from executor.offsets import OffsetTracker
+from executor.offsets import OffsetTracker, commit_done
 from schemas.topics import COMMAND_LANES, COMMAND_RUNS
 
 log = logging.getLogger(__name__)
@@ -141,19 +140,7 @@ class LaneIntake:
                                            not in revoked)
 
     async def commit(self, partitions: set[TopicPartition] | None = None) -> None:
-        consumer = self.consumer
-        if consumer is None:
-            return
-        owned = consumer.assignment()
-        offsets = self.tracker.committable(owned if partitions is None else partitions & owned)
-        if not offsets:
-            return
-        try:
-            await consumer.commit(offsets)
-        except (KafkaError, OSError, TimeoutError) as exc:
-            log.error("commit failed", extra={"error": repr(exc)})
-            return
-        self.tracker.committed(offsets)
+        await commit_done(self.consumer, self.tracker, partitions)
 
     async def consume(self) -> None:
         try:

@@ -21,7 +21,14 @@ from prometheus_client import Counter, Gauge
 from pydantic import ValidationError
 
 from duetime import kafka
-from duetime.attempts import NOT_FIRED, NOT_STARTED, TRANSIENT, Leases, until_done
+from duetime.attempts import (
+    NOT_FIRED,
+    NOT_STARTED,
+    TRANSIENT,
+    Leases,
+    start_when_due,
+    until_done,
+)
 from duetime.clock import ReferenceClock
 from duetime.due_set import Claim, DueSet, Entry, Start
 from duetime.objects import ObjectStore, output_key
@@ -173,9 +180,8 @@ class CommandRunner:
         await self.producer.send_and_wait(self.topics.dlq, kafka.encode(letter), key=msg.key)
 
     async def attempt(self, req: CommandRunRequested, entry: Entry) -> None:
-        await self.clock.wait_until(to_ms(req.due_at))
-        verdict = await self.due_set.start(entry, req.overlap, await self.clock.now_ms(),
-                                           self.id, req.member)
+        verdict = await start_when_due(self.due_set, self.clock, entry, to_ms(req.due_at),
+                                       req.overlap, self.id, req.member)
         if verdict.kind in NOT_FIRED:
             await self.not_fired(req, verdict.kind)
             return
@@ -184,8 +190,6 @@ class CommandRunner:
             await self.finish(req, entry, Result(status, error=error, reason=reason,
                                                  retryable=False), None)
             return
-        if verdict.replaces is not None:
-            await self.due_set.flag_replaced(verdict.replaces, "replaced by a newer run")
         started = from_ms(await self.clock.now_ms())
         await self.report_running(req, started)
         result = await self.run(req, entry)
