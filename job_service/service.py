@@ -12,6 +12,7 @@ from duetime.development_secrets import refuse_development_secrets
 from duetime.job_ids import JobIds
 from duetime.kafka_targets import TopicPolicy
 from duetime.lifecycle import Lifecycle
+from duetime.objects.settings import ObjectStoreSettings, open_store
 from duetime.ops import serve
 from duetime.problems import ProblemError
 from duetime.redis_client import redis_client
@@ -33,6 +34,7 @@ from job_service.idempotency import IdempotencyStore
 from job_service.publisher import CommandPublisher
 from job_service.quotas import Quotas
 from job_service.signing_secrets import SigningSecretRoutes
+from job_service.sources import SourceRoutes
 from job_service.usage import QUERIES as USAGE_QUERIES
 from job_service.usage import UsageCache, postgres_reader
 
@@ -53,7 +55,9 @@ async def main(lifecycle: Lifecycle) -> None:
     refuse_development_secrets(settings)
     settings.kafka_request_timeout_ms = int(settings.publish_timeout_seconds * 1000)
     redis = redis_client(settings)
-    async with postgres.pool(settings) as pool, kafka.producer(settings, "job_service") as producer:
+    async with postgres.pool(settings) as pool, \
+            kafka.producer(settings, "job_service") as producer, \
+            open_store(ObjectStoreSettings()) as store:
 
         async def lookup(job_id: str) -> tuple[str, dict[str, Any]] | None:
             try:
@@ -80,6 +84,7 @@ async def main(lifecycle: Lifecycle) -> None:
                         Quotas(settings, usage, stored), settings,
                         TopicPolicy(settings))
         app.include_router(SigningSecretRoutes(pool, settings.signing_secrets_per_tenant).router())
+        app.include_router(SourceRoutes(store).router())
         lifecycle.ready = True
         try:
             await lifecycle.supervise(

@@ -36,17 +36,21 @@ def _apps() -> dict[str, Any]:
     # Imported here: the services import schemas, never the other way round at run time.
     from job_service.api import build_app as job_app
     from job_service.signing_secrets import SigningSecretRoutes
+    from job_service.sources import SourceRoutes
     from search_service.api import build_app as search_app
     from search_service.output import OutputRoutes
     from search_service.signing_secrets import SigningSecretList
+    from search_service.sources import SourceReads
 
     ids, signer, unused = JobIds("x" * 16), TenantAssertions("x" * 32), cast(Any, None)
     # Built as the services' main() builds them (job_service/service.py, search_service/service.py).
     write = job_app(Lifecycle("job_service"), unused, unused, unused, ids, signer)
     write.include_router(SigningSecretRoutes(unused, 5).router())
+    write.include_router(SourceRoutes(unused).router())
     read = search_app(Lifecycle("search_service"), unused, {}, ids, signer)
     read.include_router(SigningSecretList(unused).router())
     read.include_router(OutputRoutes(unused, {}, unused).router())
+    read.include_router(SourceReads(unused).router())
     return {"write": write, "read": read}
 
 

@@ -22,6 +22,7 @@ from search_service.api import build_app
 from search_service.output import OutputRoutes
 from search_service.query_limits import DEFAULT_STATEMENT_TIMEOUT_MS
 from search_service.signing_secrets import SigningSecretList
+from search_service.sources import SourceReads
 
 QUERIES = load_queries("search_service")
 
@@ -59,5 +60,6 @@ async def main(lifecycle: Lifecycle) -> None:
                         timeout_ms, settings.prometheus_url)
         app.include_router(SigningSecretList(pool).router())
         app.include_router(OutputRoutes(pool, QUERIES, store).router())
+        app.include_router(SourceReads(store).router())
         await lifecycle.supervise(
             {"http": serve(app, settings.http_host, settings.http_port, lifecycle)})

@@ -910,7 +910,7 @@ service_env() {
         echo "DUETIME_SANDBOX_SCRATCH_DIR=/var/tmp/duetime-sandbox-$2"
         echo "DUETIME_OBJECTS_ROOT=$STACK/objects"
     fi
-    if [[ $1 == search_service ]]; then
+    if [[ $1 == search_service || $1 == job_service ]]; then
         echo "DUETIME_OBJECTS_ROOT=$STACK/objects"
     fi
     if [[ $1 == executor ]]; then
