@@ -226,8 +226,6 @@ MAX_COMMAND_ARGS = 4096
 MAX_COMMAND_FILES = 1000
 MAX_ENV_VARS = 256
 ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
-NETWORK_NOT_AVAILABLE = ("network access for commands is not available yet: the egress policy "
-                         "is not enforced inside the sandbox (ADR 0026)")
 
 
 def check_relative_path(text: str) -> str:
@@ -274,6 +272,7 @@ class SandboxedTarget(Strict):
         default_factory=dict, max_length=MAX_ENV_VARS)
     files: dict[RelativePath, str] = Field(default_factory=dict, max_length=MAX_COMMAND_FILES)
     working_dir: Annotated[str, Field(max_length=1024)] = ""
+    # true: HTTP(S) through the run's egress proxy, under the webhooks' policy (ADR 0038).
     network: StrictBool = False
     timeout_seconds: float = Field(default=60, gt=0, le=86400, allow_inf_nan=False)
     limits: CommandLimits = Field(default_factory=CommandLimits)
@@ -282,13 +281,6 @@ class SandboxedTarget(Strict):
     @classmethod
     def _working_dir(cls, value: str) -> str:
         return check_relative_path(value) if value else value
-
-    @field_validator("network")
-    @classmethod
-    def _network(cls, value: bool) -> bool:
-        if value:
-            raise ValueError(NETWORK_NOT_AVAILABLE)
-        return value
 
 
 class CommandTarget(SandboxedTarget):

@@ -31,12 +31,13 @@ from executor.command.lanes import LaneIntake
 from executor.command.runner import CommandRunner
 from executor.command.sandbox import Sandbox, SandboxSettings
 from executor.command.uids import processes_of
+from executor.egress import EgressSettings
 
 log = logging.getLogger(__name__)
 GROUP = "duetime-command-executor"
 
 
-class Settings(KafkaSettings, RedisSettings, RedeliverySettings, HttpSettings):
+class Settings(KafkaSettings, RedisSettings, RedeliverySettings, HttpSettings, EgressSettings):
     http_port: int = 18107
     # Commands run at most this many at once (each holds a sandbox uid: at most its slots).
     max_in_flight: int = Field(default=4, ge=1, le=10_000)
@@ -77,7 +78,8 @@ async def reclaim(sandbox: Sandbox) -> int:
 async def main(lifecycle: Lifecycle) -> None:
     settings = Settings()
     sandbox_settings = SandboxSettings()
-    sandbox = Sandbox(sandbox_settings)
+    # `network: true` runs reach what webhooks may reach, no more (ADR 0038).
+    sandbox = Sandbox(sandbox_settings, settings.egress_policy)
     await reclaim(sandbox)
     slots = min(settings.max_in_flight, sandbox_settings.slots)
     redis = redis_client(settings)
