@@ -46,7 +46,7 @@ def _apps() -> dict[str, Any]:
     write.include_router(SigningSecretRoutes(unused, 5).router())
     read = search_app(Lifecycle("search_service"), unused, {}, ids, signer)
     read.include_router(SigningSecretList(unused).router())
-    read.include_router(OutputRoutes(unused, {}, unused).router())
+    read.include_router(OutputRoutes(unused, {}, unused, 90).router())
     return {"write": write, "read": read}
 
 

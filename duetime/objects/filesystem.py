@@ -7,6 +7,7 @@ import builtins
 import os
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 from duetime.objects.keys import validate_key
@@ -72,7 +73,7 @@ class FilesystemStore(ObjectStore):
             stat = await asyncio.to_thread(os.stat, self._path(key))
         except FileNotFoundError:
             raise ObjectNotFound(key) from None
-        return ObjectInfo(key, stat.st_size)
+        return _info(key, stat)
 
     async def delete(self, key: str) -> None:
         await asyncio.to_thread(self._path(key).unlink, missing_ok=True)
@@ -92,5 +93,12 @@ class FilesystemStore(ObjectStore):
                 path = Path(directory) / name
                 key = str(path.relative_to(self.root))[: -len(_SUFFIX)]
                 if key.startswith(prefix):
-                    found.append(ObjectInfo(key, path.stat().st_size))
+                    try:
+                        found.append(_info(key, path.stat()))
+                    except FileNotFoundError:  # deleted while listing
+                        continue
         return sorted(found, key=lambda info: info.key)
+
+
+def _info(key: str, stat: os.stat_result) -> ObjectInfo:
+    return ObjectInfo(key, stat.st_size, datetime.fromtimestamp(stat.st_mtime, UTC))
