@@ -226,6 +226,9 @@ MAX_COMMAND_ARGS = 4096
 MAX_COMMAND_FILES = 1000
 MAX_ENV_VARS = 256
 ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
+# The relay between the sandbox's loopback and the run's egress proxy is a python3 process
+# (ADR 0038): below this address-space limit it cannot start.
+NETWORK_MIN_MEMORY_MB = 32
 
 
 def check_relative_path(text: str) -> str:
@@ -281,6 +284,13 @@ class SandboxedTarget(Strict):
     @classmethod
     def _working_dir(cls, value: str) -> str:
         return check_relative_path(value) if value else value
+
+    @model_validator(mode="after")
+    def _network_memory(self) -> SandboxedTarget:
+        if self.network and self.limits.memory_mb < NETWORK_MIN_MEMORY_MB:
+            raise ValueError(f"network: true needs limits.memory_mb >= {NETWORK_MIN_MEMORY_MB} "
+                             "(the sandbox's relay to the egress proxy runs within it)")
+        return self
 
 
 class CommandTarget(SandboxedTarget):

@@ -62,6 +62,7 @@ REFUSED = [
     ("target.network", {"network": None}),
     ("target.network", {"network": [True]}),
     ("target.network", {"network": {"allow": "*"}}),
+    ("target", {"network": True, "limits": {"memory_mb": 31}}),
 ]
 
 
@@ -77,6 +78,7 @@ REFUSED_STEPS = [
     ("target.steps", {"steps": [{"name": f"s{i}", "run": "true"} for i in range(101)]}),
     ("target.steps", {"steps": "make"}),
     ("target.network", {"steps": [STEP], "network": "true"}),
+    ("target", {"steps": [STEP], "network": True, "limits": {"memory_mb": 16}}),
     ("target.files", {"steps": [STEP], "files": {"../x": ""}}),
     ("target.command", {"steps": [STEP], "command": ["x"]}),  # steps, or a command: not both
 ]
