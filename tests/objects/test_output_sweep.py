@@ -35,3 +35,16 @@ async def test_the_sweep_removes_output_past_the_retention_days(tmp_path: Path) 
         stopped.set()  # one round, then the task returns as at a drain
         await expire_output(store, ObjectStoreSettings(output_retention_days=30), stopped)
         assert [o.key for o in await store.list("")] == [young]
+
+
+async def test_deleting_leaves_no_empty_directories(tmp_path: Path) -> None:
+    root = tmp_path / "objects"
+    gone, kept = output_key("t", "j", RUN, 1), output_key("t", "k", RUN, 1)
+    async with FilesystemStore(root) as store:
+        await store.put(gone, one(b"x"))
+        await store.put(kept, one(b"y"))
+        await store.delete(gone)
+        assert not (root / "t" / "j").exists()
+        assert (root / "t" / "k" / RUN / "1").is_dir()
+        await store.put(gone, one(b"again"))  # its folders come back as needed
+        assert [o.key for o in await store.list("")] == [gone, kept]
