@@ -21,12 +21,17 @@ async def one(data: bytes) -> AsyncIterator[bytes]:
     yield data
 
 
+async def with_objects(root: Path, *keys: str) -> FilesystemStore:
+    store = FilesystemStore(root)
+    for key in keys:
+        await store.put(key, one(key.encode()))
+    return store
+
+
 async def test_the_sweep_removes_output_past_the_retention_days(tmp_path: Path) -> None:
     root = tmp_path / "objects"
     old, young = output_key("t", "j", RUN, 1), output_key("t", "j", RUN, 2)
-    async with FilesystemStore(root) as store:
-        await store.put(old, one(b"old"))
-        await store.put(young, one(b"young"))
+    async with await with_objects(root, old, young) as store:
         # Written 31 days ago, as far as the store can tell; the other one 29 days ago.
         for key, days in ((old, 31), (young, 29)):
             stamp = time.time() - days * 86400
@@ -40,9 +45,7 @@ async def test_the_sweep_removes_output_past_the_retention_days(tmp_path: Path) 
 async def test_deleting_leaves_no_empty_directories(tmp_path: Path) -> None:
     root = tmp_path / "objects"
     gone, kept = output_key("t", "j", RUN, 1), output_key("t", "k", RUN, 1)
-    async with FilesystemStore(root) as store:
-        await store.put(gone, one(b"x"))
-        await store.put(kept, one(b"y"))
+    async with await with_objects(root, gone, kept) as store:
         await store.delete(gone)
         assert not (root / "t" / "j").exists()
         assert (root / "t" / "k" / RUN / "1").is_dir()
