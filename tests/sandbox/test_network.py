@@ -106,6 +106,8 @@ def _stack_port(url: str) -> str:
     ("10.1.2.3:443", "private address"),
     ("[::ffff:127.0.0.1]:6379", "loopback address"),
     ("100.64.0.1:80", "shared address space (CGNAT)"),
+    ("localhost:6379", "loopback address"),  # a name: resolved and judged by the proxy
+    ("2130706433:80", "loopback address"),   # 127.0.0.1 in another spelling
 ])
 @pytest.mark.parametrize("script", [FETCH, TUNNEL], ids=["http", "connect"])
 async def test_blocked_destinations_get_the_egress_reason(
