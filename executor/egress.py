@@ -20,6 +20,8 @@ from typing import Any
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import ThreadedResolver
+from pydantic import field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 from yarl import URL
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -188,6 +190,26 @@ def _canonical_ipv4(host: str) -> bool:
     parts = host.split(".")
     return len(parts) == 4 and all(p.isdigit() and str(int(p)) == p and int(p) < 256
                                    for p in parts)
+
+
+class EgressSettings(BaseSettings):
+    """The operator's allowlist, for every service that connects where a tenant chose."""
+
+    model_config = SettingsConfigDict(env_prefix="DUETIME_", extra="ignore")
+
+    # Networks (and ports) a call may reach although they are not global unicast, e.g.
+    # `127.0.0.1/32:18900-18999,10.1.0.0/16:443` (docs/security.md).
+    egress_allow: str = ""
+
+    @field_validator("egress_allow")
+    @classmethod
+    def _egress(cls, value: str) -> str:
+        EgressPolicy.parse(value)  # a typo stops the service at start, loudly
+        return value
+
+    @property
+    def egress_policy(self) -> EgressPolicy:
+        return EgressPolicy.parse(self.egress_allow)
 
 
 class GuardedResolver(AbstractResolver):

@@ -29,7 +29,7 @@ from aiokafka import (
 )
 from aiokafka.errors import KafkaError
 from prometheus_client import Counter, Gauge, Histogram
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError
 from redis.exceptions import RedisError
 
 from duetime import kafka, postgres
@@ -60,7 +60,7 @@ from duetime.settings import (
 )
 from duetime.timeutil import from_ms, to_ms, utcnow
 from executor import notifications
-from executor.egress import EgressPolicy, client_session
+from executor.egress import EgressPolicy, EgressSettings, client_session
 from executor.fair_share import ConnectionSlots, TenantShare
 from executor.notifications import NotifierSettings
 from executor.offsets import OffsetTracker, commit_done
@@ -88,7 +88,7 @@ RUNNING_NOT_SENT = Counter("duetime_executor_running_status_not_sent_total",
 
 
 class Settings(KafkaSettings, KafkaTargetSettings, RedisSettings, RedeliverySettings, HttpSettings,
-               PostgresSettings, JobLimitSettings, NotifierSettings):
+               PostgresSettings, JobLimitSettings, NotifierSettings, EgressSettings):
     http_port: int = 18106
     # Postgres is read for the signing secrets only, off the firing path (executor.signing).
     postgres_pool_min: int = 0  # no connection at start: Postgres may come up after us
@@ -110,20 +110,11 @@ class Settings(KafkaSettings, KafkaTargetSettings, RedisSettings, RedeliverySett
     # past that wait aside, holding no slot, and at most tenant_max_waiting runs wait in all.
     tenant_max_in_flight: float = Field(default=0.25, gt=0, le=1)
     tenant_max_waiting: int = Field(default=10_000, ge=1)
-    # Networks (and ports) a call may reach although they are not global unicast, e.g.
-    # `127.0.0.1/32:18900-18999,10.1.0.0/16:443` (executor.egress; docs/security.md).
-    egress_allow: str = ""
     executor_id: str = ""
     # A call still going after this long is reported `running`; one that ends sooner goes
     # from `queued` straight to its final status, which carries started_at and lateness_ms
     # (ADR 0024). 0 reports every call as running.
     running_status_after_ms: int = Field(default=250, ge=0, le=60_000)
-
-    @field_validator("egress_allow")
-    @classmethod
-    def _egress(cls, value: str) -> str:
-        EgressPolicy.parse(value)  # a typo stops the executor at start, loudly
-        return value
 
     @property
     def tenant_cap(self) -> int:

@@ -226,8 +226,9 @@ MAX_COMMAND_ARGS = 4096
 MAX_COMMAND_FILES = 1000
 MAX_ENV_VARS = 256
 ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
-NETWORK_NOT_AVAILABLE = ("network access for commands is not available yet: the egress policy "
-                         "is not enforced inside the sandbox (ADR 0026)")
+# The relay between the sandbox's loopback and the run's egress proxy is a python3 process
+# (ADR 0038): below this address-space limit it cannot start.
+NETWORK_MIN_MEMORY_MB = 32
 
 
 def check_relative_path(text: str) -> str:
@@ -274,6 +275,7 @@ class SandboxedTarget(Strict):
         default_factory=dict, max_length=MAX_ENV_VARS)
     files: dict[RelativePath, str] = Field(default_factory=dict, max_length=MAX_COMMAND_FILES)
     working_dir: Annotated[str, Field(max_length=1024)] = ""
+    # true: HTTP(S) through the run's egress proxy, under the webhooks' policy (ADR 0038).
     network: StrictBool = False
     timeout_seconds: float = Field(default=60, gt=0, le=86400, allow_inf_nan=False)
     limits: CommandLimits = Field(default_factory=CommandLimits)
@@ -283,12 +285,12 @@ class SandboxedTarget(Strict):
     def _working_dir(cls, value: str) -> str:
         return check_relative_path(value) if value else value
 
-    @field_validator("network")
-    @classmethod
-    def _network(cls, value: bool) -> bool:
-        if value:
-            raise ValueError(NETWORK_NOT_AVAILABLE)
-        return value
+    @model_validator(mode="after")
+    def _network_memory(self) -> SandboxedTarget:
+        if self.network and self.limits.memory_mb < NETWORK_MIN_MEMORY_MB:
+            raise ValueError(f"network: true needs limits.memory_mb >= {NETWORK_MIN_MEMORY_MB} "
+                             "(the sandbox's relay to the egress proxy runs within it)")
+        return self
 
 
 class CommandTarget(SandboxedTarget):

@@ -49,7 +49,7 @@ def _apps() -> dict[str, Any]:
     write.include_router(SourceRoutes(unused).router())
     read = search_app(Lifecycle("search_service"), unused, {}, ids, signer)
     read.include_router(SigningSecretList(unused).router())
-    read.include_router(OutputRoutes(unused, {}, unused).router())
+    read.include_router(OutputRoutes(unused, {}, unused, 90).router())
     read.include_router(SourceReads(unused).router())
     return {"write": write, "read": read}
 

@@ -169,6 +169,6 @@ LIMIT $6
 -- name: run_output
 -- The run a stored output belongs to (GET /runs/<run_id>/output): one index lookup per
 -- partition on the primary key (run_id, scheduled_at); another tenant's run is not found.
-SELECT run_id, job_id, tenant, attempt, status, output_bytes FROM job_runs
+SELECT run_id, job_id, tenant, attempt, status, output_bytes, steps FROM job_runs
 WHERE run_id = $1 AND tenant = $2
 ORDER BY scheduled_at DESC LIMIT 1

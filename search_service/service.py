@@ -48,7 +48,8 @@ async def main(lifecycle: Lifecycle) -> None:
     settings = Settings()
     refuse_development_secrets(settings)
     timeout_ms = settings.read_statement_timeout_ms
-    async with read_pool(settings) as pool, open_store(ObjectStoreSettings()) as store:
+    store_settings = ObjectStoreSettings()
+    async with read_pool(settings) as pool, open_store(store_settings) as store:
 
         async def db_ok() -> bool:
             return bool(await pool.fetchval("SELECT true"))
@@ -59,7 +60,8 @@ async def main(lifecycle: Lifecycle) -> None:
         app = build_app(lifecycle, pool, QUERIES, JobIds(settings.id_secret), assertions,
                         timeout_ms, settings.prometheus_url)
         app.include_router(SigningSecretList(pool).router())
-        app.include_router(OutputRoutes(pool, QUERIES, store).router())
+        app.include_router(OutputRoutes(pool, QUERIES, store,
+                                        store_settings.output_retention_days).router())
         app.include_router(SourceReads(store).router())
         await lifecycle.supervise(
             {"http": serve(app, settings.http_host, settings.http_port, lifecycle)})

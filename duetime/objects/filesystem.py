@@ -7,6 +7,7 @@ import builtins
 import os
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 from duetime.objects.keys import validate_key
@@ -44,10 +45,20 @@ class FilesystemStore(ObjectStore):
             partial.unlink(missing_ok=True)
             raise
         handle.close()
-        await asyncio.to_thread(final.parent.mkdir, parents=True, exist_ok=True)
-        # Atomic: readers see the old object or the whole new one.
-        await asyncio.to_thread(os.replace, partial, final)
+        await asyncio.to_thread(self._place, partial, final)
         return size
+
+    def _place(self, partial: Path, final: Path) -> None:
+        # Atomic: readers see the old object or the whole new one. A delete may remove the
+        # directory, emptied, between the mkdir and the rename: then it is made again.
+        for attempt in range(3):
+            final.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.replace(partial, final)
+                return
+            except FileNotFoundError:
+                if attempt == 2:
+                    raise
 
     async def get(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
         path = self._path(key)
@@ -72,10 +83,21 @@ class FilesystemStore(ObjectStore):
             stat = await asyncio.to_thread(os.stat, self._path(key))
         except FileNotFoundError:
             raise ObjectNotFound(key) from None
-        return ObjectInfo(key, stat.st_size)
+        return _info(key, stat)
 
     async def delete(self, key: str) -> None:
-        await asyncio.to_thread(self._path(key).unlink, missing_ok=True)
+        await asyncio.to_thread(self._delete, self._path(key))
+
+    def _delete(self, path: Path) -> None:
+        path.unlink(missing_ok=True)
+        # Directories emptied go too: a store swept for years is not a tree of empty folders.
+        parent = path.parent
+        while parent != self.root:
+            try:
+                parent.rmdir()
+            except OSError:  # not empty (or gone): the rest of the way up is in use
+                return
+            parent = parent.parent
 
     async def list(self, prefix: str) -> list[ObjectInfo]:
         validate_key(prefix, prefix=True)
@@ -92,5 +114,12 @@ class FilesystemStore(ObjectStore):
                 path = Path(directory) / name
                 key = str(path.relative_to(self.root))[: -len(_SUFFIX)]
                 if key.startswith(prefix):
-                    found.append(ObjectInfo(key, path.stat().st_size))
+                    try:
+                        found.append(_info(key, path.stat()))
+                    except FileNotFoundError:  # deleted while listing
+                        continue
         return sorted(found, key=lambda info: info.key)
+
+
+def _info(key: str, stat: os.stat_result) -> ObjectInfo:
+    return ObjectInfo(key, stat.st_size, datetime.fromtimestamp(stat.st_mtime, UTC))

@@ -70,7 +70,7 @@ class S3Store(ObjectStore):
             meta = await obstore.head_async(self._store, validate_key(key))
         except FileNotFoundError:
             raise ObjectNotFound(key) from None
-        return ObjectInfo(key, meta["size"])
+        return ObjectInfo(key, meta["size"], meta["last_modified"])
 
     async def delete(self, key: str) -> None:
         try:
@@ -84,5 +84,6 @@ class S3Store(ObjectStore):
         # obstore lists by path segments; a prefix that ends inside a segment is filtered here.
         base = prefix.rpartition("/")[0] or None
         async for batch in obstore.list(self._store, base):
-            found.extend(ObjectInfo(m["path"], m["size"]) for m in batch if m["path"].startswith(prefix))
+            found.extend(ObjectInfo(m["path"], m["size"], m["last_modified"]) for m in batch
+                         if m["path"].startswith(prefix))
         return sorted(found, key=lambda info: info.key)

@@ -25,6 +25,10 @@ class ObjectStoreSettings(BaseSettings):
     access_key_id: str | None = None
     secret_access_key: str | None = Field(default=None, repr=False)
     prefix: str = ""
+    # Command output older than this is removed by the command executors' sweep, as the
+    # writer drops job_runs past its runs_retention_days (90); reads of it are 410 (ADR 0038).
+    output_retention_days: int = Field(default=90, ge=1)
+    output_sweep_seconds: float = Field(default=3600, ge=1)
 
 
 def open_store(settings: ObjectStoreSettings) -> ObjectStore:

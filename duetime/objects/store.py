@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterable, AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from types import TracebackType
 
 
@@ -20,6 +21,8 @@ class ObjectNotFound(LookupError):
 class ObjectInfo:
     key: str
     size: int
+    # When the object was last written (the backend's clock): what retention judges by.
+    modified: datetime | None = field(default=None, compare=False)
 
 
 class ObjectStore(ABC):
@@ -52,7 +55,7 @@ class ObjectStore(ABC):
 
     @abstractmethod
     async def list(self, prefix: str) -> list[ObjectInfo]:
-        """Every object whose key starts with `prefix`, in key order."""
+        """Every object whose key starts with `prefix`, in key order, with its size and age."""
 
     async def close(self) -> None:  # noqa: B027 - most backends hold nothing to release
         """Releases the backend's connections."""

@@ -92,6 +92,10 @@ def result_of(ended: Ended, abort_reason: str | None) -> Result:
         error = f"the command exited with code {ended.exit_code}"
     if ended.status == "cancelled" and abort_reason:
         error = f"{abort_reason}: the process tree was killed"
+    if ended.egress_refused and ended.status != "succeeded":
+        # The likely cause of the failure, said where the run's status is read (ADR 0038).
+        refused = ", ".join(dict.fromkeys(ended.egress_refused))
+        error = f"{error or 'failed'}; connections blocked by egress policy: {refused}"
     return Result(ended.status, error=error, exit_code=ended.exit_code, signal=ended.signal,
                   output_bytes=ended.output_bytes, output_truncated=ended.output_truncated)
 

@@ -2,11 +2,12 @@
 
 The sandbox sees a read-only /usr (and the /bin, /lib symlinks into it), a handful of /etc
 files, a private /proc, /dev and /tmp, and its own directory /job — nothing of the host's other
-files, the stack's state or its sockets. It has no network (its own empty network namespace),
-its own PID, IPC and UTS namespaces, no capabilities, and runs as uid 1000 inside, mapped to a
-host uid of its own (`uids.py`). The whole tree dies with it: the executor kills bwrap, bwrap's
-child is PID 1 of the sandbox's PID namespace and dies with its parent (--die-with-parent), and
-the kernel kills every process of a PID namespace whose PID 1 dies.
+files, the stack's state or its sockets. It has its own network namespace with nothing but
+`lo`; with `network: true` a relay there hands connections to the run's egress proxy, the only
+way out (ADR 0038). Its own PID, IPC and UTS namespaces, no capabilities, and runs as uid 1000
+inside, mapped to a host uid of its own (`uids.py`). The whole tree dies with it: the executor
+kills bwrap, bwrap's child is PID 1 of the sandbox's PID namespace and dies with its parent
+(--die-with-parent), and the kernel kills every process of a PID namespace whose PID 1 dies.
 """
 
 from __future__ import annotations
@@ -19,16 +20,18 @@ import secrets
 import shutil
 import signal
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from executor.command.egress_proxy import EgressProxy
 from executor.command.output import LimitedOutput, OutputSink
 from executor.command.spec import CommandSpec, SpecRefused, relative_path
 from executor.command.uids import UidPool, can_switch_uid, processes_of
+from executor.egress import EgressPolicy
 
 log = logging.getLogger(__name__)
 Status = Literal["succeeded", "failed", "timed_out", "cancelled"]
@@ -42,6 +45,16 @@ DRAIN_SECONDS = 30.0
 # Debian's alternatives symlinks, time zones, TLS roots. Nothing else of /etc is visible.
 ETC_FROM_HOST = ("alternatives", "ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime",
                  "ssl", "ca-certificates", "mime.types", "protocols", "services")
+# `network: true`: the relay (run by the host's python3, seen read-only through /usr) listens on
+# the sandbox's own loopback and the proxy's socket is bound next to it (ADR 0038).
+PYTHON = "/usr/bin/python3"
+RELAY = Path(__file__).with_name("relay.py")
+NET_DIR = "/run/duetime"
+PROXY_PORT = 3128
+PROXY_URL = f"http://127.0.0.1:{PROXY_PORT}"
+PROXY_ENV = {name: PROXY_URL for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY",
+                                          "http_proxy", "https_proxy", "all_proxy")} | {
+    "NO_PROXY": "localhost,127.0.0.1,::1", "no_proxy": "localhost,127.0.0.1,::1"}
 _SIGNAL_ERRORS = {signal.SIGXCPU: "CPU time limit exceeded",
                   signal.SIGXFSZ: "file size limit exceeded"}
 
@@ -67,13 +80,17 @@ class Outcome:
     output_truncated: bool
     duration_ms: int
     error: str | None = None
+    # Why the egress proxy refused connections of the run (the first 10 reasons).
+    egress_refused: tuple[str, ...] = ()
 
 
 class Sandbox:
     """Runs commands, each in a fresh sandbox; at most `slots` at once."""
 
-    def __init__(self, settings: SandboxSettings | None = None) -> None:
+    def __init__(self, settings: SandboxSettings | None = None,
+                 egress: EgressPolicy | None = None) -> None:
         self.settings = settings or SandboxSettings()
+        self.egress = egress or EgressPolicy()
         bwrap = shutil.which(self.settings.bwrap)
         if bwrap is None:
             raise RuntimeError(f"bubblewrap ({self.settings.bwrap!r}) is not installed: "
@@ -97,17 +114,22 @@ class Sandbox:
         """Runs `spec` to its end, its timeout or `cancel`; raises SpecRefused before starting
         anything when the command is not one the sandbox runs."""
         spec.check()
-        if spec.network:
-            raise SpecRefused("network access for commands is not available yet: the egress "
-                              "policy is not enforced inside the sandbox (issue 9)")
+        if spec.network and not Path(PYTHON).is_file():
+            raise SpecRefused(f"network: true needs {PYTHON} on the executor's host (ADR 0038)")
         uid = await self.uids.acquire()
         run_dir = self.scratch / secrets.token_hex(12)
+        proxy: EgressProxy | None = None
         try:
             await asyncio.to_thread(self._prepare, run_dir, spec, uid)
-            return await self._execute(spec, run_dir, uid, sink, cancel or asyncio.Event())
+            if spec.network:
+                proxy = await self._start_proxy(run_dir, uid)
+            ended = await self._execute(spec, run_dir, uid, sink, cancel or asyncio.Event())
+            return ended if proxy is None else replace(ended, egress_refused=tuple(proxy.refused))
         finally:
             # Also what a cancel while bwrap was starting left behind.
             await self._kill_uid(uid)
+            if proxy is not None:
+                await proxy.close()
             released = await self.uids.release(uid)
             if released:
                 await asyncio.to_thread(shutil.rmtree, run_dir, True)
@@ -130,6 +152,14 @@ class Sandbox:
             self._write_file(home, name, content, uid)
         if spec.working_dir:
             self._make_dirs(home, relative_path(spec.working_dir, "working_dir").parts, uid)
+
+    async def _start_proxy(self, run_dir: Path, uid: int) -> EgressProxy:
+        """The run's egress proxy, on a socket only the run's uid may connect to."""
+        proxy = EgressProxy(self.egress, run_dir / "proxy.sock", run=run_dir.name)
+        await proxy.start()
+        proxy.path.chmod(0o600)
+        self._own(proxy.path, uid)
+        return proxy
 
     def _own(self, path: Path | int, uid: int) -> None:
         if self.switch_uid:
@@ -181,17 +211,27 @@ class Sandbox:
             mounts += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
         for name in ("passwd", "group", "hosts", "nsswitch.conf"):
             mounts += ["--ro-bind", str(run_dir / "etc" / name), f"/etc/{name}"]
-        mounts += ["--bind", str(run_dir / "home"), HOME, "--remount-ro", "/"]
+        mounts += ["--bind", str(run_dir / "home"), HOME]
+        argv: tuple[str, ...] = spec.argv
         env = {"PATH": DEFAULT_PATH, "HOME": HOME, "USER": "sandbox", "LANG": "C.UTF-8",
-               "TMPDIR": "/tmp", **spec.env}  # noqa: S108 - the sandbox's own /tmp
-        setenv = [arg for name, value in env.items() for arg in ("--setenv", name, value)]
+               "TMPDIR": "/tmp"}  # noqa: S108 - the sandbox's own /tmp
+        if spec.network:
+            mounts += ["--ro-bind", str(RELAY), f"{NET_DIR}/relay.py",
+                       "--ro-bind", str(run_dir / "proxy.sock"), f"{NET_DIR}/proxy.sock"]
+            # -I -S: the tenant's PYTHON* variables and site-packages do not reach the relay.
+            argv = (PYTHON, "-I", "-S", f"{NET_DIR}/relay.py", str(PROXY_PORT),
+                    f"{NET_DIR}/proxy.sock", "--", *argv)
+            env |= PROXY_ENV
+        mounts += ["--remount-ro", "/"]
+        setenv = [arg for name, value in (env | spec.env).items()
+                  for arg in ("--setenv", name, value)]
         return [self.prlimit, *rlimits, "--", self.bwrap,
                 # No user namespaces inside: a nested one would hand the command "root" over
                 # kernel interfaces (mounts, netfilter) it has no business reaching.
                 "--unshare-all", "--unshare-user", "--disable-userns",
                 "--die-with-parent", "--new-session", "--cap-drop", "ALL",
                 "--uid", str(INSIDE_UID), "--gid", str(INSIDE_UID), "--hostname", "sandbox",
-                *mounts, "--chdir", cwd, "--clearenv", *setenv, "--", *spec.argv]
+                *mounts, "--chdir", cwd, "--clearenv", *setenv, "--", *argv]
 
     async def _execute(self, spec: CommandSpec, run_dir: Path, uid: int, sink: OutputSink,
                        cancel: asyncio.Event) -> Outcome:

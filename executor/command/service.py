@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import signal
+from datetime import timedelta
 
 from pydantic import Field
 from redis.exceptions import RedisError
@@ -23,20 +24,24 @@ from duetime import kafka
 from duetime.attempts import sleep_until
 from duetime.due_set import DueSet
 from duetime.lifecycle import Lifecycle
+from duetime.objects import ObjectStore
+from duetime.objects.retention import remove_expired_output
 from duetime.objects.settings import ObjectStoreSettings, open_store
 from duetime.ops import ops_app, serve
 from duetime.redis_client import redis_client
 from duetime.settings import HttpSettings, KafkaSettings, RedeliverySettings, RedisSettings
+from duetime.timeutil import utcnow
 from executor.command.lanes import LaneIntake
 from executor.command.runner import CommandRunner
 from executor.command.sandbox import Sandbox, SandboxSettings
 from executor.command.uids import processes_of
+from executor.egress import EgressSettings
 
 log = logging.getLogger(__name__)
 GROUP = "duetime-command-executor"
 
 
-class Settings(KafkaSettings, RedisSettings, RedeliverySettings, HttpSettings):
+class Settings(KafkaSettings, RedisSettings, RedeliverySettings, HttpSettings, EgressSettings):
     http_port: int = 18107
     # Commands run at most this many at once (each holds a sandbox uid: at most its slots).
     max_in_flight: int = Field(default=4, ge=1, le=10_000)
@@ -51,6 +56,23 @@ async def watch_aborts(runner: CommandRunner, until: asyncio.Event) -> None:
             await runner.watch_aborts()
         except (RedisError, OSError) as exc:
             log.warning("abort check failed", extra={"error": repr(exc)})
+
+
+async def expire_output(store: ObjectStore, settings: ObjectStoreSettings,
+                        until: asyncio.Event) -> None:
+    """Removes command output past its retention, now and every `output_sweep_seconds`.
+
+    Each instance sweeps the store it writes to (a filesystem store is its host's alone); on a
+    shared S3 bucket they all do, which is harmless: deleting is idempotent (ADR 0038).
+    """
+    while True:
+        cutoff = utcnow() - timedelta(days=settings.output_retention_days)
+        try:
+            await remove_expired_output(store, cutoff)
+        except Exception as exc:  # a store that is down must not stop commands; next round
+            log.warning("output retention sweep failed", extra={"error": repr(exc)})
+        if await sleep_until(until, settings.output_sweep_seconds):
+            return
 
 
 RUN_DIR_NAME = re.compile(r"[0-9a-f]{24}")  # Sandbox.run's secrets.token_hex(12)
@@ -77,12 +99,14 @@ async def reclaim(sandbox: Sandbox) -> int:
 async def main(lifecycle: Lifecycle) -> None:
     settings = Settings()
     sandbox_settings = SandboxSettings()
-    sandbox = Sandbox(sandbox_settings)
+    store_settings = ObjectStoreSettings()
+    # `network: true` runs reach what webhooks may reach, no more (ADR 0038).
+    sandbox = Sandbox(sandbox_settings, settings.egress_policy)
     await reclaim(sandbox)
     slots = min(settings.max_in_flight, sandbox_settings.slots)
     redis = redis_client(settings)
     async with kafka.producer(settings, "command-executor") as producer, \
-            open_store(ObjectStoreSettings()) as store:
+            open_store(store_settings) as store:
         due_set = DueSet(redis, settings.due_shards,
                          redelivery_window_s=settings.run_redelivery_seconds)
         runner = CommandRunner(due_set, producer, store, sandbox, settings.lease_ms,
@@ -98,6 +122,7 @@ async def main(lifecycle: Lifecycle) -> None:
                 "leases": runner.leases.maintain(intake.drained),
                 "aborts": watch_aborts(runner, intake.drained),
                 "clock": runner.clock.keep_synced(intake.drained),
+                "retention": expire_output(store, store_settings, intake.drained),
             })
         finally:
             await redis.aclose()

@@ -10,6 +10,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
+from schemas.api import NETWORK_MIN_MEMORY_MB
+
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 MAX_ARGS = 4096
 MAX_FILES = 1000
@@ -55,11 +57,7 @@ class CommandSpec:
             raise SpecRefused(f"command must have 1 to {MAX_ARGS} arguments")
         if any(not isinstance(arg, str) or "\0" in arg for arg in self.argv):
             raise SpecRefused("command arguments must be strings without NUL characters")
-        for name, value in self.env.items():
-            if not _ENV_NAME.fullmatch(name):
-                raise SpecRefused(f"env name {name[:40]!r} is not [A-Za-z_][A-Za-z0-9_]*")
-            if "\0" in value:
-                raise SpecRefused(f"env.{name} contains a NUL character")
+        self._check_env()
         if len(self.files) > MAX_FILES:
             raise SpecRefused(f"at most {MAX_FILES} files")
         for path in self.files:
@@ -69,6 +67,15 @@ class CommandSpec:
         if not 0 < self.timeout_seconds <= 24 * 3600:
             raise SpecRefused("timeout_seconds must be > 0 and at most 86400")
         self.limits.check()
+        if self.network and self.limits.memory_mb < NETWORK_MIN_MEMORY_MB:
+            raise SpecRefused(f"network: true needs limits.memory_mb >= {NETWORK_MIN_MEMORY_MB}")
+
+    def _check_env(self) -> None:
+        for name, value in self.env.items():
+            if not _ENV_NAME.fullmatch(name):
+                raise SpecRefused(f"env name {name[:40]!r} is not [A-Za-z_][A-Za-z0-9_]*")
+            if "\0" in value:
+                raise SpecRefused(f"env.{name} contains a NUL character")
 
 
 def relative_path(text: str, what: str) -> PurePosixPath:

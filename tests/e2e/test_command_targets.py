@@ -58,6 +58,11 @@ REFUSED = [
     ("target.source.object", {"source": {"object": f"a{NUL}"}}),
     ("target.source.url", {"source": {"object": "a", "url": "http://x"}}),
     ("target.network", {"network": "yes"}),
+    ("target.network", {"network": 1}),
+    ("target.network", {"network": None}),
+    ("target.network", {"network": [True]}),
+    ("target.network", {"network": {"allow": "*"}}),
+    ("target", {"network": True, "limits": {"memory_mb": 31}}),
 ]
 
 
@@ -72,7 +77,8 @@ REFUSED_STEPS = [
     ("target.steps", {"steps": [{"name": "a"}]}),
     ("target.steps", {"steps": [{"name": f"s{i}", "run": "true"} for i in range(101)]}),
     ("target.steps", {"steps": "make"}),
-    ("target.network", {"steps": [STEP], "network": True}),
+    ("target.network", {"steps": [STEP], "network": "true"}),
+    ("target", {"steps": [STEP], "network": True, "limits": {"memory_mb": 16}}),
     ("target.files", {"steps": [STEP], "files": {"../x": ""}}),
     ("target.command", {"steps": [STEP], "command": ["x"]}),  # steps, or a command: not both
 ]
@@ -100,12 +106,11 @@ async def test_hostile_command_targets_are_422_naming_the_field(
     assert any(e["field"].startswith(field) for e in resp.json()["errors"]), resp.json()
 
 
-async def test_network_access_is_refused_as_not_available_yet(api: httpx.AsyncClient) -> None:
-    resp = await api.post("/jobs", json=command_job(network=True))
-    assert resp.status_code == 422, resp.text
-    errors = resp.json()["errors"]
-    assert [e["field"] for e in errors] == ["target.network"]
-    assert "not available yet" in errors[0]["message"]
+async def test_network_true_is_accepted_and_stored(api: httpx.AsyncClient, jobs: Cleanup) -> None:
+    job_id = await jobs.create(api, command_job(network=True))
+    resp = await api.get(f"/jobs/{job_id}")
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["target"]["network"] is True
 
 
 async def test_a_target_beyond_the_size_quota_is_422(api: httpx.AsyncClient) -> None:

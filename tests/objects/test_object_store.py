@@ -5,10 +5,12 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from duetime.objects.keys import InvalidKey, output_key
+from duetime.objects.retention import Swept, is_output_key, remove_expired_output
 from duetime.objects.store import ObjectNotFound, ObjectStore
 
 MIB = 1024 * 1024
@@ -133,3 +135,52 @@ def test_output_keys() -> None:
         output_key("..", "j1", "r1", 1)
     with pytest.raises(InvalidKey):
         output_key("acme", "j1", "r1", 1, "../x")
+
+
+async def test_listings_say_when_each_object_was_written(store: ObjectStore) -> None:
+    before = datetime.now(UTC) - timedelta(seconds=5)  # S3 keeps whole seconds
+    await store.put("t/j/r/1", chunks_of(b"x"))
+    [listed] = await store.list("t/")
+    head = await store.head("t/j/r/1")
+    after = datetime.now(UTC) + timedelta(seconds=5)
+    assert listed.modified is not None and before <= listed.modified <= after
+    assert head.modified is not None and before <= head.modified <= after
+
+
+RUN_A, RUN_B = "0b6f3c9e-1d2a-8e4f-9a7b-3c5d7e9f1a2b", "5e8f0a2c-4b6d-8f1e-a3c5-7d9e1f3a5b7c"
+
+
+async def test_expired_output_is_removed_and_nothing_else(store: ObjectStore) -> None:
+    outputs = {output_key("ta", "job1", RUN_A, 1): b"a" * 3,
+               output_key("ta", "job1", RUN_A, 1, "build"): b"b" * 5,
+               output_key("ta", "job2", RUN_B, 12): b"c" * 7,
+               output_key("tb", "job1", RUN_A, 1): b"d" * 11}
+    # A tenant's sources, and keys of other shapes, are never output.
+    kept = ["ta/sources/job1/" + RUN_A + "/1/notes", "ta/sources/tools.tar.gz",
+            "ta/job1/not-a-run-id/1/output", f"ta/job1/{RUN_A}/0/output"]
+    for key, data in {**outputs, **{k: b"keep" for k in kept}}.items():
+        await store.put(key, chunks_of(data))
+    now = datetime.now(UTC)
+    # Nothing is older than a day ago: nothing goes.
+    assert await remove_expired_output(store, now - timedelta(days=1)) == Swept(0, 0)
+    assert len(await store.list("")) == len(outputs) + len(kept)
+    # Under a prefix only that prefix's output goes.
+    assert await remove_expired_output(store, now + timedelta(days=1), "tb/") == Swept(1, 11)
+    # Everything written before tomorrow is expired by then: all output, and only output.
+    assert await remove_expired_output(store, now + timedelta(days=1)) == Swept(3, 15)
+    assert [o.key for o in await store.list("")] == sorted(kept)
+
+
+@pytest.mark.parametrize(("key", "output"), [
+    (output_key("t", "j", RUN_A, 1), True),
+    (output_key("t", "j", RUN_A, 3, "test"), True),
+    (f"t/j/{RUN_A}/1/output/more", False),
+    (f"t/j/{RUN_A.upper()}/1/output", False),
+    (f"t/j/{RUN_A}/01/output", False),
+    (f"t/j/{RUN_A}/1/log", False),
+    (f"t/{RUN_A}/1/output", False),
+    ("t/sources/a.tar", False),
+    (f"t/sources/{RUN_A}/1/output", False),  # a tenant's upload shaped like output: theirs
+])
+def test_what_counts_as_output(key: str, output: bool) -> None:
+    assert is_output_key(key) is output

@@ -9,6 +9,7 @@ import pytest
 
 from executor.command.sandbox import Sandbox, SandboxSettings
 from executor.command.uids import processes_of
+from executor.egress import EgressPolicy
 from tests.support.objects import s3_settings, store
 
 __all__ = ["s3_settings", "store"]
@@ -20,8 +21,10 @@ SLOTS = 8
 
 @pytest.fixture(scope="session")
 def sandbox() -> Sandbox:
+    # The local stack's allowlist (DUETIME_EGRESS_ALLOW): the test sinks' loopback ports only.
     return Sandbox(SandboxSettings(scratch_dir="/var/tmp/duetime-sandbox-tests",
-                                   first_uid=FIRST_UID, slots=SLOTS))
+                                   first_uid=FIRST_UID, slots=SLOTS),
+                   EgressPolicy.parse("127.0.0.1/32:18900-18999"))
 
 
 def sandbox_processes() -> list[int]:

@@ -85,7 +85,7 @@ async def test_memory_limit(sandbox: Sandbox) -> None:
     (CommandSpec(("true",), timeout_seconds=0), "timeout_seconds"),
     (CommandSpec(("true",), limits=Limits(memory_mb=0)), "limits.memory_mb"),
     (CommandSpec(("true",), limits=Limits(processes=2)), "limits.processes"),
-    (CommandSpec(("true",), network=True), "network access for commands is not available yet"),
+    (CommandSpec(("true",), network=True, limits=Limits(memory_mb=31)), "limits.memory_mb >= 32"),
 ])
 async def test_refused_commands_start_nothing(sandbox: Sandbox, spec: CommandSpec, message: str) -> None:
     out = Collected()

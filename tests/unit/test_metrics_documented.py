@@ -15,7 +15,7 @@ MODULES = ("duetime.clock", "duetime.kafka", "duetime.http_metrics", "job_servic
            "job_service.quotas", "writer.service", "watcher.integrity", "watcher.service",
            "watcher.consumer_lag", "dispatcher.service", "executor.service", "executor.signing",
            "executor.notifications", "writer.alerts", "executor.command.runner",
-           "executor.command.lanes", "executor.offsets")
+           "executor.command.lanes", "executor.offsets", "duetime.objects.retention")
 ROOT = DOC.parents[1]
 PACKAGES = ("duetime", "job_service", "search_service", "writer", "watcher", "dispatcher",
             "executor")
