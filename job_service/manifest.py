@@ -110,7 +110,10 @@ def parse(raw: bytes, kind: str) -> Any:
 def _yaml_reason(exc: yaml.YAMLError) -> str:
     if isinstance(exc, yaml.MarkedYAMLError):
         where = f" (line {exc.problem_mark.line + 1})" if exc.problem_mark else ""
-        return f"{exc.problem or exc.context or 'invalid'}{where}"
+        # `schedule: * * * * *` unquoted: the scanner reads an alias without a name.
+        hint = f"; {NO_ALIASES}" if "alias" in (exc.context or "") or \
+            "anchor" in (exc.context or "") else ""
+        return f"{exc.problem or exc.context or 'invalid'}{where}{hint}"
     return str(exc)[:200]
 
 

@@ -28,15 +28,21 @@ def _join(path: str, key: str | int) -> str:
     return f"{path}[{key}]" if isinstance(key, int) else f"{path}.{key}" if path else key
 
 
+def _cut(value: Any) -> Any:
+    if isinstance(value, str) and len(value) > SHOWN_CHARS:
+        return value[:SHOWN_CHARS] + "…"
+    if isinstance(value, dict):
+        return {k: _cut(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_cut(v) for v in value]
+    return value
+
+
 def _shown(path: str, value: Any) -> Any:
     """`value` as the answer shows it: secrets redacted (a whole `headers` object too), cut."""
     if isinstance(value, dict) and path.rsplit(".", 1)[-1] in _NAMED_SECRETS:
-        return redact_headers(value)
-    if isinstance(value, dict | list):
-        return redact_json(value)
-    if isinstance(value, str) and len(value) > SHOWN_CHARS:
-        return value[:SHOWN_CHARS] + "…"
-    return value
+        value = redact_headers(value)
+    return _cut(redact_json(value))
 
 
 def _secret(path: str, key: str | int) -> bool:
