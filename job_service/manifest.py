@@ -4,9 +4,8 @@ A file is JSON or YAML: a list of jobs, or `{"jobs": [...]}` (seed 003's shape).
 full job spec (the body of `POST /jobs`) or seed 003's shorthand: `schedule` as a cron string,
 `run_once`, and `steps` (or `command`) with the sandbox fields beside them instead of a `target`.
 
-YAML is read with the safe loader, without anchors and aliases (no billion laughs: nothing can
-expand beyond the bytes sent), nested at most MAX_DEPTH deep, and with timestamps left as
-strings, so a YAML file means exactly what the same JSON would.
+YAML is read by duetime.bounded_yaml: the safe loader without anchors and aliases (no billion
+laughs), nested at most MAX_DEPTH deep, timestamps left as strings.
 """
 
 from __future__ import annotations
@@ -17,19 +16,17 @@ from typing import Any
 import orjson
 import yaml
 
+from duetime import bounded_yaml
 from duetime.problems import ProblemError
-from schemas.api import MAX_JSON_DEPTH
 
 MAX_ITEMS = 500
 # What the gateway lets through (client_max_body_size): the service never parses more.
 MAX_BODY_BYTES = 256 * 1024
-MAX_DEPTH = MAX_JSON_DEPTH
+MAX_DEPTH = bounded_yaml.MAX_DEPTH
 YAML_TYPES = frozenset({"application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml"})
 JSON_TYPES = frozenset({"application/json"})
 # The fields of a command or steps target that the shorthand takes beside `steps`/`command`.
 SANDBOX_FIELDS = ("source", "env", "files", "working_dir", "network", "timeout_seconds", "limits")
-NO_ALIASES = ("YAML anchors (&name) and aliases (*name) are not accepted; quote a value that "
-              "starts with * (a cron expression: \"* * * * *\")")
 
 
 @dataclass(frozen=True)
@@ -54,32 +51,6 @@ def _invalid(field: str, message: str) -> ProblemError:
     return ProblemError(422, "Invalid request", message, [{"field": field, "message": message}])
 
 
-class _BoundedLoader(yaml.SafeLoader):
-    """The safe loader without anchors or aliases, nesting at most MAX_DEPTH levels."""
-
-    depth = 0
-
-    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
-        event = self.peek_event()  # type: ignore[no-untyped-call]
-        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
-            raise yaml.composer.ComposerError(None, None, NO_ALIASES, event.start_mark)
-        self.depth += 1
-        try:
-            if self.depth > MAX_DEPTH:
-                raise yaml.composer.ComposerError(
-                    None, None, f"nested more than {MAX_DEPTH} levels deep", event.start_mark)
-            return super().compose_node(parent, index)
-        finally:
-            self.depth -= 1
-
-
-def _timestamp_as_text(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
-    return loader.construct_scalar(node)  # type: ignore[arg-type]
-
-
-_BoundedLoader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp_as_text)
-
-
 def media_type(content_type: str | None) -> str:
     kind = (content_type or "").split(";")[0].strip().lower()
     if kind in YAML_TYPES or kind in JSON_TYPES or kind.endswith("+json"):
@@ -100,21 +71,11 @@ def parse(raw: bytes, kind: str) -> Any:
         except orjson.JSONDecodeError as exc:
             raise ProblemError(400, "Malformed JSON", "the request body is not valid JSON") from exc
     try:
-        return yaml.load(text, Loader=_BoundedLoader)  # noqa: S506 - a SafeLoader subclass
+        return bounded_yaml.load(text)
     except yaml.YAMLError as exc:
-        raise _malformed(f"the request body is not valid YAML: {_yaml_reason(exc)}") from exc
+        raise _malformed(f"the request body is not valid YAML: {bounded_yaml.reason(exc)}") from exc
     except RecursionError as exc:  # a pathological flow collection the depth check did not see
         raise _malformed(f"the YAML is nested more than {MAX_DEPTH} levels deep") from exc
-
-
-def _yaml_reason(exc: yaml.YAMLError) -> str:
-    if isinstance(exc, yaml.MarkedYAMLError):
-        where = f" (line {exc.problem_mark.line + 1})" if exc.problem_mark else ""
-        # `schedule: * * * * *` unquoted: the scanner reads an alias without a name.
-        hint = f"; {NO_ALIASES}" if "alias" in (exc.context or "") or \
-            "anchor" in (exc.context or "") else ""
-        return f"{exc.problem or exc.context or 'invalid'}{where}{hint}"
-    return str(exc)[:200]
 
 
 def items_of(document: Any) -> list[Any]:
