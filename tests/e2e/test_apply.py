@@ -23,8 +23,9 @@ from duetime.console.app import app
 from duetime.console.client import NOT_FOUND, REJECTED, USAGE
 from job_service.manifest import MAX_BODY_BYTES
 from tests.support.commands import command_executor
-from tests.support.jobs import Cleanup, wait_runs
+from tests.support.jobs import Cleanup, runs
 from tests.support.problems import problem
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.usefixtures("cli_env")
 
@@ -36,6 +37,7 @@ GREET_TEST = ('package greet\n\nimport "testing"\n\nfunc TestGreet(t *testing.T)
 # The Go runtime reserves address space up front: RLIMIT_AS below ~1 GiB stops it at start
 # ("failed to reserve page summary memory"); docs/commands.md says so.
 GO_LIMITS = {"memory_mb": 2048, "cpu_seconds": 300}
+FINAL = {"succeeded", "failed", "timed_out", "cancelled", "skipped"}
 
 
 @pytest.fixture
@@ -79,6 +81,14 @@ def go_job(name: str, test_file: str) -> dict[str, Any]:
     }
 
 
+async def finished(api: httpx.AsyncClient, job_id: str) -> dict[str, Any]:
+    """The job's one run once it ended, whatever its status (a failure shows at once)."""
+    async def ended() -> dict[str, Any] | None:
+        done = [r for r in await runs(api, job_id) if r["status"] in FINAL]
+        return done[0] if done else None
+    return await eventually(ended, timeout=240, interval=0.5)
+
+
 async def test_seed_003_go_build_and_test_applied_with_the_cli(
     api: httpx.AsyncClient, api_b: httpx.AsyncClient, jobs: Cleanup, tmp_path: Path,
     executor: None,
@@ -96,8 +106,9 @@ async def test_seed_003_go_build_and_test_applied_with_the_cli(
     ok_id, red_id = (jobs.track(api, item["job_id"]) for item in done["items"])
     assert [i["job_id"] for i in preview["items"]] == [ok_id, red_id]
 
-    [ok] = await wait_runs(api, ok_id, "succeeded", timeout=240)
-    [red] = await wait_runs(api, red_id, "failed", timeout=240)
+    ok, red = await finished(api, ok_id), await finished(api, red_id)
+    assert ok["status"] == "succeeded", ok
+    assert red["status"] == "failed", red
     assert ok["scheduled_at"].endswith(("00Z", "15Z", "30Z", "45Z")), ok  # on its cron
     assert [(s["name"], s["status"], s["exit_code"]) for s in ok["steps"]] == [
         ("setup", "succeeded", 0), ("build", "succeeded", 0), ("test", "succeeded", 0)]
@@ -112,6 +123,7 @@ async def test_seed_003_go_build_and_test_applied_with_the_cli(
     assert b"/job/.cache/go-build" in setup.content  # GOCACHE inside the run's directory
     failed = await asyncio.to_thread(cli, "runs", "output", red["run_id"], "--step", "test")
     assert 'Greet = "hello gopher"' in failed and "FAIL" in failed
+    assert "/job/.cache/go-build" not in failed  # the test step's alone, not setup's
 
     shown = await asyncio.to_thread(cli, "runs", "get", ok["run_id"])
     assert "succeeded" in shown and "build" in shown
