@@ -149,6 +149,7 @@ class ApplyRoute:
             try:
                 spec = JobSpec.model_validate(manifest.spec_of(item))
                 self.jobs.check(spec, tenant, now)
+                self.jobs.quotas.check_alone(spec)
             except manifest.ItemInvalid as exc:
                 invalid.add(index, item, exc.error.field, exc.error.message)
                 continue

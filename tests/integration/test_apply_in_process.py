@@ -15,6 +15,7 @@ import pytest
 import yaml
 from redis.asyncio import Redis
 
+from duetime.settings import QuotaSettings
 from job_service.manifest import MAX_BODY_BYTES, MAX_ITEMS
 from tests.support.job_service import InProcess, job_service
 from tests.support.problems import problem
@@ -259,3 +260,16 @@ async def test_500_jobs_in_one_apply(service: InProcess, pg: asyncpg.Pool[Any]) 
 async def _count_if(pg: asyncpg.Pool[Any], me: str, wanted: int) -> int | None:
     count: int = await pg.fetchval("SELECT count(*) FROM jobs WHERE tenant = $1", me)
     return count if count == wanted else None
+
+
+async def test_a_job_faster_than_the_whole_quota_is_refused_before_anything_is_sent(
+    env: dict[str, str], redis: Redis,
+) -> None:
+    me = tenant()
+    async with job_service(env, redis, QuotaSettings(quota_firings_per_second=0.5)) as svc:
+        resp = await svc.client(me).post("/jobs:apply", content=yaml.safe_dump([
+            steps_job("daily"), steps_job("every-second", schedule="* * * * * *")]),
+            headers=YAML)
+        body = problem(resp, 422)
+        assert [e["field"] for e in body["errors"]] == ["jobs[1].schedule"]
+        assert svc.published(me) == []
