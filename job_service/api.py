@@ -26,6 +26,7 @@ from duetime.run_ids import run_id_for
 from duetime.settings import JobLimitSettings, KafkaTargetSettings, QuotaSettings
 from duetime.tenant_assertion import TenantAssertions
 from duetime.timeutil import iso, to_ms, utcnow
+from job_service.apply import ApplyRoute, JobStore
 from job_service.idempotency import IdempotencyStore, body_hash
 from job_service.publisher import CommandPublisher, Unavailable
 from job_service.quotas import Quotas, Reservation
@@ -190,13 +191,17 @@ class JobRoutes:
             await self.publish_reserved(cmd, reservation)
         return cmd
 
-    async def create(self, request: Request, spec: JobSpec, key: str | None) -> JobCommand:
-        tenant = tenant_of(request)
-        now = utcnow()
+    def check(self, spec: JobSpec, tenant: str, now: datetime) -> None:
+        """422 naming what this deployment refuses in a job the schema accepted."""
         _check_schedule(spec, now)
         _check_headers(spec)
         _check_limits(spec, self.limits)
         _check_target(spec, tenant, self.topics)
+
+    async def create(self, request: Request, spec: JobSpec, key: str | None) -> JobCommand:
+        tenant = tenant_of(request)
+        now = utcnow()
+        self.check(spec, tenant, now)
         _restorable(spec.model_dump(mode="json"), None)  # a new job has nothing to restore
         job_id = self.ids.new(tenant)
         if key is not None:
@@ -207,6 +212,11 @@ class JobRoutes:
             if not await self.idempotency.reserve(tenant, key, digest):
                 raise ProblemError(409, "Conflict",
                                    "this Idempotency-Key was used with a different body")
+        return await self.publish_create(tenant, spec, job_id, now)
+
+    async def publish_create(self, tenant: str, spec: JobSpec, job_id: str,
+                             now: datetime) -> JobCommand:
+        """The create of a checked spec, within the tenant's quotas."""
         reservation = await self.quotas.admit_create(tenant, spec)
         cmd = JobCommand(command_id=_new_id(), type="create", job_id=job_id, tenant=tenant,
                          issued_at=now, spec=spec)
@@ -236,16 +246,17 @@ class JobRoutes:
         return TimerCreated(id=cmd.job_id, time_left=timer.total_seconds)
 
     async def replace_job(self, request: Request, job_id: str, spec: JobSpec) -> JobAccepted:
-        _check_schedule(spec, utcnow())
-        _check_headers(spec)
-        _check_limits(spec, self.limits)
-        _check_target(spec, tenant_of(request), self.topics)
+        self.check(spec, tenant_of(request), utcnow())
         if has_redacted(edited := spec.model_dump(mode="json")):
             _restorable(edited, await self.current_spec(request, job_id))
+        await self.publish_update(request, job_id, spec)
+        return _accepted(job_id)
+
+    async def publish_update(self, request: Request, job_id: str, spec: JobSpec) -> JobCommand:
+        """The update of a checked spec, within the tenant's quotas."""
         await self.ensure_known(request, job_id)
         reservation = await self.quotas.admit_update(tenant_of(request), job_id, spec)
-        await self.command(request, "update", job_id, reservation, spec=spec)
-        return _accepted(job_id)
+        return await self.command(request, "update", job_id, reservation, spec=spec)
 
     async def patch_job(self, request: Request, job_id: str,
                         patch: Annotated[dict[str, Any], Body()]) -> JobAccepted:
@@ -256,10 +267,7 @@ class JobRoutes:
             except ValidationError as exc:
                 raise ProblemError(422, "Invalid request", "the patched job is invalid",
                                    validation_errors(exc.errors())) from exc
-            _check_schedule(merged, utcnow())
-            _check_headers(merged)
-            _check_limits(merged, self.limits)
-            _check_target(merged, tenant_of(request), self.topics)
+            self.check(merged, tenant_of(request), utcnow())
             reservation = await self.quotas.admit_update(tenant_of(request), job_id, merged)
         else:
             reservation = None  # not stored yet: the writer checks the merged job's limits
@@ -321,8 +329,10 @@ def build_app(lifecycle: Lifecycle, publisher: CommandPublisher, idempotency: Id
               lookup: JobLookup, ids: JobIds, assertions: TenantAssertions,
               quotas: Quotas | None = None,
               limits: JobLimitSettings | None = None,
-              topics: TopicPolicy | None = None) -> FastAPI:
-    """`quotas`, `limits` and `topics` default to the environment's settings, usage counted in memory."""
+              topics: TopicPolicy | None = None,
+              store: JobStore | None = None) -> FastAPI:
+    """`quotas`, `limits` and `topics` default to the environment's settings, usage counted in
+    memory; `POST /jobs:apply` is served with a `store` to find jobs by name in."""
     settings = QuotaSettings()
     quotas = quotas or Quotas(settings, UsageCache(None, settings.quota_refresh_seconds))
     # The API's document is both services', served by the search service (search_service/api_docs.py).
@@ -333,7 +343,10 @@ def build_app(lifecycle: Lifecycle, publisher: CommandPublisher, idempotency: Id
     app.add_middleware(RequestMetrics)
     install_quotas(app)
     app.include_router(ops_router(lifecycle))
-    app.include_router(JobRoutes(publisher, idempotency, lookup, ids, quotas,
-                                 limits or JobLimitSettings(),
-                                 topics or TopicPolicy(KafkaTargetSettings())).router())
+    routes = JobRoutes(publisher, idempotency, lookup, ids, quotas, limits or JobLimitSettings(),
+                       topics or TopicPolicy(KafkaTargetSettings()))
+    if store is not None:
+        # Before the job routes: /jobs:apply is no /jobs/{job_id}, but keep it first all the same.
+        app.include_router(ApplyRoute(routes, store, ids).router())
+    app.include_router(routes.router())
     return app

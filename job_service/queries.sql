@@ -1,2 +1,12 @@
 -- name: job_owner_and_spec
 SELECT tenant, spec FROM jobs WHERE job_id = $1
+
+-- name: jobs_named
+-- The tenant's jobs that `POST /jobs:apply` may update: by name, any state but cancelled
+-- (index jobs_tenant_name).
+SELECT job_id, name, spec FROM jobs
+WHERE tenant = $1 AND name = ANY($2::text[]) AND state <> 'cancelled'
+ORDER BY name, job_id
+
+-- name: existing_job_ids
+SELECT job_id FROM jobs WHERE job_id = ANY($1::text[])

@@ -119,6 +119,11 @@ class Quotas:
                 f"job adds {_rate_text(added)}, over the quota of {_rate_text(limit)}: pause, "
                 "slow down or cancel recurring jobs", self.settings.quota_refresh_seconds)
 
+    def check_alone(self, spec: JobSpec) -> None:
+        """422 for a job faster than the tenant's whole firing quota: it could never fit (what
+        admit_create/admit_update check first; an apply checks it before sending anything)."""
+        self._check_alone(peak_rate(spec))
+
     async def admit_create(self, tenant: str, spec: JobSpec) -> Reservation:
         rate = peak_rate(spec)
         self._check_alone(rate)

@@ -30,6 +30,7 @@ from duetime.settings import (
 from duetime.sql import load_queries
 from duetime.tenant_assertion import TenantAssertions
 from job_service.api import build_app
+from job_service.apply import PostgresJobStore
 from job_service.idempotency import IdempotencyStore
 from job_service.publisher import CommandPublisher
 from job_service.quotas import Quotas
@@ -82,7 +83,7 @@ async def main(lifecycle: Lifecycle) -> None:
                         JobIds(settings.id_secret),
                         TenantAssertions(settings.gateway_secret, settings.assertion_max_age_seconds),
                         Quotas(settings, usage, stored), settings,
-                        TopicPolicy(settings))
+                        TopicPolicy(settings), PostgresJobStore(pool))
         app.include_router(SigningSecretRoutes(pool, settings.signing_secrets_per_tenant).router())
         app.include_router(SourceRoutes(store).router())
         lifecycle.ready = True

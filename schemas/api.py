@@ -414,6 +414,33 @@ class JobAccepted(BaseModel):
     links: dict[str, str] = Field(default_factory=dict)
 
 
+class FieldChange(BaseModel):
+    """One field an apply changes (`from` the stored value `to` the file's; null: absent)."""
+
+    model_config = ConfigDict(populate_by_name=True)
+    path: str
+    before: Any = Field(alias="from")
+    after: Any = Field(alias="to")
+
+
+class AppliedJob(BaseModel):
+    """What `POST /jobs:apply` did (or, with dry_run, would do) with one job of the file."""
+
+    index: int
+    name: str
+    job_id: str
+    result: Literal["created", "updated", "unchanged"]
+    changes: list[FieldChange] = Field(default_factory=list)
+
+
+class ApplyResult(BaseModel):
+    dry_run: bool
+    created: int
+    updated: int
+    unchanged: int
+    items: list[AppliedJob]
+
+
 class RunAccepted(BaseModel):
     job_id: str
     run_id: str

@@ -35,6 +35,7 @@ SECURITY_SCHEMES = {
 def _apps() -> dict[str, Any]:
     # Imported here: the services import schemas, never the other way round at run time.
     from job_service.api import build_app as job_app
+    from job_service.apply import PostgresJobStore
     from job_service.signing_secrets import SigningSecretRoutes
     from job_service.sources import SourceRoutes
     from search_service.api import build_app as search_app
@@ -44,7 +45,8 @@ def _apps() -> dict[str, Any]:
 
     ids, signer, unused = JobIds("x" * 16), TenantAssertions("x" * 32), cast(Any, None)
     # Built as the services' main() builds them (job_service/service.py, search_service/service.py).
-    write = job_app(Lifecycle("job_service"), unused, unused, unused, ids, signer)
+    write = job_app(Lifecycle("job_service"), unused, unused, unused, ids, signer,
+                    store=PostgresJobStore(unused))
     write.include_router(SigningSecretRoutes(unused, 5).router())
     write.include_router(SourceRoutes(unused).router())
     read = search_app(Lifecycle("search_service"), unused, {}, ids, signer)

@@ -7,7 +7,7 @@ import math
 from typing import Annotated, Any
 
 import asyncpg
-from fastapi import APIRouter, FastAPI, Query, Request
+from fastapi import APIRouter, FastAPI, Path, Query, Request
 
 from duetime.gateway_auth import GatewayAuthentication
 from duetime.http_metrics import RequestMetrics
@@ -121,6 +121,13 @@ class SearchRoutes:
             nxt = encode_cursor(last["scheduled_at"], last["run_id"])
         return {"items": items, "next_cursor": nxt}
 
+    async def get_run(self, request: Request,
+                      run_id: Annotated[str, Path(max_length=64)]) -> dict[str, Any]:
+        row = await self.pool.fetchrow(self.q["run_by_id"], run_id, tenant_of(request))
+        if row is None:
+            raise _not_found("run", run_id)
+        return run_view(row)
+
     async def job_preview(self, request: Request, job_id: str) -> dict[str, Any]:
         params = parse_query(PreviewQuery, request.query_params.multi_items())
         row = await self.job_row(request, job_id)
@@ -174,6 +181,7 @@ class SearchRoutes:
                         openapi_extra={"parameters": openapi_parameters(PreviewQuery)})
         r.add_api_route("/runs", self.list_runs, methods=["GET"],
                         openapi_extra={"parameters": openapi_parameters(RunsQuery)})
+        r.add_api_route("/runs/{run_id}", self.get_run, methods=["GET"])
         r.add_api_route("/alerts", self.list_alerts, methods=["GET"],
                         openapi_extra={"parameters": openapi_parameters(AlertsQuery)})
         r.add_api_route("/stats", self.stats, methods=["GET"])

@@ -7,6 +7,12 @@ FROM jobs WHERE job_id = $1 AND tenant = $2
 SELECT * FROM job_runs WHERE job_id = $1 AND tenant = $2
 ORDER BY scheduled_at DESC, run_id DESC LIMIT 1
 
+-- name: run_by_id
+-- GET /runs/<run_id>: the primary key (run_id, scheduled_at) per partition; another tenant's
+-- run is not found.
+SELECT * FROM job_runs WHERE run_id = $1 AND tenant = $2
+ORDER BY scheduled_at DESC LIMIT 1
+
 -- name: job_runs_page
 -- Keyset pagination, newest first; $4/$5 are the last row of the previous page (or NULL).
 SELECT * FROM job_runs

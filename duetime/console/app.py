@@ -7,7 +7,9 @@ everything else to this app.
 from __future__ import annotations
 
 import subprocess
+import sys
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -26,15 +28,28 @@ from duetime.console.client import (
     CliError,
     resolve,
 )
-from duetime.console.output import ALERT_COLUMNS, JOB_COLUMNS, RUN_COLUMNS, Printer
-from duetime.console.specs import labels_from, load_document, patch_from, schedule_from_flags
+from duetime.console.output import (
+    ALERT_COLUMNS,
+    APPLY_COLUMNS,
+    JOB_COLUMNS,
+    RUN_COLUMNS,
+    STEP_COLUMNS,
+    Printer,
+)
+from duetime.console.specs import (
+    jobs_file,
+    labels_from,
+    load_document,
+    patch_from,
+    schedule_from_flags,
+)
 
 STACK = Path(__file__).resolve().parents[2] / "deploy" / "local" / "stack.sh"
 TERMINAL = {"succeeded", "failed", "timed_out", "cancelled", "skipped"}
 T = TypeVar("T")
 
 app = typer.Typer(name="duetime", no_args_is_help=True, add_completion=True,
-                  help="duetime: schedule webhooks and Kafka messages. Service commands: "
+                  help="duetime: schedule webhooks, Kafka messages and commands. Service commands: "
                        "duetime run|migrate|topics|keys|logs.")
 jobs = typer.Typer(no_args_is_help=True, help="Create, inspect and change jobs.")
 runs = typer.Typer(no_args_is_help=True, help="Runs across jobs.")
@@ -310,7 +325,77 @@ def jobs_runs(
         f"runs of {job_id}"))
 
 
+# -- apply ------------------------------------------------------------------------------------
+
+def _printer(ctx: typer.Context, output: str | None) -> Printer:
+    """`-o` after the command wins over `duetime -o …` before it."""
+    if output is None:
+        printer: Printer = ctx.obj.printer
+        return printer
+    if output not in ("table", "json"):
+        raise CliError("--output is table or json", USAGE)
+    return Printer(output == "json")
+
+
+OutputOption = Annotated[str | None, typer.Option("--output", "-o", help="table or json")]
+
+
+@app.command("apply")
+def apply_jobs(
+    ctx: typer.Context,
+    file: Annotated[str, typer.Option("--file", "-f", help="a jobs file, YAML or JSON; - for stdin")],
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="show what would change; change nothing")] = False,
+    output: OutputOption = None,
+) -> None:
+    """Create or update the jobs of a file by name (POST /jobs:apply; seed 003's format too)."""
+    def work(api: Api, _: Printer) -> None:
+        printer = _printer(ctx, output)
+        body, content_type, count = jobs_file(file)
+        what = f"{count} jobs" if count is not None else "the jobs"
+        with Console(stderr=True).status(f"{'checking' if dry_run else 'applying'} {what} of {file} …"):
+            done = api.call_raw_json("POST", "/jobs:apply", body, content_type,
+                                     params={"dry_run": "true"} if dry_run else None)
+        if printer.as_json:
+            printer.json(done)
+            return
+        title = ", ".join(f"{done[k]} {k}" for k in ("created", "updated", "unchanged"))
+        printer.rows(done["items"], APPLY_COLUMNS,
+                     f"dry run, nothing changed: {title}" if dry_run else title)
+    _with_api(ctx, work)
+
+
 # -- runs -------------------------------------------------------------------------------------
+
+@runs.command("get")
+def runs_get(ctx: typer.Context, run_id: str, output: OutputOption = None) -> None:
+    """One run: its status, times, exit code and, for steps, each step's."""
+    def work(api: Api, _: Printer) -> None:
+        printer = _printer(ctx, output)
+        run = api.call("GET", f"/runs/{urllib.parse.quote(run_id, safe='')}")
+        printer.record({k: v for k, v in run.items() if k != "steps" or printer.as_json},
+                       f"run {run_id}")
+        if run.get("steps") and not printer.as_json:
+            printer.rows(run["steps"], STEP_COLUMNS, "steps")
+    _with_api(ctx, work)
+
+
+@runs.command("output")
+def runs_output(
+    ctx: typer.Context, run_id: str,
+    step: Annotated[str | None, typer.Option(help="one step's output")] = None,
+    attempt: Annotated[int | None, typer.Option(help="an earlier attempt's (default: the last)")] = None,
+) -> None:
+    """What a command run wrote (stdout and stderr as written), as it was stored."""
+    params = {k: v for k, v in {"step": step, "attempt": attempt}.items() if v is not None}
+
+    def work(api: Api, _: Printer) -> None:
+        text = api.raw("GET", f"/runs/{urllib.parse.quote(run_id, safe='')}/output",
+                       params=params, headers={"Accept": "text/plain"})
+        sys.stdout.buffer.write(text)
+        sys.stdout.flush()
+    _with_api(ctx, work)
+
 
 @runs.command("list")
 def runs_list(

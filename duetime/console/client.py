@@ -102,24 +102,37 @@ class Api:
 
     def call(self, method: str, path: str, *, params: dict[str, Any] | None = None,
              json: Any = None, headers: dict[str, str] | None = None) -> Any:
+        body = None if json is None else orjson.dumps(json)
+        raw = self.raw(method, path, params=params, body=body, headers={
+            **(headers or {}), **({"Content-Type": "application/json"} if body is not None else {})})
+        return orjson.loads(raw) if raw else None
+
+    def call_raw_json(self, method: str, path: str, body: bytes, content_type: str, *,
+                      params: dict[str, Any] | None = None) -> Any:
+        """A body sent as it is (a jobs file: the server parses it), a JSON answer."""
+        answer = self.raw(method, path, params=params, body=body,
+                          headers={"Content-Type": content_type})
+        return orjson.loads(answer) if answer else None
+
+    def raw(self, method: str, path: str, *, params: dict[str, Any] | None = None,
+            body: bytes | None = None, headers: dict[str, str] | None = None) -> bytes:
+        """The answer's bytes as sent (a command's output is text, not JSON)."""
         url = self.base + path
         if params:
             url += "?" + urllib.parse.urlencode(params, doseq=True)
-        body = None if json is None else orjson.dumps(json)
         # The scheme is http(s): resolve() refuses any other URL.
-        request = urllib.request.Request(url, data=body, method=method, headers={  # noqa: S310
-            **self.headers, **(headers or {}),
-            **({"Content-Type": "application/json"} if body is not None else {})})
+        request = urllib.request.Request(url, data=body, method=method,  # noqa: S310
+                                         headers={**self.headers, **(headers or {})})
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as resp:  # noqa: S310
-                raw = resp.read()
+                answer: bytes = resp.read()
+                return answer
         except urllib.error.HTTPError as exc:
             with exc:  # its body is the problem document
-                raw = exc.read()
-            raise _failure(exc.code, raw) from exc
+                problem = exc.read()
+            raise _failure(exc.code, problem) from exc
         except (urllib.error.URLError, OSError) as exc:
             raise CliError(f"cannot reach {self.base}: {exc}", UNAVAILABLE) from exc
-        return orjson.loads(raw) if raw else None
 
     def close(self) -> None:
         return None

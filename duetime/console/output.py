@@ -15,6 +15,18 @@ JOB_COLUMNS = ("job_id", "name", "state", "schedule", "next_run_at", "run_count"
 RUN_COLUMNS = ("run_id", "job_id", "attempt", "status", "scheduled_at", "lateness_ms",
                "duration_ms", "http_status", "error")
 ALERT_COLUMNS = ("at", "kind", "job_id", "run_id", "detail")
+APPLY_COLUMNS = ("index", "name", "result", "job_id", "changes")
+STEP_COLUMNS = ("name", "status", "exit_code", "duration_ms")
+
+
+def _short(value: Any) -> str:
+    return orjson.dumps(value).decode() if not isinstance(value, str) else repr(value)
+
+
+def changes_text(changes: Sequence[dict[str, Any]]) -> str:
+    """One line per changed field: `path: from → to`."""
+    return "\n".join(f"{c['path']}: {_short(c.get('from'))} → {_short(c.get('to'))}"
+                     for c in changes)
 
 
 def schedule_text(schedule: dict[str, Any]) -> str:
@@ -36,6 +48,8 @@ def cell(row: dict[str, Any], column: str) -> str:
         return schedule_text(value)
     if column == "detail" and isinstance(value, dict):
         return alert_summary(value)
+    if column == "changes" and isinstance(value, list):
+        return changes_text(value)
     if column == "last_run" and isinstance(value, dict):
         return f"{value.get('status')} {value.get('at') or ''}".strip()
     return "" if value is None else str(value)

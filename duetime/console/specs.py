@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 import yaml
 
+from duetime import bounded_yaml
 from duetime.console.client import USAGE, CliError
 
 
@@ -26,6 +27,26 @@ def load_document(path: str) -> Any:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise CliError(f"{path} is neither JSON nor YAML: {exc}", USAGE) from exc
+
+
+def jobs_file(path: str) -> tuple[bytes, str, int | None]:
+    """A jobs file's bytes as they are (the server reads them within its bounds), their media
+    type, and how many jobs it holds when that is easy to see (None otherwise)."""
+    try:
+        raw = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
+    except OSError as exc:
+        raise CliError(f"cannot read {path}: {exc}", USAGE) from exc
+    try:
+        document, kind = orjson.loads(raw), "application/json"
+    except orjson.JSONDecodeError:
+        kind = "application/yaml"
+        try:
+            document = bounded_yaml.load(raw.decode())
+        except (yaml.YAMLError, UnicodeDecodeError, RecursionError):
+            document = None  # the server says what is wrong with it
+    if isinstance(document, dict):
+        document = document.get("jobs")
+    return raw, kind, len(document) if isinstance(document, list) else None
 
 
 def schedule_from_flags(at: str | None, in_seconds: float | None, every: int | None,

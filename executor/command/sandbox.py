@@ -37,7 +37,9 @@ log = logging.getLogger(__name__)
 Status = Literal["succeeded", "failed", "timed_out", "cancelled"]
 INSIDE_UID = 1000
 HOME = "/job"
-DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# /usr/local/go/bin: where Go's own installer puts the toolchain (seed 003's jobs build Go
+# modules); a directory that does not exist on a host costs nothing.
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/local/go/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 READ_CHUNK = 64 * 1024
 # After the command exits: how long its output may still take to reach the sink (a slow store).
 DRAIN_SECONDS = 30.0

@@ -26,6 +26,7 @@ from duetime.settings import (
 )
 from duetime.tenant_assertion import TenantAssertions
 from job_service.api import build_app
+from job_service.apply import PostgresJobStore
 from job_service.idempotency import IdempotencyStore
 from job_service.publisher import CommandPublisher
 from job_service.quotas import Quotas
@@ -92,7 +93,7 @@ async def job_service(env: dict[str, str], redis: Redis, quotas: QuotaSettings |
         app = build_app(Lifecycle("job_service"), CommandPublisher(producer, 5.0),
                         IdempotencyStore(redis, prefix=f"test{uuid.uuid4().hex[:8]}"), lookup,
                         JobIds(secret), assertions, Quotas(quota_settings, usage, stored),
-                        limits or JobLimitSettings())
+                        limits or JobLimitSettings(), store=PostgresJobStore(pool))
         service = InProcess(app, producer, pool, assertions)
         try:
             yield service
