@@ -43,6 +43,7 @@ from duetime.sql import load_queries
 from duetime.timeutil import to_ms, utcnow
 from schemas.events import ID_PATTERN, DeadLetter, JobCommand, JobEvent, RunStatusChanged
 from schemas.topics import (
+    INGRESS_PARTITIONS,
     JOB_COMMANDS,
     JOB_COMMANDS_DLQ,
     JOB_EVENTS,
@@ -377,8 +378,34 @@ class Writer:
         log.error("message not sent", extra={"topic": topic, "error": _describe(exc)[:300]})
 
 
+async def ingress_topics(settings: Settings) -> list[str]:
+    """The ingress topics of the configured tenants, created when missing: a tenant added
+    since the topics were made (a key created on a running stack) must not keep the writer from
+    starting — a subscription to a topic that does not exist never gets ready. One that cannot
+    be created is left out, with a warning: that tenant's Kafka ingress waits, nothing else."""
+    wanted = {ingress_topic(t): INGRESS_PARTITIONS for t in settings.ingress_tenant_list}
+    if not wanted:
+        return []
+    try:
+        created = await kafka.ensure_topics(settings, wanted)
+    except KafkaConnectionError:
+        raise  # Kafka is away: the service's restart (and its backoff) is the answer
+    except KafkaError as exc:
+        async with kafka.admin(settings) as client:
+            existing = set(await client.list_topics())
+        missing = sorted(set(wanted) - existing)
+        if missing:
+            log.warning("ingress topics missing and not created: those tenants' Kafka ingress "
+                        "is off until `duetime topics` creates them",
+                        extra={"topics": missing, "error": repr(exc)})
+        return [t for t in wanted if t in existing]
+    if created:
+        log.info("ingress topics created", extra={"topics": created})
+    return list(wanted)
+
+
 async def consume(lifecycle: Lifecycle, writer: Writer, settings: Settings) -> None:
-    ingress = [ingress_topic(t) for t in settings.ingress_tenant_list]
+    ingress = await ingress_topics(settings)
     async with kafka.consumer(settings, "duetime-writer", "writer", JOB_COMMANDS,
                               RUNS_STATUS, *ingress) as consumer:
         lifecycle.checks["caught_up"] = caught_up(consumer, settings.kafka_ready_max_lag)
