@@ -96,7 +96,7 @@ browser:
 # Runs the stack tests against a running stack; starts one (and stops it after) if none is up.
 test-stack: setup browser
 	$(STACK) deps
-	deploy/local/with-stack.sh $(VENV)/bin/pytest tests/objects tests/sandbox tests/integration tests/e2e tests/security tests/ops tests/faults tests/ui tests/model -q
+	deploy/local/with-stack.sh $(VENV)/bin/pytest tests/objects tests/sandbox tests/integration tests/e2e tests/security tests/ops tests/faults tests/ui tests/model -q --durations=15
 
 # The model checker: `make model SEED=7` replays one history; `make model MINUTES=30` soaks.
 SEED ?= 1
