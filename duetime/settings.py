@@ -27,7 +27,7 @@ class KafkaSettings(_Fragment):
     # The broker's CA for SASL_SSL (None: the system's trust store).
     kafka_ssl_cafile: str | None = None
     # /readyz of a consumer: ready once it has read to within this many messages of the end
-    # of its partitions (duetime.catch_up).
+    # of its partitions (duetime.consumer_readiness).
     kafka_ready_max_lag: int = Field(default=1000, ge=0)
 
 

@@ -25,7 +25,7 @@ from pydantic import Field, ValidationError
 from yarl import URL
 
 from duetime import kafka
-from duetime.catch_up import caught_up
+from duetime.consumer_readiness import caught_up
 from duetime.lifecycle import Lifecycle
 from duetime.settings import KafkaSettings, _Fragment
 from executor.egress import EgressBlocked, EgressPolicy, blocked_reason, client_session

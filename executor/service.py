@@ -42,8 +42,8 @@ from duetime.attempts import (
     start_when_due,
     until_done,
 )
-from duetime.catch_up import caught_up
 from duetime.clock import ReferenceClock
+from duetime.consumer_readiness import caught_up
 from duetime.due_set import Claim, DueSet, Entry, Start
 from duetime.kafka_targets import TopicPolicy
 from duetime.lifecycle import Lifecycle

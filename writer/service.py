@@ -23,7 +23,7 @@ from pydantic import Field, ValidationError
 from redis import exceptions as redis_errors
 
 from duetime import kafka, postgres
-from duetime.catch_up import caught_up
+from duetime.consumer_readiness import caught_up
 from duetime.due_set import DueSet
 from duetime.kafka_targets import TopicPolicy
 from duetime.lifecycle import Lifecycle

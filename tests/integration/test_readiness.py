@@ -1,4 +1,4 @@
-"""/readyz of a consumer means connected AND caught up (duetime.catch_up), on the real Kafka."""
+"""/readyz of a consumer means connected AND caught up (duetime.consumer_readiness), on the real Kafka."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 
 from duetime import kafka
-from duetime.catch_up import caught_up, lag
+from duetime.consumer_readiness import caught_up, lag
 from duetime.settings import KafkaSettings
 from tests.support.kafka import kafka_settings, scratch_topic
 from tests.support.waiting import eventually
