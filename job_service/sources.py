@@ -73,7 +73,8 @@ class SourceRoutes:
     def router(self) -> APIRouter:
         r = APIRouter(tags=["sources"])
         r.add_api_route("/sources/{path:path}", self.put, methods=["PUT"], status_code=201,
-                        responses=problem_responses(409, 413, 422, 503),
+                        responses={200: {"description": "an existing source was replaced"},
+                                   **problem_responses(409, 413, 422, 503)},
                         summary="Store a script or archive a command job can name in "
                                 "source.object (the body, at most 256 KiB)")
         r.add_api_route("/sources/{path:path}", self.delete, methods=["DELETE"],

@@ -59,6 +59,9 @@ ROUTES: dict[tuple[str, str, str], Row] = {
     ("search_service", "GET", "/jobs/{job_id}/runs"): Row("victim id"),
     ("search_service", "GET", "/jobs/{job_id}/preview"): Row("victim id"),
     ("search_service", "GET", "/timers/{timer_id}"): Row("victim id"),
+    # Named here by the victim's job id (no run of a far-future job exists); a real run of
+    # another tenant's is refused in tests/e2e/test_apply.py.
+    ("search_service", "GET", "/runs/{run_id}"): Row("victim id"),
     # The API's description and Swagger UI: no tenant's data, open like the ops endpoints
     # (ADR 0028; tests/e2e/test_api_docs.py).
     **{("search_service", "GET", path): Row("open")
@@ -112,7 +115,8 @@ def test_every_route_of_both_apps_is_in_the_matrix() -> None:
 
 
 def _url(path: str, job_id: str) -> str:
-    return path.replace("{job_id}", job_id).replace("{timer_id}", job_id)
+    return path.replace("{job_id}", job_id).replace("{timer_id}", job_id).replace(
+        "{run_id}", job_id)
 
 
 def _bad_assertions(signer: TenantAssertions, method: str) -> list[dict[str, str]]:
