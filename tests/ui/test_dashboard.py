@@ -110,6 +110,11 @@ async def test_a_failure_leads_to_its_error(
     row = page.locator(f"#run-{failed[0]['run_id']}")
     await expect(row).to_contain_text(error)
     await expect(row).to_contain_text("500")
+    # The same failure among the tenant's alerts, linked to its run.
+    await page.get_by_role("link", name="Alerts").click()
+    alert = page.get_by_role("row").filter(has=page.get_by_role("link", name=job_id))
+    await expect(alert.first).to_contain_text("failure", timeout=30_000)
+    await screenshot(page, "alerts")
 
 
 async def test_skipped_runs_show_their_reason(
