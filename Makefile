@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STACK := deploy/local/stack.sh
 
-.PHONY: setup lock audit up down status logs key test lint unit test-stack model bench bench-peers schemas clean browser
+.PHONY: setup lock audit up down status logs receiver key test lint unit test-stack model bench bench-peers schemas clean browser
 
 REQS := requirements
 # Hashes of every file of every locked version (so --require-hashes installs on any platform), and
@@ -73,6 +73,10 @@ status:
 # `make logs ARGS="--match <job id>"` (python -m duetime logs --help).
 logs: setup
 	@$(PY) -m duetime logs $(ARGS)
+
+# A webhook receiver to try jobs against (127.0.0.1:18999, one line per request; PORT=189xx).
+receiver:
+	@python3 deploy/local/receiver.py $(or $(PORT),18999)
 
 # An API key for TENANT, printed once (only its hash is stored); the running gateway reloads.
 key: setup
