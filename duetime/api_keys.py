@@ -18,6 +18,7 @@ import os
 import re
 import secrets
 import signal
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -120,8 +121,12 @@ def revoke_key(path: Path, key_id: str) -> KeyRecord | None:
     return None
 
 
-def reload_gateway(pid_file: Path) -> bool:
-    """Ask the running nginx to re-read its configuration (and so the keys); False if none runs."""
+def reload_gateway(pid_file: Path, wait_seconds: float = 5.0) -> bool:
+    """Ask the running nginx to re-read its configuration (and so the keys); False if none runs.
+
+    Returns once a worker started by the reload runs (or after `wait_seconds`): until then the
+    old workers may still answer, and a key created a moment ago would be refused — the
+    README's `KEY=$(make -s key …); curl …` runs the two back to back."""
     try:
         pid = int(pid_file.read_text().split()[0])
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
@@ -129,5 +134,20 @@ def reload_gateway(pid_file: Path) -> bool:
         return False
     if b"nginx" not in cmdline:
         return False  # a stale pid file: never signal a process we did not mean
+    before = _children(pid)
     os.kill(pid, signal.SIGHUP)  # what `nginx -s reload` sends
+    deadline = time.monotonic() + wait_seconds
+    while time.monotonic() < deadline and not (_children(pid) - before):
+        time.sleep(0.02)
+    time.sleep(0.05)  # the new worker opens its listeners' accept loop
     return True
+
+
+def _children(pid: int) -> set[int]:
+    """The processes whose parent is `pid` (nginx's workers), from /proc."""
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.add(int(stat.parent.name))
+    return found

@@ -36,9 +36,17 @@ async def test_a_tenant_added_on_a_running_stack_survives_a_writer_restart(
     env: dict[str, str], sink: Sink, path: str,
 ) -> None:
     tenant = f"new{uuid.uuid4().hex[:8]}"
-    key = keys("create", "--tenant", tenant)
+    # The README's `KEY=$(make -s key …); curl …`, back to back as a shell runs them: the key
+    # works at once (`keys create` returns once the gateway's reloaded workers run).
+    script = ('KEY=$("$0" -m duetime keys create --tenant "$1" 2>/dev/null); echo "$KEY"; '
+              'curl -s -o /dev/null -w "%{http_code}" -H "Authorization: Bearer $KEY" '
+              '"$2/jobs?limit=1"')
+    done = subprocess.run(["sh", "-c", script, sys.executable, tenant, env["DUETIME_URL"]],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60, check=True)
+    key, first = done.stdout.split()
     key_id = next(line.split()[0] for line in keys("list").splitlines() if tenant in line)
     try:
+        assert first == "200", "a key fresh from `keys create` was refused"
         await asyncio.to_thread(stack, "restart", "writer")  # raises unless it got ready
         async with kafka.admin(admin_settings(env)) as client:
             assert ingress_topic(tenant) in await client.list_topics()
