@@ -46,8 +46,11 @@ class JobStore(Protocol):
     async def named(self, tenant: str, names: Sequence[str]) -> list[StoredJob]:
         """The tenant's jobs with these names, in any state but cancelled."""
 
-    async def existing(self, job_ids: Sequence[str]) -> set[str]:
-        """Which of these ids any job (of any tenant, in any state) has."""
+    async def existing(self, job_ids: Sequence[str], tenant: str,
+                       names: Sequence[str]) -> set[str]:
+        """Which of these ids any job (of any tenant, in any state) has — but the tenant's own
+        live jobs named one of `names`: stored since the by-name lookup, they are the jobs this
+        apply names again, not ids to skip."""
 
 
 class PostgresJobStore:
@@ -58,9 +61,10 @@ class PostgresJobStore:
         rows = await self.pool.fetch(QUERIES["jobs_named"], tenant, list(names))
         return [StoredJob(row["job_id"], row["name"], row["spec"]) for row in rows]
 
-    async def existing(self, job_ids: Sequence[str]) -> set[str]:
-        return {row["job_id"] for row in await self.pool.fetch(QUERIES["existing_job_ids"],
-                                                               list(job_ids))}
+    async def existing(self, job_ids: Sequence[str], tenant: str,
+                       names: Sequence[str]) -> set[str]:
+        return {row["job_id"] for row in await self.pool.fetch(
+            QUERIES["existing_job_ids"], list(job_ids), tenant, list(names))}
 
 
 @dataclass
@@ -208,7 +212,8 @@ class ApplyRoute:
             candidates = {p.index: [self.ids.for_idempotency_key(
                 tenant, f"\x00apply\x00{p.spec.name}\x00{g}")
                 for g in range(first, first + GENERATIONS)] for p in todo}
-            taken = await self.store.existing([i for ids in candidates.values() for i in ids])
+            taken = await self.store.existing([i for ids in candidates.values() for i in ids],
+                                              tenant, [p.spec.name for p in todo])
             for plan in todo:
                 plan.job_id = next((i for i in candidates[plan.index] if i not in taken), "")
             todo, first = [p for p in todo if not p.job_id], first + GENERATIONS
