@@ -44,6 +44,11 @@ class Settings(KafkaSettings, RedisSettings, HttpSettings):
     lookahead_ms: int = Field(default=100, ge=0, le=1000)
     max_unacked_batches: int = Field(default=64, ge=1)
     max_idle_ms: int = Field(default=25, ge=1, le=1000)
+    # Rounds are at least this far apart unless one hit the batch limit: at a steady rate the
+    # next entry enters the lookahead a millisecond after a round, and a round per entry cost
+    # a Redis trip, a Kafka request and an executor fetch per firing. Entries are still popped
+    # lookahead - min_round_ms before they are due, so it costs no precision.
+    min_round_ms: int = Field(default=10, ge=0, le=100)
     batch_size: int = Field(default=500, ge=1)
     inflight_timeout_ms: int = Field(default=5000, ge=100)
     # The dispatching path's heartbeat (ADR 0011): each round proves it alive up to the oldest
@@ -213,11 +218,14 @@ class Dispatcher:
                 log.warning("in-flight entries requeued", extra={"shard": shard, "count": n})
 
     def idle_ms(self, head: int | None) -> float:
-        """How long to sleep: until the next entry is due (minus lookahead), at most max_idle."""
+        """How long to sleep: until the next entry is due (minus lookahead), at most max_idle
+        and at least min_round."""
         if head is None:
             return self.settings.max_idle_ms
         wait = head - self.settings.lookahead_ms - now_ms()
-        return max(0.0, min(float(self.settings.max_idle_ms), float(wait)))
+        # Never a floor above the lookahead: an entry would then be popped after its instant.
+        floor = min(self.settings.min_round_ms, self.settings.lookahead_ms)
+        return max(float(floor), min(float(self.settings.max_idle_ms), float(wait)))
 
 
 async def run_loop(lifecycle: Lifecycle, dispatcher: Dispatcher) -> None:
