@@ -163,8 +163,9 @@ class Entry:
             f"|{self.attempt}|{self.flag}"
         )
 
-    @property
+    @functools.cached_property
     def run_id(self) -> str:
+        # A MAC (duetime/run_ids.py): asked for by every script call and status of an attempt.
         return run_id_for(self.job_id, self.scheduled_ms)
 
     @property
