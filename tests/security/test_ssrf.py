@@ -7,6 +7,7 @@ answer stored. Before, such a job read another tenant's jobs back through `respo
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -20,7 +21,9 @@ from tests.support.sink import SINK_PORTS, Sink, start_site
 
 # Loopback ports the local stack's egress allowlist does not admit (just below the sinks').
 OUTSIDE_PORTS = range(18800, 18900)
-SEARCH_SERVICE = "http://127.0.0.1:18102"
+# The stack's own services, on the ports stack.sh gave them (a helper's stack moves them).
+SEARCH_SERVICE = f"http://127.0.0.1:{os.environ.get('DUETIME_SEARCH_SERVICE_PORT', '18102')}"
+JOB_SERVICE = f"http://127.0.0.1:{os.environ.get('DUETIME_JOB_SERVICE_PORT', '18101')}"
 
 
 @pytest.fixture
@@ -85,7 +88,7 @@ async def test_a_job_cannot_read_another_tenant_through_the_search_service(
     ("http://10.0.0.1/", "private address"),
     ("http://100.64.0.1/", "shared address space (CGNAT)"),
     ("http://127.0.0.1:18080/jobs", "loopback address"),  # the gateway
-    ("http://127.0.0.1:18101/jobs", "loopback address"),  # the job service
+    (f"{JOB_SERVICE}/jobs", "loopback address"),
     ("http://127.0.0.1:16379/", "loopback address"),  # Redis
 ])
 async def test_internal_addresses_are_blocked(api: httpx.AsyncClient, jobs: Cleanup,
