@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 from collections import Counter as Tally
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -88,6 +90,40 @@ def transient(exc: BaseException) -> bool:
     return isinstance(exc, _RETRY_TYPES)
 
 
+class Retrying:
+    """How long the writer has been retrying one batch. Retrying forever is right for an
+    outage (nothing is lost; it resumes when the dependency is back) but a silent warning loop
+    is wrong for what does not heal by waiting — a schema that does not match the code (class
+    42: a migration not applied, or a SQL bug). Past `stuck_after` the writer says so loudly:
+    an error log per minute and /readyz `applying` false, so `make status` and probes show it."""
+
+    def __init__(self, stuck_after: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.stuck_after, self.clock = stuck_after, clock
+        self.since: float | None = None
+        self.told = 0.0
+
+    def failed(self, exc: BaseException) -> None:
+        now = self.clock()
+        if self.since is None:
+            self.since = now
+        if now - self.since < self.stuck_after:
+            log.warning("batch failed, retrying", extra={"error": repr(exc)[:300]})
+        elif now - self.told >= 60:
+            self.told = now
+            hint = ("the schema does not match the code: a migration not applied?"
+                    if (getattr(exc, "sqlstate", None) or "").startswith("42") else
+                    "a dependency has been failing this long")
+            log.error("batch still failing: consuming has stopped", extra={
+                "error": repr(exc)[:300], "seconds": round(now - self.since), "hint": hint})
+
+    def succeeded(self) -> None:
+        self.since = None
+
+    async def applying(self) -> bool:
+        """The readiness check: false once one batch has failed for `stuck_after`."""
+        return self.since is None or self.clock() - self.since < self.stuck_after
+
+
 def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
@@ -95,6 +131,8 @@ def _describe(exc: BaseException) -> str:
 class Settings(KafkaSettings, KafkaTargetSettings, IngressSettings, PostgresSettings,
                RedisSettings, RedeliverySettings, HttpSettings, JobLimitSettings):
     http_port: int = 18103
+    # A batch failing this long is reported loudly (error log, /readyz `applying` false).
+    stuck_after_seconds: float = Field(default=60.0, gt=0)
     # Run history older than this is dropped a whole month at a time (expire_job_runs, ADR 0013).
     # At least 31 days, so last month's partition, which maintenance keeps ready, is never
     # dropped and created again.
@@ -409,6 +447,8 @@ async def consume(lifecycle: Lifecycle, writer: Writer, settings: Settings) -> N
     async with kafka.consumer(settings, "duetime-writer", "writer", JOB_COMMANDS,
                               RUNS_STATUS, *ingress) as consumer:
         lifecycle.checks["caught_up"] = caught_up(consumer, settings.kafka_ready_max_lag)
+        retrying = Retrying(settings.stuck_after_seconds)
+        lifecycle.checks["applying"] = retrying.applying
         lifecycle.ready = True
         while not lifecycle.stop.is_set():
             batches = await consumer.getmany(timeout_ms=100, max_records=1000)
@@ -424,9 +464,10 @@ async def consume(lifecycle: Lifecycle, writer: Writer, settings: Settings) -> N
                         if not transient(exc):
                             raise  # a bug: handle_batch lets only transient errors out
                         # Nothing is committed: retry the same batch once the dependency is back.
-                        log.warning("batch failed, retrying", extra={"error": repr(exc)})
+                        retrying.failed(exc)
                         if await lifecycle.sleep(1.0):
                             return
+                retrying.succeeded()
             try:
                 await consumer.commit()
             except CommitFailedError as exc:
