@@ -22,6 +22,7 @@
 # command_executor (sandboxed command jobs, ADR 0026/0031) is started by `up` only with
 # DUETIME_COMMAND_EXECUTOR=1 (port DUETIME_COMMAND_EXECUTOR_PORT, 18107); `start` starts it anyway.
 #
+# DUETIME_EXECUTORS=n (1..9, default 1) makes `up` start n executor processes (executor-2, …).
 # DUETIME_STACK_INFRA_ONLY=1 makes `up` start only kafka, postgres, redis and the gateway.
 # Ports: DUETIME_{KAFKA,KAFKA_CONTROLLER,POSTGRES,REDIS,GATEWAY}_PORT and
 # DUETIME_{JOB_SERVICE,SEARCH_SERVICE,WRITER,WATCHER,DISPATCHER,EXECUTOR}_PORT,
@@ -72,6 +73,10 @@ INFRA=(kafka postgres redis)
 SERVICES=(job_service search_service writer watcher dispatcher executor)
 # Off unless enabled: `up` starts them only when DUETIME_COMMAND_EXECUTOR=1.
 OPTIONAL_SERVICES=(command_executor)
+# How many executor processes `up` starts (executor, executor-2, …): the executor is the
+# busiest process, and one Python process uses one core.
+EXECUTORS=${DUETIME_EXECUTORS:-1}
+[[ $EXECUTORS =~ ^[1-9]$ ]] || { echo "DUETIME_EXECUTORS must be 1..9, not '$EXECUTORS'" >&2; exit 2; }
 
 KAFKA_READY_TIMEOUT="${DUETIME_KAFKA_READY_TIMEOUT:-90}"
 PG_READY_TIMEOUT="${DUETIME_POSTGRES_READY_TIMEOUT:-60}"
@@ -1509,6 +1514,8 @@ cmd_up() {
         run_python_step topics
         start_component supervisord
         for c in "${SERVICES[@]}"; do start_component "$c"; done
+        local n
+        for ((n = 2; n <= EXECUTORS; n++)); do start_component "executor-$n"; done
         if [[ ${DUETIME_COMMAND_EXECUTOR:-0} == 1 ]]; then
             for c in "${OPTIONAL_SERVICES[@]}"; do start_component "$c"; done
         fi
@@ -1556,7 +1563,7 @@ cmd_down() {
 }
 
 usage() {
-    sed -n '2,27p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    sed -n '2,30p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
 take_lock() {
