@@ -1,0 +1,122 @@
+"""check_storable's short path for plain JSON types refuses and accepts what the general
+checks do (issue 8: it runs for every field of every command and run request decoded).
+
+`check_any_storable` is the check as it was before the short path (isinstance by
+isinstance): over generated values, hostile and boundary ones, of every type the short path
+takes and of those it leaves (subclasses, containers, models), both give the same verdict and
+the same message. The decoders on the hot path (the writer's JobCommand, the executor's
+RunRequested, from JSON bytes) are then checked to refuse every kind of unstorable value.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, timedelta, timezone
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import BaseModel, ValidationError
+
+from schemas.api import (
+    EARLIEST,
+    INT64_MAX,
+    INT64_MIN,
+    LATEST,
+    MAX_JSON_DEPTH,
+    NUL,
+    check_any_storable,
+    check_storable,
+)
+from schemas.events import JobCommand, RunRequested
+
+
+class _Text(str):
+    pass
+
+
+class _Int(int):
+    pass
+
+
+class _Inner(BaseModel):
+    x: int = 2**70  # a model holds what it checked itself: never looked into
+
+
+def _verdict(check: Any, value: object) -> str | None:
+    try:
+        check(value, "field")
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+strings = st.text(st.characters(codec=None)) | st.sampled_from(
+    ["", "a\x00", "\ud800", "é\udfff", "\U0001f600", NUL])
+ints = st.integers() | st.sampled_from([INT64_MIN, INT64_MAX, INT64_MIN - 1, INT64_MAX + 1])
+instants = st.datetimes(timezones=st.sampled_from([UTC, timezone(timedelta(hours=14))])) \
+    | st.datetimes() | st.sampled_from([EARLIEST, LATEST, LATEST - timedelta(microseconds=1),
+                                        EARLIEST - timedelta(microseconds=1)])
+scalars = (st.none() | st.booleans() | ints | st.floats() | strings | instants
+           | strings.map(_Text) | ints.map(_Int) | st.just(_Inner()))
+values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=3)
+                      | st.lists(inner, max_size=3).map(tuple)
+                      | st.dictionaries(strings, inner, max_size=3), max_leaves=12)
+
+
+def _nested(depth: int) -> Any:
+    value: Any = []
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
+
+@settings(max_examples=2000, deadline=None)
+@given(values | st.sampled_from([_nested(MAX_JSON_DEPTH), _nested(MAX_JSON_DEPTH + 1)]))
+def test_the_short_path_gives_the_general_verdict(value: object) -> None:
+    assert _verdict(check_storable, value) == _verdict(check_any_storable, value)
+
+
+REQUEST = ('{"run_id":"r1:1","job_id":"j1","tenant":"t1","job_version":1,'
+           '"scheduled_at":"2026-11-26T09:50:45Z","due_at":"2026-11-26T09:50:45Z","attempt":1,'
+           '"priority":5,"retry":{},"member":"j1|1|123|1|5","dispatched_at":"2026-11-26T09:50:45Z",'
+           '"target":{"type":"http","url":"http://127.0.0.1:9/x","body":VALUE}}')
+COMMAND = ('{"command_id":"c1","type":"create","job_id":"j1","tenant":"t1",'
+           '"issued_at":"2026-11-26T09:50:45Z","spec":{"name":"n",'
+           '"schedule":{"type":"once","at":"2027-01-01T00:00:00Z"},'
+           '"target":{"type":"http","url":"http://127.0.0.1:9/x"},"payload":VALUE}}')
+HOSTILE = [('"a\\u0000b"', "NUL"), ('{"k\\u0000":1}', "NUL"), ("NaN", "finite"),
+           ("1e400", "finite"), ("-Infinity", "finite"), (str(INT64_MAX + 1), "64 bits"),
+           (str(INT64_MIN - 1), "64 bits"),
+           ("[" * (MAX_JSON_DEPTH + 1) + "]" * (MAX_JSON_DEPTH + 1), "nested")]
+BOUNDARY = [str(INT64_MAX), str(INT64_MIN), '"tab\\t\\u00e9\\ud83d\\ude00"', "1.5e308",
+            "[" * MAX_JSON_DEPTH + "]" * MAX_JSON_DEPTH, "null", "{}"]
+
+
+@pytest.mark.parametrize("model, template", [(RunRequested, REQUEST), (JobCommand, COMMAND)])
+@pytest.mark.parametrize("value, message", HOSTILE)
+def test_hot_path_decoders_refuse_what_cannot_be_stored(model: type[BaseModel], template: str,
+                                                        value: str, message: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        model.model_validate_json(template.replace("VALUE", value))
+    assert message in info.value.errors()[0]["msg"]
+
+
+@pytest.mark.parametrize("model, template", [(RunRequested, REQUEST), (JobCommand, COMMAND)])
+@pytest.mark.parametrize("value", BOUNDARY)
+def test_hot_path_decoders_take_storable_boundaries(model: type[BaseModel], template: str,
+                                                    value: str) -> None:
+    model.model_validate_json(template.replace("VALUE", value))
+
+
+@pytest.mark.parametrize("instant, accepted", [
+    ("1970-01-01T00:00:00Z", True), ("8999-12-31T23:59:59.999999Z", True),
+    ("1969-12-31T23:59:59.999999Z", False), ("9000-01-01T00:00:00Z", False)])
+def test_hot_path_decoders_bound_instants(instant: str, accepted: bool) -> None:
+    raw = REQUEST.replace("VALUE", "null").replace('"due_at":"2026-11-26T09:50:45Z"',
+                                                    f'"due_at":"{instant}"')
+    if accepted:
+        assert RunRequested.model_validate_json(raw).due_at.year in (1970, 8999)
+    else:
+        with pytest.raises(ValidationError, match="1970-01-01T00:00:00Z to before"):
+            RunRequested.model_validate_json(raw)
