@@ -16,21 +16,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
-import sys
-import tarfile
-import tempfile
 import time
 from datetime import UTC, datetime
-from io import BytesIO
-from pathlib import Path
+
+from bench.revisions import figures_at_revision
 
 CASES = (("* * * * * *", "Europe/Berlin"), ("*/5 * * * * *", "Europe/Berlin"),
          ("0 30 2 * * *", "Europe/Berlin"))
 CYCLE = 500
 START = datetime(2026, 1, 1, tzinfo=UTC)
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def calls_per_second(expression: str, timezone: str, seconds: float) -> float:
@@ -60,18 +54,8 @@ def measure(seconds: float) -> list[float]:
 
 
 def measure_revision(rev: str, seconds: float) -> list[float]:
-    archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "duetime", "schemas"],
-                             check=True, capture_output=True).stdout
-    with tempfile.TemporaryDirectory() as tmp:
-        with tarfile.open(fileobj=BytesIO(archive)) as tar:
-            tar.extractall(tmp, filter="data")
-        # The child finds the revision's packages first (its working directory leads sys.path)
-        # and this bench in the project.
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([tmp, str(ROOT)])}
-        out = subprocess.run([sys.executable, "-m", "bench.cron_next_fire", "--seconds", str(seconds),
-                              "--json"], cwd=tmp, env=env, check=True, capture_output=True,
-                             text=True).stdout
-    figures: list[float] = json.loads(out.splitlines()[-1])
+    figures: list[float] = figures_at_revision(rev, "bench.cron_next_fire", "--seconds",
+                                               str(seconds))
     return figures
 
 
