@@ -16,14 +16,13 @@ process), so one run prints before and after.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-from bench.revisions import figures_at_revision
+from bench.revisions import add_revision_options, figures_per_column
 
 ROUNDS = 7
 CASES = ("JobCommand (create)", "RunRequested (http)")
@@ -71,16 +70,13 @@ def measure(count: int) -> list[list[float]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=20_000, help="messages per round")
-    parser.add_argument("--against", action="append", default=[], metavar="REV",
-                        help="also measure this git revision (repeatable)")
-    parser.add_argument("--json", action="store_true", help="print this tree's figures as JSON only")
+    add_revision_options(parser)
     args = parser.parse_args()
-    if args.json:
-        print(json.dumps(measure(args.count)))
+    found = figures_per_column(args, "bench.codec", lambda: measure(args.count),
+                               "--count", str(args.count))
+    if found is None:
         return
-    columns = [*args.against, "working tree"]
-    rows = [figures_at_revision(rev, "bench.codec", "--count", str(args.count))
-            for rev in args.against] + [measure(args.count)]
+    columns, rows = found
     print("| message | " + " | ".join(f"`{c}` µs CPU (best / median of {ROUNDS})"
                                       for c in columns) + " |")
     print("|---|" + "---:|" * len(columns))

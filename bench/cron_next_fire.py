@@ -15,11 +15,10 @@ temporary directory and run in a child process), so one run prints before and af
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from datetime import UTC, datetime
 
-from bench.revisions import figures_at_revision
+from bench.revisions import add_revision_options, figures_per_column
 
 CASES = (("* * * * * *", "Europe/Berlin"), ("*/5 * * * * *", "Europe/Berlin"),
          ("0 30 2 * * *", "Europe/Berlin"))
@@ -53,24 +52,16 @@ def measure(seconds: float) -> list[float]:
     return [calls_per_second(expression, timezone, seconds) for expression, timezone in CASES]
 
 
-def measure_revision(rev: str, seconds: float) -> list[float]:
-    figures: list[float] = figures_at_revision(rev, "bench.cron_next_fire", "--seconds",
-                                               str(seconds))
-    return figures
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=1.0, help="timed seconds per case")
-    parser.add_argument("--against", action="append", default=[], metavar="REV",
-                        help="also measure this git revision (repeatable)")
-    parser.add_argument("--json", action="store_true", help="print this tree's figures as JSON only")
+    add_revision_options(parser)
     args = parser.parse_args()
-    if args.json:
-        print(json.dumps(measure(args.seconds)))
+    found = figures_per_column(args, "bench.cron_next_fire", lambda: measure(args.seconds),
+                               "--seconds", str(args.seconds))
+    if found is None:
         return
-    columns = [*args.against, "working tree"]
-    rows = [measure_revision(rev, args.seconds) for rev in args.against] + [measure(args.seconds)]
+    columns, rows = found
     print("| expression | zone | " + " | ".join(f"`{c}` calls/s" for c in columns) + " |")
     print("|---|---|" + "---:|" * len(columns))
     for i, (expression, timezone) in enumerate(CASES):

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
 import sys
 import tarfile
 import tempfile
+from collections.abc import Callable
 from io import BytesIO
 from pathlib import Path
 from typing import Any
@@ -29,3 +31,21 @@ def figures_at_revision(rev: str, module: str, *args: str) -> Any:
         out = subprocess.run([sys.executable, "-m", module, *args, "--json"], cwd=tmp, env=env,
                              check=True, capture_output=True, text=True).stdout
     return json.loads(out.splitlines()[-1])
+
+
+def add_revision_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--against", action="append", default=[], metavar="REV",
+                        help="also measure this git revision (repeatable)")
+    parser.add_argument("--json", action="store_true", help="print this tree's figures as JSON only")
+
+
+def figures_per_column(args: argparse.Namespace, module: str, measure: Callable[[], Any],
+                       *child_args: str) -> tuple[list[str], list[Any]] | None:
+    """The figures of each `--against` revision and of the working tree, with their column
+    names; None when this run is the child (`--json`: it printed its figures)."""
+    if args.json:
+        print(json.dumps(measure()))
+        return None
+    columns = [*args.against, "working tree"]
+    return columns, [figures_at_revision(rev, module, *child_args) for rev in args.against] \
+        + [measure()]
