@@ -1,9 +1,10 @@
 """Benchmark: CPU time to decode one message of the internal topics (no stack needed).
 
-The writer validates every command it reads (`JobCommand.model_validate_json`) and the
-executor every run request (`RunRequested.model_validate_json`); both are the trust boundary
-and stay pydantic (ADR 0039). Each case decodes one message of the shape the pipeline carries
-(a `create` as bench.kafka_ingest produces it; a run request as the dispatcher writes it)
+The writer validates every command it reads (`JobCommand.model_validate_json`) and every run
+status, the executor every run request (`RunRequested.model_validate_json`); they are the
+trust boundary and stay pydantic (ADR 0039). Each case decodes one message of the shape the
+pipeline carries (a `create` as bench.kafka_ingest produces it; a run request as the
+dispatcher writes it; an http run's final status as the executor writes it)
 ROUNDS times COUNT times, timed with `time.process_time` (CPU of this process only, so other
 work on a shared box mostly stays out); the best and the median round are reported.
 
@@ -25,13 +26,13 @@ from typing import Any
 from bench.revisions import add_revision_options, figures_per_column
 
 ROUNDS = 7
-CASES = ("JobCommand (create)", "RunRequested (http)")
+CASES = ("JobCommand (create)", "RunRequested (http)", "RunStatusChanged (succeeded)")
 
 
 def _messages() -> list[tuple[Callable[[bytes], Any], bytes]]:
     # Imported here so that --against measures the revision's copy.
     from duetime.timeutil import utcnow
-    from schemas.events import JobCommand, RunRequested
+    from schemas.events import JobCommand, RunRequested, RunStatusChanged
 
     now = utcnow()
     command = JobCommand.model_validate({
@@ -47,9 +48,16 @@ def _messages() -> list[tuple[Callable[[bytes], Any], bytes]]:
         "member": "0b7e2f6c1d8a4e3f9a5b6c7d8e9f0a1b|1|1764150000000|1|5|0",
         "target": {"type": "http", "url": "http://127.0.0.1:18999/hook",
                    "headers": {"X-Team": "ops"}, "body": {"job": "nightly", "n": [1, 2, 3]}}})
-    # The bytes on the topics: the job service dumps the model, the dispatcher leaves out None.
+    status = RunStatusChanged.model_validate({
+        "run_id": request.run_id, "job_id": request.job_id, "tenant": "t1", "scheduled_at": now,
+        "attempt": 1, "status": "succeeded", "at": now, "queued_at": now, "started_at": now,
+        "finished_at": now, "lateness_ms": 3, "duration_ms": 20, "http_status": 200,
+        "executor_id": "executor-1"})
+    # The bytes on the topics: the job service dumps the model, the dispatcher and the
+    # executor leave out None.
     return [(JobCommand.model_validate_json, command.model_dump_json().encode()),
-            (RunRequested.model_validate_json, request.model_dump_json(exclude_none=True).encode())]
+            (RunRequested.model_validate_json, request.model_dump_json(exclude_none=True).encode()),
+            (RunStatusChanged.model_validate_json, status.model_dump_json(exclude_none=True).encode())]
 
 
 def measure(count: int) -> list[list[float]]:
