@@ -2,7 +2,9 @@
 
 Each model checks only the fields whose type can hold what cannot be stored: every field of
 such a type must be named by the model's `storable(...)` (`_holds_anything` says which
-types; a field left out fails here).
+types; a field left out fails here). And, as a property over generated messages with hostile
+and boundary values put anywhere in them: whatever JobCommand and RunRequested accept passes
+the check on every field, as when every field was checked (so they refuse no less).
 
 check_storable's short path for plain JSON types refuses and accepts what the general
 checks do.
@@ -190,3 +192,79 @@ def test_hot_path_decoders_bound_instants(instant: str, accepted: bool) -> None:
     else:
         with pytest.raises(ValidationError, match="1970-01-01T00:00:00Z to before"):
             RunRequested.model_validate_json(raw)
+
+
+def _every_field_storable(model: BaseModel) -> None:
+    """What the check on every field did: every field's value, in every nested Storable."""
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        check_any_storable(value, name)
+        for inner in value if isinstance(value, list) else [value]:
+            if isinstance(inner, Storable):
+                _every_field_storable(inner)
+
+
+_NOW = "2026-11-26T09:50:45Z"
+_TARGETS = [
+    {"type": "http", "url": "http://127.0.0.1:9/x", "method": "PUT", "headers": {"X-A": "b"},
+     "body": {"k": [1, "x"]}, "timeout_seconds": 5, "success_codes": [200, 201]},
+    {"type": "kafka", "topic": "t.topic", "key": "k", "value": {"v": 1}, "headers": {"h": "v"}},
+]
+_SPECS = [{"name": "n", "schedule": schedule, "target": target, "priority": 3, "max_runs": 5,
+           "labels": {"team": "ops"}, "payload": {"p": [1, 2]}, "retry": {"max_attempts": 2},
+           "catchup_window_seconds": 60, "late_after_seconds": 30,
+           "on_late": {"url": "http://127.0.0.1:9/late", "headers": {"X-B": "c"}}}
+          for schedule in ({"type": "once", "at": "2027-01-01T00:00:00Z"},
+                           {"type": "delay", "seconds": 10},
+                           {"type": "interval", "every_seconds": 60, "start_at": _NOW,
+                            "end_at": "2027-01-01T00:00:00Z"},
+                           {"type": "cron", "expression": "0 * * * *", "timezone": "UTC"})
+          for target in _TARGETS]
+_COMMANDS = [{"command_id": "c1", "type": "create", "job_id": "j1", "tenant": "t1",
+              "issued_at": _NOW, "accept_by": _NOW, "spec": spec} for spec in _SPECS] + [
+    {"command_id": "c1", "type": "patch", "job_id": "j1", "tenant": "t1", "issued_at": _NOW,
+     "patch": {"name": "m", "payload": None}},
+    {"command_id": "c1", "type": "run", "job_id": "j1", "tenant": "t1", "issued_at": _NOW,
+     "run_at": _NOW, "override_overlap": True}]
+_REQUESTS = [{"run_id": "r1:1", "job_id": "j1", "tenant": "t1", "job_version": 1,
+              "scheduled_at": _NOW, "due_at": _NOW, "attempt": 1, "priority": 5,
+              "retry": {"max_attempts": 2}, "member": "j1|1|123|1|5", "dispatched_at": _NOW,
+              "target": target} for target in _TARGETS]
+_hostile = st.sampled_from(["a\x00", "\ud800", 2**63, -(2**63) - 1, float("nan"), float("inf"),
+                            "1969-12-31T23:59:59Z", "9000-01-01T00:00:00Z", _nested(65),
+                            {"k\x00": 1}, [["\udfff"]], 10**30, "", True, None, 0, -1]) | scalars
+
+
+def _paths(value: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    if isinstance(value, dict):
+        return [path] + [p for k, v in value.items() for p in _paths(v, (*path, k))]
+    if isinstance(value, list):
+        return [path] + [p for i, v in enumerate(value) for p in _paths(v, (*path, i))]
+    return [path]
+
+
+def _replaced(value: Any, path: tuple[Any, ...], new: Any) -> Any:
+    if not path:
+        return new
+    copy = dict(value) if isinstance(value, dict) else list(value)
+    copy[path[0]] = _replaced(value[path[0]], path[1:], new)
+    return copy
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.sampled_from([(JobCommand, c) for c in _COMMANDS] + [(RunRequested, r) for r in _REQUESTS])
+       .flatmap(lambda pair: st.tuples(st.just(pair), st.sampled_from(_paths(pair[1])[1:]))),
+       st.lists(_hostile, min_size=1, max_size=2))
+def test_what_a_decoder_accepts_passes_the_check_on_every_field(
+        case: tuple[tuple[type[BaseModel], dict[str, Any]], tuple[Any, ...]],
+        news: list[Any]) -> None:
+    """Checking fewer fields refuses no less: a message the models accept (with a hostile or
+    boundary value put anywhere in it) passes the check on every field, as before."""
+    (model, message), path = case
+    for new in news:
+        message = _replaced(message, path, new)
+    try:
+        decoded = model.model_validate(message)
+    except ValidationError:
+        return
+    _every_field_storable(decoded)
