@@ -15,22 +15,15 @@ temporary directory and run in a child process), so one run prints before and af
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import subprocess
-import sys
-import tarfile
-import tempfile
 import time
 from datetime import UTC, datetime
-from io import BytesIO
-from pathlib import Path
+
+from bench.revisions import add_revision_options, figures_per_column
 
 CASES = (("* * * * * *", "Europe/Berlin"), ("*/5 * * * * *", "Europe/Berlin"),
          ("0 30 2 * * *", "Europe/Berlin"))
 CYCLE = 500
 START = datetime(2026, 1, 1, tzinfo=UTC)
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def calls_per_second(expression: str, timezone: str, seconds: float) -> float:
@@ -59,34 +52,16 @@ def measure(seconds: float) -> list[float]:
     return [calls_per_second(expression, timezone, seconds) for expression, timezone in CASES]
 
 
-def measure_revision(rev: str, seconds: float) -> list[float]:
-    archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "duetime", "schemas"],
-                             check=True, capture_output=True).stdout
-    with tempfile.TemporaryDirectory() as tmp:
-        with tarfile.open(fileobj=BytesIO(archive)) as tar:
-            tar.extractall(tmp, filter="data")
-        # The child finds the revision's packages first (its working directory leads sys.path)
-        # and this bench in the project.
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([tmp, str(ROOT)])}
-        out = subprocess.run([sys.executable, "-m", "bench.cron_next_fire", "--seconds", str(seconds),
-                              "--json"], cwd=tmp, env=env, check=True, capture_output=True,
-                             text=True).stdout
-    figures: list[float] = json.loads(out.splitlines()[-1])
-    return figures
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=1.0, help="timed seconds per case")
-    parser.add_argument("--against", action="append", default=[], metavar="REV",
-                        help="also measure this git revision (repeatable)")
-    parser.add_argument("--json", action="store_true", help="print this tree's figures as JSON only")
+    add_revision_options(parser)
     args = parser.parse_args()
-    if args.json:
-        print(json.dumps(measure(args.seconds)))
+    found = figures_per_column(args, "bench.cron_next_fire", lambda: measure(args.seconds),
+                               "--seconds", str(args.seconds))
+    if found is None:
         return
-    columns = [*args.against, "working tree"]
-    rows = [measure_revision(rev, args.seconds) for rev in args.against] + [measure(args.seconds)]
+    columns, rows = found
     print("| expression | zone | " + " | ".join(f"`{c}` calls/s" for c in columns) + " |")
     print("|---|---|" + "---:|" * len(columns))
     for i, (expression, timezone) in enumerate(CASES):

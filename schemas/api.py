@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -64,10 +65,54 @@ def _check_scalar(value: object, where: str) -> None:
                          "9000-01-01T00:00:00Z")
 
 
+def _check_str(value: Any, where: str) -> None:
+    if NUL in value or not value.isascii():
+        _check_text(value, where)
+
+
+def _check_int(value: Any, where: str) -> None:
+    if not INT64_MIN <= value <= INT64_MAX:
+        raise ValueError(f"{where} must be an integer that fits in 64 bits")
+
+
+def _check_float(value: Any, where: str) -> None:
+    if not math.isfinite(value):
+        raise ValueError(f"{where} must be a finite number")
+
+
+def _check_instant(value: Any, where: str) -> None:
+    if value.tzinfo is not None and not EARLIEST <= value < LATEST:
+        raise ValueError(f"{where} must be from 1970-01-01T00:00:00Z to before "
+                         "9000-01-01T00:00:00Z")
+
+
+def _always_storable(value: Any, where: str) -> None:
+    pass
+
+
+# What check_storable does for a value of exactly one of these types (not a subclass).
+_PLAIN_CHECKS: dict[type, Callable[[Any, str], None]] = {
+    str: _check_str, int: _check_int, float: _check_float, datetime: _check_instant,
+    bool: _always_storable, type(None): _always_storable,
+}
+
+
 def check_storable(value: object, where: str, depth: int = 0) -> None:
     """Raise ValueError naming `where` if Postgres, Kafka or the schedule math cannot hold
     `value`: a NUL or a lone surrogate in any string (keys too), an integer beyond 64 bits,
     a non-finite number, an instant out of range, JSON nested deeper than MAX_JSON_DEPTH."""
+    # Every field of every command and run request comes through here (issue 8: it was most
+    # of the CPU of decoding one): the exact types JSON decodes to take a short path to the
+    # same verdict as check_any_storable (tests/unit/test_storable_check.py holds them equal).
+    plain = _PLAIN_CHECKS.get(type(value))
+    if plain is not None:
+        plain(value, where)
+    else:
+        check_any_storable(value, where, depth)
+
+
+def check_any_storable(value: object, where: str, depth: int = 0) -> None:
+    """check_storable for a value of any type (subclasses, containers, models)."""
     if isinstance(value, str):
         _check_text(value, where)
     elif isinstance(value, dict | list | tuple):
@@ -82,14 +127,27 @@ def check_storable(value: object, where: str, depth: int = 0) -> None:
         _check_scalar(value, where)
 
 
-class Storable(BaseModel):
-    """Every field of every subclass holds only what can be stored and scheduled (rule 8)."""
+def _storable_field(value: Any, info: ValidationInfo) -> Any:
+    check_storable(value, info.field_name or "value")
+    return value
 
-    @field_validator("*")
-    @classmethod
-    def _storable(cls, value: Any, info: ValidationInfo) -> Any:
-        check_storable(value, info.field_name or "value")
-        return value
+
+def storable(*fields: str) -> Any:
+    """The Storable check, on the `fields` of a model whose type lets through what cannot be
+    stored: free text, numbers without bounds, instants, JSON values, nullable fields.
+
+    Fields of other types (booleans, literals, nested models, bounded numbers, strings with
+    an ASCII pattern) hold nothing it could refuse; checking them too was most of the CPU of
+    decoding a command or a run request (issue 8, ADR 0039). Define it before the model's own
+    validators, so it runs first on a field (as when it checked every field);
+    tests/unit/test_storable_check.py fails when a model leaves out one of its such fields.
+    """
+    return field_validator(*fields)(_storable_field)
+
+
+class Storable(BaseModel):
+    """Every field of every subclass holds only what can be stored and scheduled (rule 8):
+    each subclass names the fields that need the check (`_storable = storable(...)`)."""
 
 
 class Strict(Storable):
@@ -110,6 +168,8 @@ class OnceSchedule(Strict):
     type: Literal["once"]
     at: AwareDatetime
 
+    _storable = storable("at")
+
 
 class DelaySchedule(Strict):
     type: Literal["delay"]
@@ -126,6 +186,8 @@ class IntervalSchedule(Strict):
     start_at: AwareDatetime | None = None
     end_at: AwareDatetime | None = None
 
+    _storable = storable("start_at", "end_at")
+
     @model_validator(mode="after")
     def _window(self) -> IntervalSchedule:
         if self.start_at and self.end_at and self.end_at <= self.start_at:
@@ -139,6 +201,8 @@ class CronSchedule(Strict):
     timezone: str = Field(default="UTC", min_length=1, max_length=64)
     start_at: AwareDatetime | None = None
     end_at: AwareDatetime | None = None
+
+    _storable = storable("expression", "timezone", "start_at", "end_at")
 
     @model_validator(mode="after")
     def _window(self) -> CronSchedule:
@@ -207,6 +271,8 @@ class HttpTarget(Strict):
     # what its tenant should not read back, and it costs storage on every run).
     store_response: StrictBool = False
 
+    _storable = storable("url", "headers", "body", "success_codes")
+
     _url = field_validator("url")(check_http_url)
     _headers = field_validator("headers")(check_header_map)
 
@@ -217,6 +283,8 @@ class KafkaTarget(Strict):
     key: str | None = Field(default=None, max_length=1024)
     value: Any = None
     headers: HeaderMap = Field(default_factory=dict)
+
+    _storable = storable("key", "value", "headers")
 
 
 # Command targets (issue 9, ADR 0026): argv, never a shell string. The sandbox checks all of
@@ -280,6 +348,8 @@ class SandboxedTarget(Strict):
     timeout_seconds: float = Field(default=60, gt=0, le=86400, allow_inf_nan=False)
     limits: CommandLimits = Field(default_factory=CommandLimits)
 
+    _storable = storable("env", "files", "working_dir")
+
     @field_validator("working_dir")
     @classmethod
     def _working_dir(cls, value: str) -> str:
@@ -299,6 +369,8 @@ class CommandTarget(SandboxedTarget):
         min_length=1, max_length=MAX_COMMAND_ARGS)
     stdin: str | None = Field(default=None, max_length=1024 * 1024)
 
+    _storable = storable("env", "files", "working_dir", "command", "stdin")
+
     @field_validator("command")
     @classmethod
     def _program(cls, value: list[str]) -> list[str]:
@@ -315,6 +387,8 @@ class Step(Strict):
     name: str = Field(pattern=STEP_NAME_PATTERN)
     run: str = Field(min_length=1, max_length=65536)  # a script for `sh -e`
 
+    _storable = storable("run")
+
 
 class StepsTarget(SandboxedTarget):
     """Seed 003's build-and-test steps: in order, in one sandbox and one working directory,
@@ -322,6 +396,8 @@ class StepsTarget(SandboxedTarget):
 
     type: Literal["steps"]
     steps: list[Step] = Field(min_length=1, max_length=MAX_STEPS)
+
+    _storable = storable("env", "files", "working_dir", "steps")
 
     @field_validator("steps")
     @classmethod
@@ -352,6 +428,8 @@ class NotificationTarget(Strict):
     method: Literal["POST", "PUT"] = "POST"
     headers: HeaderMap = Field(default_factory=dict)
     timeout_seconds: float = Field(default=10, gt=0, le=60, allow_inf_nan=False)
+
+    _storable = storable("url", "headers")
 
     _url = field_validator("url")(check_http_url)
     _headers = field_validator("headers")(check_header_map)
@@ -393,6 +471,8 @@ class JobSpec(Strict):
     # Checked even when left out (validate_default), so a missing one is named in the error.
     late_after_seconds: int | None = Field(default=None, ge=1, le=MAX_LATE_AFTER_SECONDS,
                                            strict=True, validate_default=True)
+
+    _storable = storable("name", "max_runs", "labels", "payload", "late_after_seconds")
 
     @field_validator("late_after_seconds")
     @classmethod
@@ -456,6 +536,8 @@ class TimerRequest(Strict):
     minutes: int = Field(default=0, ge=0, le=60 * 24 * 366 * 10)
     seconds: int = Field(default=0, ge=0, le=MAX_DELAY_SECONDS)
     url: str = Field(max_length=4096)
+
+    _storable = storable("url")
 
     _url = field_validator("url")(check_http_url)
 

@@ -18,6 +18,7 @@ from schemas.api import (
     StepsTarget,
     Storable,
     StorableText,
+    storable,
 )
 from schemas.redaction import redact_raw, redact_text
 
@@ -61,6 +62,8 @@ class JobCommand(Message, Storable):
     # service sets it so that a command it answered 503 for can never take effect later.
     accept_by: AwareDatetime | None = None
 
+    _storable = storable("job_id", "issued_at", "patch", "run_at", "accept_by")
+
     @model_validator(mode="after")
     def _shape(self) -> JobCommand:
         if self.type != "create" and self.job_id is None:
@@ -87,6 +90,9 @@ class RunRequestFields(Message, Storable):
     overlap: Literal["allow", "forbid", "replace"] = "allow"
     member: str  # the due-set entry this run came from; put back if the run is requeued
     dispatched_at: AwareDatetime
+
+    _storable = storable("run_id", "job_id", "tenant", "job_version", "scheduled_at", "due_at",
+                         "attempt", "member", "dispatched_at")
 
 
 class RunRequested(RunRequestFields):
@@ -145,6 +151,11 @@ class RunStatusChanged(Message, Storable):
     output_bytes: int | None = Field(default=None, ge=0)
     output_truncated: bool | None = None
     steps: list[StepResult] | None = Field(default=None, max_length=MAX_STEPS)
+
+    _storable = storable(
+        "run_id", "job_id", "tenant", "scheduled_at", "at", "queued_at", "started_at",
+        "finished_at", "lateness_ms", "duration_ms", "http_status", "error", "response_excerpt",
+        "executor_id", "reason", "retry_at", "exit_code", "signal", "output_bytes", "steps")
 
 
 AlertKind = Literal["failure", "late", "recovered", "dlq"]

@@ -14,6 +14,14 @@ from schemas.topics import RUNS, RUNS_DLQ, RUNS_STATUS
 from tests.support.kafka import find_messages, kafka_settings
 from tests.support.sink import Sink
 
+# A run request as the dispatcher writes it, but for one value it never writes.
+REQUEST = orjson.dumps({
+    "schema_version": 1, "run_id": "r:1", "job_id": "j", "tenant": "t", "job_version": 1,
+    "scheduled_at": "2026-01-01T00:00:00Z", "due_at": "2026-01-01T00:00:00Z", "attempt": 1,
+    "priority": 5, "retry": {}, "member": "4|j|1|1767225600000|1|s", "dispatched_at":
+    "2026-01-01T00:00:00Z", "target": {"type": "http", "url": "http://127.0.0.1:9/x",
+                                       "body": "BODY"}})
+
 BAD = [
     b"garbage",
     b"{}",
@@ -23,6 +31,10 @@ BAD = [
                   "scheduled_at": "2026-01-01T00:00:00Z", "at": "2026-01-01T00:00:00Z"}),
     orjson.dumps({"run_id": "r", "job_id": "j", "tenant": "t", "attempt": 1, "status": "exploded",
                   "scheduled_at": "2026-01-01T00:00:00Z", "at": "2026-01-01T00:00:00Z"}),
+    # What the executor's decoder checks field by field (ADR 0039): text, numbers, instants.
+    REQUEST.replace(b'"BODY"', b'{"k": "a\\u0000"}'),
+    REQUEST.replace(b'"BODY"', b"18446744073709551616"),
+    REQUEST.replace(b'"BODY"', b"null").replace(b'"due_at":"2026', b'"due_at":"9000'),
 ]
 
 

@@ -183,6 +183,35 @@ async def test_commands_that_cannot_apply_are_dead_lettered_and_rejected(
         c: ("job.rejected", j) for c, j in ids.items()}
 
 
+@pytest.mark.parametrize(("where", "value"), [
+    ("payload", "18446744073709551616"), ("payload", "NaN"), ("payload", '{"k\\u0000": 1}'),
+    ("labels", '{"team": "a\\u0000"}'), ("name", '"bad\\u0000name"'),
+    ("target", '{"type": "http", "url": "http://127.0.0.1:9/hook", "headers": {"X-A": "\\u0000"}}'),
+    ("target", '{"type": "http", "url": "http://127.0.0.1:9/hook", "body": -1e400}'),
+    ("schedule", '{"type": "once", "at": "9000-01-01T00:00:00Z"}'),
+])
+async def test_creates_holding_what_cannot_be_stored_are_dead_lettered(
+    writer: Writer, pg: asyncpg.Pool[Any], env: dict[str, str], cleanup: list[str],
+    where: str, value: str,
+) -> None:
+    """The decoder checks only the fields that can fail (ADR 0039): each kind of unstorable
+    value, in each such field of a create's nested models, is still refused whole."""
+    good, bad = _id(), _id()
+    cleanup += [good, bad]
+    raw = orjson.dumps(create(bad, **{where: "VALUE"})).replace(b'"VALUE"', value.encode())
+    batch = Batch()
+    batch.add(JOB_COMMANDS, bad, raw)
+    batch.add(JOB_COMMANDS, good, create(good))
+
+    await writer.handle_batch(batch.records)
+
+    stored = await pg.fetch("SELECT job_id FROM jobs WHERE job_id = ANY($1::text[])", [good, bad])
+    assert [r["job_id"] for r in stored] == [good]
+    dead = await letters(env, JOB_COMMANDS_DLQ, bad)
+    assert dead[0]["reason"].startswith("invalid command"), dead[0]["reason"]
+    assert dead[0]["value"] == raw.decode()
+
+
 async def test_a_dead_letter_is_cut_to_fit_a_kafka_message(
     writer: Writer, env: dict[str, str],
 ) -> None:
