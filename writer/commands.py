@@ -73,10 +73,17 @@ def _event(cmd: JobCommand, version: int | None, kind: str | None = None,
                     at=utcnow(), reason=reason)
 
 
-def _template_of(row: asyncpg.Record, spec: JobSpec | None = None) -> dict[str, Any]:
+def _template_of(row: asyncpg.Record, spec: JobSpec | None = None) -> dict[str, Any] | None:
     """The run template of the job's stored version (`row`), kept while instants it owed can
-    still be popped again (pop_due.lua, ADR 0036)."""
-    spec = spec or JobSpec.model_validate(row["spec"])
+    still be popped again (pop_due.lua, ADR 0036). None for a stored spec that no longer
+    validates: the pause or edit still applies, and such an instant is dropped as before."""
+    if spec is None:
+        try:
+            spec = JobSpec.model_validate(row["spec"])
+        except ValueError:  # ValidationError is a ValueError
+            log.warning("stored spec not valid: its owed instants keep no template",
+                        extra={"job_id": row["job_id"], "version": row["version"]})
+            return None
     return run_template(row["job_id"], row["tenant"], row["version"], spec)
 
 

@@ -294,3 +294,15 @@ async def test_an_owed_firing_whose_executor_lost_its_lease_stays_stopped_by_a_c
 
     assert again.verdict in ("stale", "cancelled")  # a cancel stops what has not started
     assert sink.hits_for(path) == []
+
+
+async def test_a_pause_still_applies_when_the_stored_spec_no_longer_validates(
+    pipeline: Pipeline, sink: Sink, path: str,
+) -> None:
+    """The ended version's run template is kept for owed instants popped again; a stored spec
+    that no longer validates (an older schema) keeps none, and the pause applies regardless."""
+    job_id = await pipeline.create({"type": "interval", "every_seconds": 60}, sink.url(path))
+    await pipeline.pg.execute("UPDATE jobs SET spec = spec - 'target' WHERE job_id = $1", job_id)
+    await pipeline.send(pipeline.command(job_id, "pause"))
+    assert (await pipeline.job(job_id))["state"] == "paused"
+    assert await pipeline.due.redis.hkeys(pipeline.due.until_key(job_id)) == [b"1"]
