@@ -70,6 +70,9 @@ class Load(NamedTuple):
     # (version, ms): the command loaded here (an edit, pause or resume) was issued at ms, so
     # that version still governs the job's instants before it (start_run.lua, ADR 0036).
     supersedes: tuple[int, int] | None = None
+    # That version's run template: an instant it still owes may be popped again after this
+    # load (its executor lost the lease, its dispatcher died) and must fire as that version.
+    superseded_template: dict[str, Any] | None = None
 
 
 @dataclass
@@ -85,12 +88,17 @@ class _ShardLoad:
     # job_id -> {version: ms}: each version governs the job's instants before ms (HSETNX: the
     # first command that ended a version wins, e.g. a pause over the resume after it).
     untils: dict[str, dict[int, int]] = field(default_factory=dict)
+    # job_id -> {version: its run template} for the versions in `untils` (pop_due.lua).
+    until_specs: dict[str, dict[int, bytes]] = field(default_factory=dict)
 
     def add(self, load: Load) -> None:
         job_id = load.job_id
         if load.supersedes is not None:
             version, until_ms = load.supersedes
             self.untils.setdefault(job_id, {}).setdefault(version, until_ms)
+            if load.superseded_template is not None:
+                self.until_specs.setdefault(job_id, {}).setdefault(
+                    version, orjson.dumps(load.superseded_template))
         self.states[job_id] = f"{load.version}|{load.state}"
         if load.state == "cancelled":
             self.specs[job_id] = None
@@ -110,6 +118,8 @@ class _ShardLoad:
             until_key = f"{key('until')}:{job_id}"
             for version, until_ms in untils.items():
                 pipe.hsetnx(until_key, str(version), until_ms)
+            for version, spec in self.until_specs.get(job_id, {}).items():
+                pipe.hsetnx(until_key, f"{version}:spec", spec)
             # Needed while a request of the old version can still arrive: the redelivery window.
             pipe.expire(until_key, ttl_s)
         pipe.hset(key("jobs"), mapping=self.states)  # type: ignore[arg-type]
@@ -253,9 +263,11 @@ class DueSet:
         template: dict[str, Any] | None,
         entries: Sequence[Entry],
         supersedes: tuple[int, int] | None = None,
+        superseded_template: dict[str, Any] | None = None,
     ) -> None:
         """Publish a job's current version/state (and run template), and add its entries."""
-        await self.load_many([Load(job_id, version, state, template, entries, supersedes)])
+        await self.load_many([Load(job_id, version, state, template, entries, supersedes,
+                                   superseded_template)])
 
     async def load_many(self, loads: Sequence[Load]) -> None:
         """Publish many jobs' current version/state (and run template), and add their entries,
@@ -367,8 +379,10 @@ class DueSet:
 
     # -- dispatching ----------------------------------------------------------------------
     def _pop_keys(self, shard: int) -> list[str]:
+        # The last is the prefix of the shard's per-job `until` hashes (until_key), read for
+        # an older version's or a paused job's entry only.
         return [self.key("due", shard), self.key("inflight", shard), self.key("jobs", shard),
-                self.key("specs", shard), self.key("nexts", shard)]
+                self.key("specs", shard), self.key("nexts", shard), self.key("until", shard)]
 
     async def pop_due(self, shard: int, now_ms: int, until_ms: int, limit: int) -> list[Popped]:
         raw = await self._pop(keys=self._pop_keys(shard), args=[now_ms, until_ms, limit])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 import asyncpg
 import orjson
@@ -70,6 +71,20 @@ def _event(cmd: JobCommand, version: int | None, kind: str | None = None,
     return JobEvent(type=etype, job_id=cmd.job_id, tenant=cmd.tenant,  # type: ignore[arg-type]
                     command_id=cmd.command_id, command_type=cmd.type, version=version,
                     at=utcnow(), reason=reason)
+
+
+def _template_of(row: asyncpg.Record, spec: JobSpec | None = None) -> dict[str, Any] | None:
+    """The run template of the job's stored version (`row`), kept while instants it owed can
+    still be popped again (pop_due.lua, ADR 0036). None for a stored spec that no longer
+    validates: the pause or edit still applies, and such an instant is dropped as before."""
+    if spec is None:
+        try:
+            spec = JobSpec.model_validate(row["spec"])
+        except ValueError:  # ValidationError is a ValueError
+            log.warning("stored spec not valid: its owed instants keep no template",
+                        extra={"job_id": row["job_id"], "version": row["version"]})
+            return None
+    return run_template(row["job_id"], row["tenant"], row["version"], spec)
 
 
 class CommandHandler:
@@ -277,7 +292,8 @@ class CommandHandler:
         return Applied(_event(cmd, version), load=Load(
             cmd.job_id, version, state, run_template(cmd.job_id, cmd.tenant, version, spec),
             entries_for(cmd.job_id, version, spec, fire, window.next_ms),
-            supersedes=(row["version"], to_ms(cmd.issued_at))))
+            supersedes=(row["version"], to_ms(cmd.issued_at)),
+            superseded_template=_template_of(row)))
 
     async def _cancel(self, conn: Conn, cmd: JobCommand,
                       row: asyncpg.Record) -> Applied:
@@ -298,7 +314,8 @@ class CommandHandler:
                            None, cmd.issued_at)
         return Applied(_event(cmd, row["version"]),
                        load=Load(cmd.job_id, row["version"], "paused", None, [],
-                                 supersedes=(row["version"], to_ms(cmd.issued_at))))
+                                 supersedes=(row["version"], to_ms(cmd.issued_at)),
+                                 superseded_template=_template_of(row)))
 
     async def _resume(self, conn: Conn, cmd: JobCommand,
                       row: asyncpg.Record) -> Applied:
@@ -325,7 +342,8 @@ class CommandHandler:
         return Applied(_event(cmd, version), load=Load(
             cmd.job_id, version, state, run_template(cmd.job_id, row["tenant"], version, spec),
             entries_for(cmd.job_id, version, spec, window.fire, window.next_ms),
-            supersedes=(row["version"], to_ms(cmd.issued_at))))
+            supersedes=(row["version"], to_ms(cmd.issued_at)),
+            superseded_template=_template_of(row, spec)))
 
     async def _run(self, conn: Conn, cmd: JobCommand,
                    row: asyncpg.Record) -> Applied:

@@ -44,6 +44,29 @@ async def test_stale_cancelled_and_paused_entries_are_dropped(due: DueSet) -> No
     assert verdicts == {"a": "stale", "p": "paused", "m": "run", "c": "stale", "ghost": "unknown"}
 
 
+async def test_an_owed_entry_popped_again_runs_with_its_own_versions_template(
+    due: DueSet,
+) -> None:
+    """Entries popped again after their executor lost its lease (ADR 0036, amended): one owed
+    before the edit or pause that ended its version runs with that version's template; one
+    after it, one of a cancelled job, or one whose template was not kept is dropped as before."""
+    old_template = {**TEMPLATE, "target": {"type": "http", "url": "http://x/old"}}
+    await due.load("e", 2, "active", TEMPLATE, [], (1, 1500), old_template)  # edited at 1500
+    await due.load("p", 1, "paused", None, [], (1, 1500), TEMPLATE)  # paused at 1500
+    await due.load("c", 1, "active", TEMPLATE, [], (1, 1500), TEMPLATE)
+    await due.forget("c", 2, "cancelled")
+    await due.load("k", 2, "active", TEMPLATE, [], (1, 1500))  # no template kept (older writer)
+    owed = [Entry("e", 1, 1000, 1, 5), Entry("p", 1, 1000, 1, 5), Entry("c", 1, 1000, 1, 5),
+            Entry("k", 1, 1000, 1, 5)]
+    after = [Entry("e", 1, 1600, 1, 5), Entry("p", 1, 1600, 1, 5)]
+    await due.redis.zadd(due.key("due", 0), {e.member(): 1700 for e in owed + after})
+    popped = {(p.entry.job_id, p.entry.scheduled_ms): (p.verdict, p.spec)
+              for p in await due.pop_due(0, 2000, 2000, 10) if p.entry}
+    assert popped == {("e", 1000): ("run", old_template), ("p", 1000): ("run", TEMPLATE),
+                      ("c", 1000): ("stale", None), ("k", 1000): ("stale", None),
+                      ("e", 1600): ("stale", None), ("p", 1600): ("paused", None)}
+
+
 async def test_a_dead_dispatchers_inflight_entries_go_back(due: DueSet) -> None:
     e = Entry("a", 1, 1000, 1, 5)
     await due.load("a", 1, "active", TEMPLATE, [e])
@@ -89,8 +112,10 @@ async def test_load_many_leaves_what_loads_one_after_the_other_leave(
         Load("c", 1, "paused", TEMPLATE, []),
         Load("d", 1, "active", {**TEMPLATE, "version": 1}, [Entry("d", 1, 1000, 1, 2)]),
         Load("a", 2, "cancelled", None, []),
-        Load("c", 2, "active", TEMPLATE, [Entry("c", 2, 3000, 1, 5, next_ms=6000)], (1, 2500)),
-        Load("c", 3, "active", TEMPLATE, [], (1, 2900)),  # the first end of version 1 stays
+        Load("c", 2, "active", TEMPLATE, [Entry("c", 2, 3000, 1, 5, next_ms=6000)], (1, 2500),
+             {"v": 1}),
+        # The first end of version 1 stays, and the run template it was stored with.
+        Load("c", 3, "active", TEMPLATE, [], (1, 2900), {"v": 2}),
         Load("d", 2, "active", None, [Entry("d", 2, 1000, 1, 2), Entry("d", 1, 9, 1, 2)]),
         Load("b", 2, "completed", None, [Entry("b", 2, FAR + 5, 1, 5)]),
         Load("e", 1, "completed", TEMPLATE, [Entry("e", 1, FAR, 1, 5)]),
@@ -104,7 +129,8 @@ async def test_load_many_leaves_what_loads_one_after_the_other_leave(
         await together.load_many(loads)
         assert await _contents(together) == await _contents(one_by_one)
         assert (await _contents(together))["jobs"]  # not two empty sets
-        assert await redis.hgetall(together.until_key("c")) == {b"1": b"2500"}
+        assert await redis.hgetall(together.until_key("c")) == {b"1": b"2500",
+                                                                 b"1:spec": b'{"v":1}'}
     finally:
         keys = [k async for k in redis.scan_iter(match=f"{one_by_one.prefix}:*")]
         if keys:

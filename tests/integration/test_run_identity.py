@@ -13,6 +13,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from typing import Any
 
 from duetime.due_set import Popped
 from duetime.run_ids import run_id_for
@@ -226,3 +227,82 @@ async def test_a_pause_issued_after_an_instant_still_fires_it_and_nothing_after(
     await pipeline.persist()
     job = await pipeline.job(job_id)
     assert (job["state"], job["run_count"]) == ("paused", 1)
+
+
+async def _lease_lapses_across(pipeline: Pipeline, url: str, kind: str,
+                               **fields: Any) -> tuple[str, int, Popped]:
+    """An every-second job's first (owed) firing is claimed by an executor that then stops
+    renewing — killed, or starved of CPU past its lease (its renewal paused; here it never
+    comes) — and the job gets a `kind` command meanwhile. Past the lease a live executor's
+    sweep requeues the entry and the dispatcher pops it again: (job id, instant, that pop)."""
+    job_id, due, popped = await _backlogged_first_firing(pipeline, url)
+    assert popped.entry is not None
+    assert await pipeline.due.claim(popped.entry, popped.member, "starved-executor", now_ms(),
+                                    300) == "ok"
+    await pipeline.send(pipeline.command(job_id, kind, **fields))
+    await _sleep_until(now_ms() + 400)
+    assert await pipeline.due.requeue_expired_leases(0, now_ms()) == 1
+    [again] = [p for p in await pipeline.pop(lookahead_ms=0) if p.member == popped.member]
+    return job_id, due, again
+
+
+async def test_an_owed_firing_whose_executor_lost_its_lease_fires_after_an_edit(
+    pipeline: Pipeline, sink: Sink, path: str,
+) -> None:
+    """An executor claimed an owed instant, then could not renew its lease (killed, or starved
+    of CPU under load); the job was edited meanwhile. The entry the lease sweep puts back is
+    still owed under its own version (ADR 0036): dropping it as stale at the pop lost the
+    firing, or — when the lost executor had made the call — left its run recorded `queued`
+    for ever (the model checker's "unrecorded" under load)."""
+    job_id, due, again = await _lease_lapses_across(
+        pipeline, sink.url(path + "/old"), "patch",
+        patch={"target": {"url": sink.url(path + "/new")}})
+
+    assert again.verdict == "run"
+    assert await pipeline.claim_and_run(again) == "ok"
+    await pipeline.settle()
+    [hit] = sink.hits_for(path + "/old")  # the version it was owed by, its target
+    assert hit.headers["Idempotency-Key"] == run_id_for(job_id, due)
+    assert sink.hits_for(path + "/new") == []
+    await pipeline.persist()
+    [run] = await pipeline.runs(job_id)
+    assert (run["run_id"], run["status"], run["attempt"]) == (run_id_for(job_id, due),
+                                                              "succeeded", 1)
+
+
+async def test_an_owed_firing_whose_executor_lost_its_lease_fires_after_a_pause(
+    pipeline: Pipeline, sink: Sink, path: str,
+) -> None:
+    job_id, due, again = await _lease_lapses_across(pipeline, sink.url(path), "pause")
+
+    assert again.verdict == "run"
+    assert await pipeline.claim_and_run(again) == "ok"
+    await pipeline.settle()
+    [hit] = sink.hits_for(path)
+    assert hit.headers["Idempotency-Key"] == run_id_for(job_id, due)
+    await pipeline.persist()
+    [run] = await pipeline.runs(job_id)
+    assert (run["status"], run["attempt"]) == ("succeeded", 1)
+    job = await pipeline.job(job_id)
+    assert (job["state"], job["run_count"]) == ("paused", 1)
+
+
+async def test_an_owed_firing_whose_executor_lost_its_lease_stays_stopped_by_a_cancel(
+    pipeline: Pipeline, sink: Sink, path: str,
+) -> None:
+    _, _, again = await _lease_lapses_across(pipeline, sink.url(path), "cancel")
+
+    assert again.verdict in ("stale", "cancelled")  # a cancel stops what has not started
+    assert sink.hits_for(path) == []
+
+
+async def test_a_pause_still_applies_when_the_stored_spec_no_longer_validates(
+    pipeline: Pipeline, sink: Sink, path: str,
+) -> None:
+    """The ended version's run template is kept for owed instants popped again; a stored spec
+    that no longer validates (an older schema) keeps none, and the pause applies regardless."""
+    job_id = await pipeline.create({"type": "interval", "every_seconds": 60}, sink.url(path))
+    await pipeline.pg.execute("UPDATE jobs SET spec = spec - 'target' WHERE job_id = $1", job_id)
+    await pipeline.send(pipeline.command(job_id, "pause"))
+    assert (await pipeline.job(job_id))["state"] == "paused"
+    assert await pipeline.due.redis.hkeys(pipeline.due.until_key(job_id)) == [b"1"]

@@ -20,6 +20,10 @@ Tolerances, each one written in docs/guarantees.md:
   (a backlog under load): a required firing may be missing if its run is recorded
   `cancelled`, judged after the cancel was sent (ADR 0036). Edits and pauses do not: an instant
   due before one was issued still fires under the version it was owed by.
+- A call made by an executor that was then killed before it reported is known to nobody; its
+  attempt runs again once the lease lapses (`LEASE_MS`) — unless a cancel was sent before then:
+  the run then stays unrecorded (`queued`, `running`, or `cancelled` when the redelivered
+  request was judged after the cancel), though the sink answered 200 (`lost_with_executor`).
 """
 
 from __future__ import annotations
@@ -38,6 +42,11 @@ RECOVERY_MS = 3000
 # the least backoff the API allows, DUETIME_MIN_RETRY_DELAY_SECONDS).
 RETRY_SPAN_MS = 3500
 CLOCK_SLACK_MS = 1  # ms rounding between datetimes, floats and headers
+# The executor's lease (Settings.lease_ms): a killed executor's attempts are judged again this
+# long after its last renewal at the earliest, or once the restarted executor runs.
+LEASE_MS = 10_000
+# A kill lands this long after the nemesis noted its start at the latest (stack.sh's SIGKILL).
+KILL_SLACK_MS = 2000
 
 CommandKind = Literal["create", "cancel", "pause", "resume", "patch", "run"]
 ONE_SHOT = frozenset({"once", "delay", "now"})
@@ -347,3 +356,17 @@ def check(job: JobHistory, expectation: Expectation, hits: list[Hit],
         elif slot in expectation.retried and not any(h.attempt >= 2 for h in matched):
             v.retry_missing.append(slot)
     return v
+
+
+def lost_with_executor(job: JobHistory, called_ms: int, status: str | None,
+                       kills: list[tuple[int, int]]) -> bool:
+    """Whether a run whose call the sink answered (at `called_ms`) may stay unrecorded: an
+    executor kill (start, end: restarted) came before it could report, and the job's cancel
+    was sent before the attempt was judged again (the lease lapsed, or the restarted executor
+    took the redelivered request), so nothing may call again and nobody knows the outcome."""
+    if status not in (None, "queued", "running", "cancelled"):
+        return False
+    cancels = [c.sent_ms for c in job.commands if c.kind == "cancel"]
+    return any(start - LEASE_MS <= called_ms <= start + KILL_SLACK_MS
+               and any(called_ms <= sent <= max(start + LEASE_MS, end) for sent in cancels)
+               for start, end in kills)

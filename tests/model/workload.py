@@ -26,7 +26,16 @@ from redis.asyncio import Redis
 from duetime.kafka import client_options
 from duetime.settings import KafkaSettings
 from schemas.topics import JOB_EVENTS, PARTITIONS
-from tests.model.model import Command, Hit, JobHistory, Slot, Verdict, check, expect
+from tests.model.model import (
+    Command,
+    Hit,
+    JobHistory,
+    Slot,
+    Verdict,
+    check,
+    expect,
+    lost_with_executor,
+)
 from tests.support.kafka import kafka_settings
 from tests.support.sink import Hit as SinkHit
 from tests.support.sink import Sink
@@ -225,6 +234,10 @@ class Nemesis:
         self.last_answer[hit.headers.get("X-Duetime-Run-Id", "")] = \
             0 if self.sink.delay_seconds else status
         return status
+
+    def executor_kills(self) -> list[tuple[int, int]]:
+        return [(f.start_ms, f.end_ms) for f in self.faults
+                if f.service == "executor" and f.kind == "kill"]
 
     def firing_windows(self) -> list[tuple[int, int]]:
         return [(f.start_ms, f.end_ms) for f in self.faults if f.service in FIRING_PATH]
@@ -428,9 +441,15 @@ async def _check(workload: Workload, events: Events, nemesis: Nemesis,
         got = row["state"] if row is not None else "missing"
         if got not in expectation.final_states:
             report.wrong_state[job.job_id] = (sorted(expectation.final_states)[0], got)
-        # A run whose last call the sink answered 200 must be recorded as succeeded.
-        answered = {h.run_id for h in job_hits if nemesis.last_answer.get(h.run_id) == 200}
-        missing = sorted(r for r in answered if run_status.get((job.job_id, r)) != "succeeded")
+        # A run whose last call the sink answered 200 must be recorded as succeeded, unless
+        # the executor that made the call was killed and a cancel came before a retry could.
+        answered = {h.run_id: h.received_ms for h in job_hits
+                    if nemesis.last_answer.get(h.run_id) == 200}
+        kills = nemesis.executor_kills()
+        missing = sorted(r for r, at in answered.items()
+                         if run_status.get((job.job_id, r)) != "succeeded"
+                         and not lost_with_executor(job, at, run_status.get((job.job_id, r)),
+                                                    kills))
         if missing:
             report.unrecorded[job.job_id] = missing
     return report

@@ -3,7 +3,7 @@ is shown failing on a history that breaks it."""
 
 from __future__ import annotations
 
-from tests.model.model import Command, Hit, JobHistory, check, expect
+from tests.model.model import Command, Hit, JobHistory, check, expect, lost_with_executor
 
 T0 = 1_800_000_000_000
 
@@ -134,3 +134,20 @@ def test_a_cancel_may_stop_a_backlog_only_when_the_runs_say_it_judged_them_after
     # Recorded cancelled before the cancel was even sent: a bug, not a backlog.
     judged_before = {**judged_after, T0 + 2000: T0 + 2001}
     assert [s.lo_ms for s in check(job, exp, [], judged_before).lost] == [T0 + 2000]
+
+
+def test_a_call_lost_with_a_killed_executor_may_stay_unrecorded_only_after_a_cancel() -> None:
+    kill = [(T0 + 5000, T0 + 7000)]  # SIGKILLed at +5 s, restarted by +7 s
+    cancelled = interval(commands=[Command("cancel", T0 + 8000, T0 + 8010)])
+    # Called at +4.9 s, the executor died before reporting, the cancel came before the lease
+    # lapsed (+15 s): nothing may call again, so nothing can record the 200.
+    assert lost_with_executor(cancelled, T0 + 4900, "running", kill)
+    assert lost_with_executor(cancelled, T0 + 4900, None, kill)
+    # Not excused: a run recorded as something else, a call long after the kill (a live
+    # executor made it), no kill at all, or no cancel before the attempt was judged again.
+    assert not lost_with_executor(cancelled, T0 + 4900, "failed", kill)
+    assert not lost_with_executor(cancelled, T0 + 7500, "running", kill)
+    assert not lost_with_executor(cancelled, T0 + 4900, "running", [])
+    late = interval(commands=[Command("cancel", T0 + 16_000, T0 + 16_010)])
+    assert not lost_with_executor(late, T0 + 4900, "running", kill)
+    assert not lost_with_executor(interval(), T0 + 4900, "queued", kill)
