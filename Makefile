@@ -117,9 +117,8 @@ test: lint unit audit test-stack
 # w2-1000 w2-3000) w3 profiles watcher reads creates kafka model_load. Say what else ran on the box:
 # BENCH_CONDITIONS="quiet box, nothing else running" (every figure carries it).
 BENCH ?= all
-# Benchmarks run one executor process per core of this 2-core box (DUETIME_EXECUTORS, stack.sh):
-# the deployment a user would run here; the dev stack and the tests keep one. Override to compare.
-bench bench-peers: export DUETIME_EXECUTORS := $(or $(DUETIME_EXECUTORS),2)
+# One executor process, as the dev stack and the tests run; `DUETIME_EXECUTORS=2 make bench`
+# compares two (ADR 0040: faster bursts, slower creates while firing).
 bench: setup
 	bench_on() { [[ ",$(BENCH)," == *",all,"* || ",$(BENCH)," == *",$$1,"* ]]; }; \
 	if bench_on cron; then $(PY) -m bench.cron_next_fire; fi
