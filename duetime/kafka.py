@@ -167,7 +167,7 @@ async def producer(settings: KafkaSettings, client_id: str) -> AsyncIterator[Ren
         client_id=client_id,
         acks="all",
         enable_idempotence=True,
-        linger_ms=0,
+        linger_ms=settings.kafka_linger_ms,
         request_timeout_ms=settings.kafka_request_timeout_ms,
     ), client_id)
     await p.start()

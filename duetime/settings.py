@@ -18,6 +18,11 @@ class KafkaSettings(_Fragment):
     # adds up to half a second of lateness per hop; a few ms keeps the pipeline precise.
     kafka_fetch_max_wait_ms: int = Field(default=5, ge=0, le=500)
     kafka_request_timeout_ms: int = Field(default=5000, ge=500)
+    # How long a producer waits for more messages to share a produce request (aiokafka's
+    # linger_ms). 0 where a message is on someone's clock (a create's 202, a run request, a
+    # Kafka target); a few ms where it is a record (statuses, outcome events): the broker's and
+    # the client's cost is per request, not per message.
+    kafka_linger_ms: int = Field(default=0, ge=0, le=100)
     # How clients authenticate (docs/security.md): the local stack uses SASL_PLAINTEXT with
     # SCRAM on loopback; a deployment across machines uses SASL_SSL.
     kafka_security_protocol: Literal["PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"

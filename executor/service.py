@@ -102,6 +102,9 @@ class Settings(KafkaSettings, KafkaTargetSettings, RedisSettings, RedeliverySett
     # Run requests arrive ~100 ms before they are due (the dispatcher's lookahead), so a
     # longer fetch wait costs no lateness and spares the broker hundreds of empty fetches/s.
     kafka_fetch_max_wait_ms: int = 20
+    # This producer sends statuses (records, after the call): attempts that end within a few ms
+    # share a request. Kafka targets go through their own producer, which never waits.
+    kafka_linger_ms: int = Field(default=5, ge=0, le=100)
     max_in_flight: int = Field(default=1000, ge=1)
     lease_ms: int = Field(default=10_000, ge=500)
     http_connections: int = Field(default=512, ge=1)
@@ -594,6 +597,14 @@ def workers(executor: Executor, consumer: Consumer) -> dict[str, Coroutine[Any, 
     }
 
 
+def target_settings(settings: Settings) -> Settings:
+    """The Kafka settings of the target producer: the target principal, and no linger — a
+    Kafka target's message is the firing itself, on the user's clock."""
+    return settings.model_copy(update={"kafka_username": settings.kafka_target_username,
+                                       "kafka_password": settings.kafka_target_password,
+                                       "kafka_linger_ms": 0})
+
+
 @asynccontextmanager
 async def target_producer(settings: Settings) -> AsyncIterator[Any]:
     """The producer Kafka targets go through, authenticated as the target principal."""
@@ -601,9 +612,7 @@ async def target_producer(settings: Settings) -> AsyncIterator[Any]:
         log.warning("no Kafka target principal configured: Kafka targets will fail")
         yield None
         return
-    creds = settings.model_copy(update={"kafka_username": settings.kafka_target_username,
-                                        "kafka_password": settings.kafka_target_password})
-    async with kafka.producer(creds, "executor-targets") as producer:
+    async with kafka.producer(target_settings(settings), "executor-targets") as producer:
         yield producer
 
 

@@ -145,6 +145,8 @@ class Settings(KafkaSettings, KafkaTargetSettings, IngressSettings, PostgresSett
     # Persisting is not on the firing path: a 20 ms fetch wait keeps the read lag low while
     # sparing the broker hundreds of empty fetches per second.
     kafka_fetch_max_wait_ms: int = 20
+    # Outcome events, dead letters and alerts are records: a batch's share requests.
+    kafka_linger_ms: int = Field(default=5, ge=0, le=100)
     load_ahead_seconds: float = Field(default=15.0, gt=0)
 
 
