@@ -93,10 +93,10 @@ async def test_seed_003_go_build_and_test_applied_with_the_cli(
     api: httpx.AsyncClient, api_b: httpx.AsyncClient, jobs: Cleanup, tmp_path: Path,
     executor: None,
 ) -> None:
-    # Why a skip: Go is part of this machine's image (the Makefile builds kustomize with it, so
-    # `make test` already needs it); a machine without it cannot build the seed's module, and
-    # the test would fail for the machine, not for duetime. On ours it always runs.
     if shutil.which("go") is None and not Path("/usr/local/go/bin/go").exists():
+        # Why a skip: Go is part of this machine's image (the Makefile builds kustomize with it,
+        # so `make test` already needs it); a machine without it cannot build the seed's module,
+        # and the test would fail for the machine, not for duetime. On ours it always runs.
         pytest.skip("no Go toolchain on this machine")
     tag = uuid.uuid4().hex[:8]
     failing_test = GREET_TEST.replace('"hello gopher"', '"bonjour gopher"')
