@@ -23,7 +23,8 @@ from bench.common import BENCH_PORTS
 # The peer harness's own servers (sink, Redis, Postgres) use these: never take them.
 PEER_PORTS = frozenset({28080, 26379, 25432})
 
-CONFIG = """\
+# The start of every benchmark nginx.conf: one worker, everything under the run's directory.
+HEAD = """\
 worker_processes 1;
 daemon off;
 pid {d}/nginx.pid;
@@ -34,6 +35,9 @@ http {{
     fastcgi_temp_path {d}/tmp/fastcgi;
     uwsgi_temp_path {d}/tmp/uwsgi;
     scgi_temp_path {d}/tmp/scgi;
+"""
+
+CONFIG = HEAD + """\
     log_format bench '$msec\\t$status\\t$request_method\\t$request_uri\\t$http_idempotency_key';
     access_log {d}/access.log bench buffer=256k flush=1s;
     keepalive_requests 100000;
@@ -89,10 +93,13 @@ def _port_is_free(port: int) -> bool:
 
 
 class NginxSink:
-    """One nginx sink under `directory`, on a free port of the benchmark range."""
+    """One nginx sink under `directory`, on a free port of the benchmark range (`config`: another
+    nginx.conf template with the same `{d}` and `{port}` fields, and `fields` for its own)."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, config: str = CONFIG, **fields: object) -> None:
         self.dir = directory
+        self.config = config
+        self.fields = fields
         self.port = 0
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -112,7 +119,8 @@ class NginxSink:
         for port in random.sample(ports, 20):
             if not _port_is_free(port):
                 continue
-            (self.dir / "nginx.conf").write_text(CONFIG.format(d=self.dir, port=port))
+            (self.dir / "nginx.conf").write_text(
+                self.config.format(d=self.dir, port=port, **self.fields))
             with (self.dir / "error.log").open("ab") as err:  # nginx keeps its own copy
                 proc = subprocess.Popen([binary, "-p", f"{self.dir}/", "-e",
                                          str(self.dir / "error.log"), "-c",

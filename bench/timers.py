@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from functools import partial
 
 import aiohttp
 
@@ -55,17 +57,24 @@ async def create_jobs(url: str, key: str, sink: str, due: list[float]) -> None:
         await asyncio.gather(*(one(i, at) for i, at in enumerate(due)))
 
 
-async def run(rate: int, seconds: int, lead: float) -> dict[str, float]:
-    values = env()
+Create = Callable[[str, list[float]], Awaitable[None]]
+
+
+async def run(rate: int, seconds: int, lead: float, create: Create | None = None,
+              burst: bool = False) -> dict[str, float]:
+    """`rate` jobs a second for `seconds` s (with `burst`, all of them due at the first
+    instant), created by `create(sink_url, due)` — through duetime's gateway by default."""
+    if create is None:
+        values = env()
+        create = partial(create_jobs, values["DUETIME_URL"], values["DUETIME_API_KEY"])
     recorder = Recorder()
     runner, port = await start_sink(recorder)
     total = rate * seconds
     # Leave enough time to create every job before the first one is due.
     start = time.time() + lead + total / 400
-    due = [start + i / rate for i in range(total)]
+    due = [start if burst else start + i / rate for i in range(total)]
     try:
-        await create_jobs(values["DUETIME_URL"], values["DUETIME_API_KEY"],
-                          f"http://127.0.0.1:{port}/bench", due)
+        await create(f"http://127.0.0.1:{port}/bench", due)
         if time.time() > start:
             raise SystemExit("jobs were created too slowly; raise --lead")
         await await_deliveries(recorder, total, due[-1] + 10, "firing")
