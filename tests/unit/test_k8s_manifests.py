@@ -290,7 +290,9 @@ def _settings_of(step: str) -> tuple[type[BaseSettings], ...]:
     if step in SETUP_STEPS:
         return SETUP_STEPS[step]
     settings: type[BaseSettings] = importlib.import_module(MODULES.get(step, f"{step}.service")).Settings
-    return (settings, *EXTRA_SETTINGS.get(step, ()))
+    # `duetime run` installs the run-id key from IdSettings in every service (duetime.run_ids):
+    # one left at the published default names runs unlike the others, and guessably.
+    return (settings, shared.IdSettings, *EXTRA_SETTINGS.get(step, ()))
 
 
 def test_must_set_finds_the_connection_and_secret_settings() -> None:
