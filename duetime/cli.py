@@ -26,8 +26,9 @@ from duetime.settings import (
 from schemas.topics import INGRESS_PARTITIONS, ingress_topic
 
 SERVICES = ("job_service", "search_service", "writer", "watcher", "dispatcher", "executor")
-# Off unless enabled (the local stack: DUETIME_COMMAND_EXECUTOR=1); not in compose or k8s yet:
-# its sandbox needs root on the host to give each run a uid of its own (ADR 0026).
+# Off unless enabled (the local stack: DUETIME_COMMAND_EXECUTOR=1, compose: --profile commands;
+# Kubernetes: a component): its sandbox needs root to give each run a uid of its own (ADR 0026)
+# and a container that lets bubblewrap work (ADR 0041).
 OPTIONAL_SERVICES = ("command_executor",)
 SANDBOXED = frozenset({"command_executor"})
 # Services whose module is not <name>.service.

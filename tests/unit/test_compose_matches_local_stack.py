@@ -1,9 +1,9 @@
 """deploy/docker-compose.yml describes the same stack as the local one (deploy/local/stack.sh).
 
 Static checks only, no container engine: the services and their commands, their ports, the
-DUETIME_* variables the settings classes read, the host ports, the broker configuration, and the
+DUETIME_* variables the settings classes read, the host ports, the broker configuration, the
 gateway's routing, key check, limits and error bodies (deploy/compose/nginx.conf against
-deploy/local/nginx.conf.template).
+deploy/local/nginx.conf.template), and what the command executor's sandbox needs (ADR 0041).
 """
 
 from __future__ import annotations
@@ -23,8 +23,10 @@ from pydantic_settings import BaseSettings
 
 from duetime import settings as shared
 from duetime.api_keys import hash_key, read_keys
-from duetime.cli import SERVICES
+from duetime.cli import MODULES, OPTIONAL_SERVICES, SERVICES
 from duetime.development_secrets import PUBLISHED_API_KEYS
+from duetime.objects.settings import ObjectStoreSettings
+from executor.command.sandbox import SandboxSettings
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
@@ -41,6 +43,23 @@ ONE_SHOT: dict[str, type[BaseSettings]] = {
     "migrate": shared.PostgresSettings,
     "topics": shared.KafkaSettings,
 }
+# Every service compose runs, the optional ones (off unless enabled, like in the local stack) too.
+ALL_SERVICES = (*SERVICES, *OPTIONAL_SERVICES)
+# Settings classes a service reads besides its own Settings (each has its own env prefix).
+EXTRA_SETTINGS: dict[str, tuple[type[BaseSettings], ...]] = {
+    "job_service": (ObjectStoreSettings,),
+    "search_service": (ObjectStoreSettings,),
+    "command_executor": (SandboxSettings, ObjectStoreSettings),
+}
+# What the command executor's container is granted to build its sandboxes, and nothing more
+# (ADR 0041): start each run as its uid, give it its directory, kill what the uid left behind.
+SANDBOX_CAPABILITIES = {"SETUID", "SETGID", "CHOWN", "DAC_OVERRIDE", "KILL"}
+# Docker's defaults that refuse what bubblewrap does unprivileged: a user namespace, its mounts,
+# a fresh /proc (ADR 0041).
+SANDBOX_SECURITY_OPTS = {"seccomp=unconfined", "apparmor=unconfined", "systempaths=unconfined",
+                         "no-new-privileges:true"}
+# The image's own service user (deploy/Dockerfile): no sandbox uid may be it.
+IMAGE_UID = 10001
 # Settings whose defaults point at 127.0.0.1, which inside a container is the container itself:
 # compose must set every one a container reads.
 CONNECTION_FIELDS = ("kafka_bootstrap", "postgres_dsn", "redis_url")
@@ -112,7 +131,7 @@ def _healthcheck(name: str) -> str:
 
 
 def _duetime_containers() -> list[str]:
-    return [*SERVICES, *ONE_SHOT]
+    return [*ALL_SERVICES, *ONE_SHOT]
 
 
 # ---- stack.sh and the settings classes ------------------------------------------------------
@@ -133,7 +152,7 @@ def _kafka_properties() -> dict[str, str]:
 
 
 def _service_settings(name: str) -> type[BaseSettings]:
-    cls = importlib.import_module(f"{name}.service").Settings
+    cls = importlib.import_module(MODULES.get(name, f"{name}.service")).Settings
     assert isinstance(cls, type) and issubclass(cls, BaseSettings), f"{name}.service.Settings"
     return cls
 
@@ -152,11 +171,12 @@ def _all_settings() -> list[type[BaseSettings]]:
     fragments = [obj for obj in vars(shared).values()
                  if isinstance(obj, type) and issubclass(obj, BaseSettings)
                  and obj.__module__ == shared.__name__]
-    return fragments + [_service_settings(name) for name in SERVICES]
+    extra = [cls for classes in EXTRA_SETTINGS.values() for cls in classes]
+    return fragments + [_service_settings(name) for name in ALL_SERVICES] + extra
 
 
 def _container_settings() -> dict[str, type[BaseSettings]]:
-    return {**{name: _service_settings(name) for name in SERVICES}, **ONE_SHOT}
+    return {**{name: _service_settings(name) for name in ALL_SERVICES}, **ONE_SHOT}
 
 
 def _default_port(url: str) -> int | None:
@@ -216,7 +236,8 @@ def _volumes(name: str) -> dict[Path, str]:
 
 def test_every_cli_service_runs_in_compose() -> None:
     services: dict[str, Any] = _compose()["services"]
-    expected = {**{name: ["run", name] for name in SERVICES}, **{name: [name] for name in ONE_SHOT}}
+    expected = {**{name: ["run", name] for name in ALL_SERVICES},
+                **{name: [name] for name in ONE_SHOT}}
     problems = []
     for name, command in expected.items():
         if name not in services:
@@ -225,8 +246,9 @@ def test_every_cli_service_runs_in_compose() -> None:
             problems.append(f"{name}: command is {services[name].get('command')!r}, expected {command!r}")
     for name, svc in services.items():
         command = svc.get("command")
-        if isinstance(command, list) and command[:1] == ["run"] and name not in SERVICES:
-            problems.append(f"{name}: runs {command!r} but is not in duetime.cli.SERVICES {SERVICES}")
+        if isinstance(command, list) and command[:1] == ["run"] and name not in ALL_SERVICES:
+            problems.append(f"{name}: runs {command!r} but is not in duetime.cli's services "
+                            f"{ALL_SERVICES}")
     assert not problems, _report("compose services disagree with duetime.cli", problems)
 
 
@@ -262,7 +284,7 @@ def _readyz_problem(name: str, port: int) -> str | None:
 
 def test_service_ports_match_settings_and_stack_sh() -> None:
     problems = []
-    for name in SERVICES:
+    for name in ALL_SERVICES:
         default = _service_settings(name).model_fields["http_port"].default
         local = _stack_default(f"DUETIME_{name.upper()}_PORT")
         env = _env(name)
@@ -295,7 +317,7 @@ def test_duetime_env_vars_are_the_ones_the_settings_read() -> None:
                 hint = f"; did you mean {close[0]}?" if close else ""
                 problems.append(f"{name}: {var} is read by no settings class{hint}")
         needed = [f for f in CONNECTION_FIELDS if f in cls.model_fields]
-        if name in SERVICES:
+        if name in ALL_SERVICES:
             needed += ["http_host", "http_port"]
         for field in needed:
             var = f"DUETIME_{field.upper()}"
@@ -523,3 +545,77 @@ def test_redis_persistence_and_memory_limit_match_the_local_stack() -> None:
                            {f"${{DUETIME_REDIS_MAXMEMORY:-{default.group(1)}}}": default.group(1)})
     assert local == compose, f"redis flags differ: {_rel(STACK_SH)} {local}, {_rel(COMPOSE)} {compose}"
     assert local.get("maxmemory-policy") == "noeviction" and local.get("maxmemory"), local
+
+
+# ---- the command executor -------------------------------------------------------------------
+
+
+def _sandbox_uids(env: dict[str, str]) -> range:
+    first = int(env.get("DUETIME_SANDBOX_FIRST_UID", SandboxSettings.model_fields["first_uid"].default))
+    slots = int(env.get("DUETIME_SANDBOX_SLOTS", SandboxSettings.model_fields["slots"].default))
+    return range(first, first + slots)
+
+
+def test_command_executor_gets_what_its_sandbox_needs_and_no_more() -> None:
+    svc, env = _service("command_executor"), _env("command_executor")
+    problems = []
+    if svc.get("profiles") != ["commands"]:
+        problems.append(f"profiles {svc.get('profiles')!r}, expected ['commands']: off unless "
+                        "enabled, as DUETIME_COMMAND_EXECUTOR=1 does for the local stack")
+    if str(svc.get("user")).split(":")[0] != "0":
+        problems.append(f"user {svc.get('user')!r}: runs as root, to start each run as its own uid")
+    if svc.get("cap_drop") != ["ALL"] or set(svc.get("cap_add") or []) != SANDBOX_CAPABILITIES:
+        problems.append(f"capabilities drop {svc.get('cap_drop')} add {svc.get('cap_add')}, "
+                        f"expected drop ALL, add {sorted(SANDBOX_CAPABILITIES)}")
+    if set(svc.get("security_opt") or []) != SANDBOX_SECURITY_OPTS:
+        problems.append(f"security_opt {svc.get('security_opt')}, expected {sorted(SANDBOX_SECURITY_OPTS)}")
+    for key in ("privileged", "pid", "ipc", "network_mode", "userns_mode", "devices"):
+        if key in svc:
+            problems.append(f"{key}: {svc[key]!r} — the sandbox needs none of the host's")
+    uids = _sandbox_uids(env)
+    # Inside the 65,536 uids a userns-remap or rootless Docker maps, and none the image uses.
+    if uids.start < 1000 or uids.stop > 65534 or IMAGE_UID in uids:
+        problems.append(f"sandbox uids {uids.start}..{uids.stop - 1}: must lie in 1000..65533 "
+                        f"and leave out the image's uid {IMAGE_UID}")
+    assert not problems, _report("command_executor in compose", problems)
+
+
+def _named_volume(name: str, target: str) -> str | None:
+    for entry in _service(name).get("volumes") or []:
+        source, _, rest = str(entry).partition(":")
+        if rest.split(":", 1)[0] == target and not source.startswith("."):
+            return source
+    return None
+
+
+def test_object_store_is_one_volume_for_its_writers_and_readers() -> None:
+    # The command executor writes output and reads sources, the job service writes sources, the
+    # search service serves both: a store of each container's own would lose them (ADR 0027).
+    problems = []
+    volumes = {}
+    for name in ("job_service", "search_service", "command_executor"):
+        root = _env(name).get("DUETIME_OBJECTS_ROOT")
+        if not root:
+            problems.append(f"{name}: DUETIME_OBJECTS_ROOT not set")
+            continue
+        volumes[name] = _named_volume(name, root)
+    if len(set(volumes.values())) != 1 or None in volumes.values():
+        problems.append(f"DUETIME_OBJECTS_ROOT is on the named volumes {volumes}, expected one")
+    elif next(iter(volumes.values())) not in _compose().get("volumes", {}):
+        problems.append(f"volume {volumes} is not declared")
+    assert not problems, _report("the object store in compose", problems)
+
+
+def test_the_image_has_bubblewrap_and_the_relays_python() -> None:
+    text = DOCKERFILE.read_text()
+    runtime = text.rsplit("\nFROM ", 1)[-1]  # the last stage is the image that runs
+    problems = []
+    if not re.search(r"apt-get install [^\n]*\bbubblewrap\b", runtime):
+        problems.append("the runtime stage does not apt-get install bubblewrap (ADR 0026)")
+    # ADR 0038: `network: true` runs start their relay with /usr/bin/python3.
+    if "/usr/bin/python3" not in runtime:
+        problems.append("the runtime stage provides no /usr/bin/python3 for the egress relay")
+    port = str(_service_settings("command_executor").model_fields["http_port"].default)
+    if not re.search(rf"(?m)^EXPOSE .*\b{port}\b", runtime):
+        problems.append(f"the command executor's port {port} is not EXPOSEd")
+    assert not problems, _report(_rel(DOCKERFILE), problems)

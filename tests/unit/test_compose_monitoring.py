@@ -8,17 +8,22 @@ deploy/prometheus loaded, and Grafana provisioned with that Prometheus and deplo
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from duetime.cli import SERVICES
+from duetime.cli import OPTIONAL_SERVICES, SERVICES
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
 COMPOSE = DEPLOY / "docker-compose.yml"
 MONITORING = {"prometheus", "grafana"}
+# The profile each service is in; any other runs with a plain `up`. The optional services
+# (the command executor) are off unless enabled, as in the local stack.
+PROFILES = {**{name: ["monitoring"] for name in MONITORING},
+            **{name: ["commands"] for name in OPTIONAL_SERVICES}}
 
 
 def _compose() -> dict[str, Any]:
@@ -49,8 +54,7 @@ def test_monitoring_services_are_only_in_the_monitoring_profile() -> None:
     services = _services()
     assert set(services) >= MONITORING
     for name, spec in services.items():
-        expected = ["monitoring"] if name in MONITORING else None
-        assert spec.get("profiles") == expected, f"{name}: profiles {spec.get('profiles')}"
+        assert spec.get("profiles") == PROFILES.get(name), f"{name}: profiles {spec.get('profiles')}"
 
 
 def test_every_bind_mount_of_the_profile_exists_and_named_volumes_are_declared() -> None:
@@ -63,15 +67,55 @@ def test_every_bind_mount_of_the_profile_exists_and_named_volumes_are_declared()
             assert source.startswith(".") or source in declared, f"{name}: volume {source}"
 
 
+def _relabelled(labels: dict[str, str], rules: list[dict[str, Any]]) -> dict[str, str]:
+    """Prometheus's `replace` relabelling (the only action the file uses), on one target."""
+    out = dict(labels)
+    for rule in rules:
+        assert rule.get("action", "replace") == "replace", rule
+        value = rule.get("separator", ";").join(out.get(s, "") for s in rule["source_labels"])
+        match = re.fullmatch(rule.get("regex", "(.*)"), value)
+        if match:
+            out[rule["target_label"]] = match.expand(rule.get("replacement", "$1").replace("$", "\\"))
+    return out
+
+
+def _scrape_targets(job: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """Target address -> its labels after relabelling; a DNS name is taken as resolving."""
+    found = {}
+    for group in job.get("static_configs", []):
+        for target in group["targets"]:
+            found[target] = {"__address__": target, **group.get("labels", {})}
+    for sd in job.get("dns_sd_configs", []):
+        assert sd.get("type") == "A", sd
+        for name in sd["names"]:
+            address = f"{name}:{sd['port']}"
+            found[address] = {"__address__": address, "__meta_dns_name": name}
+    rules = job.get("relabel_configs", [])
+    return {address: {k: v for k, v in _relabelled(labels, rules).items() if not k.startswith("__")}
+            for address, labels in found.items()}
+
+
 def test_prometheus_scrapes_every_service_on_its_port_with_the_stacks_labels() -> None:
     config = _mounted("prometheus", "/etc/prometheus/prometheus.yml")
     duetime = next(job for job in config["scrape_configs"] if job["job_name"] == "duetime")
-    scraped = {group["labels"]["service"]: group for group in duetime["static_configs"]}
-    assert set(scraped) == set(SERVICES)
-    for name, group in scraped.items():
+    targets = _scrape_targets(duetime)
+    expected = {}
+    for name in (*SERVICES, *OPTIONAL_SERVICES):
         port = _services()[name]["environment"]["DUETIME_HTTP_PORT"]
-        assert group["targets"] == [f"{name}:{port}"], name
-        assert group["labels"]["instance"] == name
+        expected[f"{name}:{port}"] = {"service": name, "instance": name}
+    assert targets == expected
+
+
+def test_optional_services_are_found_not_listed() -> None:
+    # A static target that is not running is `up == 0` and fires DuetimeServiceDown: a service
+    # off unless enabled is found through Docker's DNS instead, like the local stack lists it
+    # only while it runs.
+    config = _mounted("prometheus", "/etc/prometheus/prometheus.yml")
+    duetime = next(job for job in config["scrape_configs"] if job["job_name"] == "duetime")
+    static = {target.split(":")[0] for group in duetime["static_configs"] for target in group["targets"]}
+    found = {name for sd in duetime.get("dns_sd_configs", []) for name in sd["names"]}
+    assert static == set(SERVICES)
+    assert found == set(OPTIONAL_SERVICES)
 
 
 def test_prometheus_loads_the_rules_checked_by_promtool() -> None:
