@@ -195,9 +195,11 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=1000)
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--lead", type=float, default=5.0)
-    parser.add_argument("--mode", choices=("steady", "burst", "creates"), default="steady",
+    parser.add_argument("--mode", choices=("steady", "burst", "seconds", "creates"),
+                        default="steady",
                         help="steady: RATE/s for SECONDS s; burst: all RATE x SECONDS due at one "
-                             "instant; creates: 20,000 creates by 64 clients (bench.rest_creates)")
+                             "instant; seconds: each second's RATE due at its start (W3); "
+                             "creates: 20,000 creates by 64 clients (bench.rest_creates)")
     args = parser.parse_args()
     values = env()
     asyncio.run(set_up(values))
@@ -212,7 +214,7 @@ def main() -> None:
         asyncio.run(wait_ready(f"{gateway.url}/jobs"))
         # Warm-up, not measured: a cold JIT in Kafka and cold caches cost the first thousands.
         asyncio.run(run(args.rate, 3, args.lead, partial(create_jobs, f"{gateway.url}/jobs"),
-                        args.mode == "burst"))
+                        "steady" if args.mode == "creates" else args.mode))
         roots = {proc.pid: role for role, proc in procs.items()}
         assert gateway.proc is not None
         roots[gateway.proc.pid] = "nginx"
@@ -223,7 +225,7 @@ def main() -> None:
         else:
             result = asyncio.run(run(args.rate, args.seconds, args.lead,
                                      partial(create_jobs, f"{gateway.url}/jobs"),
-                                     args.mode == "burst"))
+                                     args.mode))
         after, shared1, window = cpu_seconds(roots), shared_cpu(), time.monotonic() - t0
     finally:
         gateway.stop()
@@ -238,6 +240,7 @@ def main() -> None:
             f"{result['p99_ms']:.0f} | {total:.1f} | {1000 * total / jobs:.2f} | {parts} |")
     print(line)
     shape = {"burst": f"burst of {jobs:,} due at one instant",
+             "seconds": f"{args.rate:,} due at the start of each second for {args.seconds} s",
              "creates": f"{CREATES:,} creates by 64 clients",
              "steady": f"{args.rate:,}/s for {args.seconds} s"}[args.mode]
     header = "| jobs | delivered | duplicates | p99 ms |"

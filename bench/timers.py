@@ -61,9 +61,11 @@ Create = Callable[[str, list[float]], Awaitable[None]]
 
 
 async def run(rate: int, seconds: int, lead: float, create: Create | None = None,
-              burst: bool = False) -> dict[str, float]:
-    """`rate` jobs a second for `seconds` s (with `burst`, all of them due at the first
-    instant), created by `create(sink_url, due)` — through duetime's gateway by default."""
+              shape: str = "steady") -> dict[str, float]:
+    """`rate` jobs a second for `seconds` s, created by `create(sink_url, due)` — through
+    duetime's gateway by default. `shape`: "steady" spreads each second's jobs evenly; "burst"
+    makes all of them due at the first instant; "seconds" makes each second's `rate` jobs due
+    at its start (the firings of the peer harness's W3, 200 recurring jobs every second)."""
     if create is None:
         values = env()
         create = partial(create_jobs, values["DUETIME_URL"], values["DUETIME_API_KEY"])
@@ -72,7 +74,9 @@ async def run(rate: int, seconds: int, lead: float, create: Create | None = None
     total = rate * seconds
     # Leave enough time to create every job before the first one is due.
     start = time.time() + lead + total / 400
-    due = [start if burst else start + i / rate for i in range(total)]
+    offsets: dict[str, Callable[[int], float]] = {
+        "steady": lambda i: i / rate, "burst": lambda i: 0.0, "seconds": lambda i: float(i // rate)}
+    due = [start + offsets[shape](i) for i in range(total)]
     try:
         await create(f"http://127.0.0.1:{port}/bench", due)
         if time.time() > start:
