@@ -43,7 +43,11 @@ class Settings(KafkaSettings, RedisSettings, HttpSettings):
     # Kafka hop (and its jitter) happens before the due time instead of after it.
     lookahead_ms: int = Field(default=100, ge=0, le=1000)
     max_unacked_batches: int = Field(default=64, ge=1)
-    max_idle_ms: int = Field(default=25, ge=1, le=1000)
+    # The longest sleep with nothing due within the lookahead. An entry stored less than
+    # lookahead + max_idle before its instant (a retry without backoff) may be popped up to
+    # this much later; anything stored earlier is popped on time. Each idle round is a Redis
+    # pipeline over every shard: at 25 ms, ~4 % of a core with nothing to do.
+    max_idle_ms: int = Field(default=50, ge=1, le=1000)
     # Rounds are at least this far apart unless one hit the batch limit: at a steady rate the
     # next entry enters the lookahead a millisecond after a round, and a round per entry cost
     # a Redis trip, a Kafka request and an executor fetch per firing. Entries are still popped
