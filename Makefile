@@ -131,7 +131,7 @@ bench: setup
 	  if bench_on profiles; then $(PY) -m bench.profiles; fi; \
 	  if bench_on idle; then $(PY) -m bench.idle; fi; \
 	  if bench_on floor; then $(PY) -m bench.cpu_per_job --label "beside the floor" && \
-	    for mode in steady burst creates; do $(PY) -m bench.floor --mode $$mode; done && \
+	    for mode in steady burst creates ingest; do $(PY) -m bench.floor --mode $$mode; done && \
 	    $(PY) -m bench.floor --mode seconds --rate 200 --seconds 20; fi; \
 	  if bench_on watcher; then $(PY) -m bench.watcher_cost; fi; \
 	  if bench_on reads; then $(PY) -m bench.reads; fi; \

@@ -30,6 +30,8 @@ from pathlib import Path
 
 import aiohttp
 import asyncpg
+import orjson
+from aiokafka import AIOKafkaProducer
 from aiokafka.admin import NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
@@ -42,10 +44,10 @@ from bench.common import (
 from bench.cpu_per_job import cpu_seconds, stack_cpu_seconds
 from bench.creates import CreateStats
 from bench.creates import create_jobs as create_jobs_concurrently
-from bench.floor_roles import CLAIMS, DUE, INFLIGHT, QUERIES, TOPICS
+from bench.floor_roles import CLAIMS, COMMANDS, DUE, INFLIGHT, QUERIES, TOPICS
 from bench.sink import HEAD, NginxSink, _port_is_free
 from bench.timers import run
-from duetime.kafka import admin_client
+from duetime.kafka import admin_client, client_options
 from tests.support.kafka import admin_settings
 
 REPO = Path(__file__).resolve().parent.parent
@@ -53,6 +55,7 @@ SHARED = ("kafka", "postgres", "redis")
 ROLES = ("api", "writer", "dispatcher", "executor")
 IDLE_S = 10.0
 CREATES = 20_000
+INGESTS = 50_000
 
 GATEWAY = HEAD + """\
     access_log off;
@@ -171,6 +174,34 @@ async def create_many(gateway: str, count: int, clients: int) -> CreateStats:
     return await create_jobs_concurrently(gateway, "", bodies, concurrency=clients)
 
 
+async def ingest(values: dict[str, str], count: int) -> dict[str, float]:
+    """bench.kafka_ingest's load: `count` creates produced straight to the commands topic (linger
+    5 ms, acks=all), timed until the writer stored the last; rate = stored / elapsed."""
+    ids = [uuid.uuid4().hex for _ in range(count)]
+    bodies = [orjson.dumps({"job_id": job_id, "due_ms": 4_070_908_800_000,
+                            "url": "http://127.0.0.1:9/never"}) for job_id in ids]
+    producer = AIOKafkaProducer(**client_options(admin_settings(values)), acks="all",
+                                enable_idempotence=True, linger_ms=5, max_batch_size=256 * 1024)
+    pg = await asyncpg.connect(values["DUETIME_POSTGRES_DSN"])
+    await producer.start()
+    try:
+        base = await pg.fetchval(QUERIES["count_jobs"])
+        start = time.perf_counter()
+        acks = [await producer.send(COMMANDS, body, key=job_id.encode())
+                for job_id, body in zip(ids, bodies, strict=True)]
+        await asyncio.gather(*acks)
+        stored = 0
+        while stored < count and time.perf_counter() - start < 300:
+            await asyncio.sleep(0.2)
+            stored = await pg.fetchval(QUERIES["count_jobs"]) - base
+            progress("persisted", stored, count)
+        return {"delivered": stored, "duplicates": 0,
+                "p99_ms": stored / (time.perf_counter() - start)}
+    finally:
+        await producer.stop()
+        await pg.close()
+
+
 def shared_cpu() -> float:
     used = stack_cpu_seconds()
     return sum(used.get(name, 0.0) for name in SHARED)
@@ -195,11 +226,12 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=1000)
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--lead", type=float, default=5.0)
-    parser.add_argument("--mode", choices=("steady", "burst", "seconds", "creates"),
+    parser.add_argument("--mode", choices=("steady", "burst", "seconds", "creates", "ingest"),
                         default="steady",
                         help="steady: RATE/s for SECONDS s; burst: all RATE x SECONDS due at one "
                              "instant; seconds: each second's RATE due at its start (W3); "
-                             "creates: 20,000 creates by 64 clients (bench.rest_creates)")
+                             "creates: 20,000 creates by 64 clients (bench.rest_creates); "
+                             "ingest: 50,000 creates produced to Kafka (bench.kafka_ingest)")
     args = parser.parse_args()
     values = env()
     asyncio.run(set_up(values))
@@ -214,7 +246,7 @@ def main() -> None:
         asyncio.run(wait_ready(f"{gateway.url}/jobs"))
         # Warm-up, not measured: a cold JIT in Kafka and cold caches cost the first thousands.
         asyncio.run(run(args.rate, 3, args.lead, partial(create_jobs, f"{gateway.url}/jobs"),
-                        "steady" if args.mode == "creates" else args.mode))
+                        args.mode if args.mode in ("steady", "burst", "seconds") else "steady"))
         roots = {proc.pid: role for role, proc in procs.items()}
         assert gateway.proc is not None
         roots[gateway.proc.pid] = "nginx"
@@ -222,6 +254,8 @@ def main() -> None:
         if args.mode == "creates":
             stats = asyncio.run(create_many(gateway.url, CREATES, 64))
             result = {"delivered": stats.accepted, "duplicates": 0, "p99_ms": stats.rate}
+        elif args.mode == "ingest":
+            result = asyncio.run(ingest(values, INGESTS))
         else:
             result = asyncio.run(run(args.rate, args.seconds, args.lead,
                                      partial(create_jobs, f"{gateway.url}/jobs"),
@@ -233,7 +267,7 @@ def main() -> None:
         asyncio.run(tear_down(values))
     used = {name: after.get(name, 0.0) - before.get(name, 0.0) for name in roots.values()}
     used["kafka + postgres + redis, above idle"] = (shared1 - shared0) - idle_rate * window
-    jobs = CREATES if args.mode == "creates" else args.rate * args.seconds
+    jobs = {"creates": CREATES, "ingest": INGESTS}.get(args.mode, args.rate * args.seconds)
     total = sum(used.values())
     parts = ", ".join(f"{name} {sec:.1f}" for name, sec in sorted(used.items(), key=lambda x: -x[1]))
     line = (f"| {jobs} | {int(result['delivered'])} | {int(result['duplicates'])} | "
@@ -242,10 +276,13 @@ def main() -> None:
     shape = {"burst": f"burst of {jobs:,} due at one instant",
              "seconds": f"{args.rate:,} due at the start of each second for {args.seconds} s",
              "creates": f"{CREATES:,} creates by 64 clients",
+             "ingest": f"{INGESTS:,} creates produced to Kafka",
              "steady": f"{args.rate:,}/s for {args.seconds} s"}[args.mode]
     header = "| jobs | delivered | duplicates | p99 ms |"
     if args.mode == "creates":
         header = "| creates | accepted | - | creates/s |"
+    elif args.mode == "ingest":
+        header = "| commands | stored | - | stored/s |"
     write_section(
         f"The architecture's floor: {shape}",
         f"Last run: {stamp()} (`python -m bench.floor --rate {args.rate} --seconds "

@@ -31,3 +31,6 @@ ON CONFLICT (run_id) DO UPDATE SET status = excluded.status, code = excluded.cod
 
 -- name: complete_jobs
 UPDATE bench_floor_jobs SET state = 'completed' WHERE job_id = ANY($1::text[]);
+
+-- name: count_jobs
+SELECT count(*) FROM bench_floor_jobs;
