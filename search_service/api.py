@@ -52,9 +52,9 @@ from search_service.views import (
 # before answering `state: "pending"` (ADR 0009).
 WRITER_WAIT_SECONDS = 1.0
 # Pauses between its looks: every 5 ms for the first 40 ms, when the writer stores nearly every
-# job (10-25 ms after the 202, its outcome events lingering 5 ms), then every 20 ms, which bounds
-# the queries one waiting read makes. Flat 20 ms pauses put the lag's p95 at 46 ms
-# (bench.read_lag): a job stored at 21 ms was seen at 40.
+# job (5-25 ms after the 202), then every 20 ms, which bounds the queries one waiting read
+# makes. Flat 20 ms pauses left a job stored at 21 ms unseen until 40 (bench.read_lag p95
+# 46 ms with the writer's events lingering, 33 with these pauses, 20 without the linger).
 WRITER_WAIT_PAUSES = (0.005,) * 8
 WRITER_WAIT_PAUSE_AFTER = 0.02
 

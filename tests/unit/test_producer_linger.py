@@ -10,12 +10,13 @@ from writer.service import Settings as WriterSettings
 
 
 def test_records_linger_and_what_is_on_someones_clock_does_not() -> None:
-    # Statuses and outcome events are records: a few ms batch them (Kafka CPU -30 %).
+    # Statuses come from many concurrent attempts: a few ms batch them (Kafka CPU -30 %).
     assert ExecutorSettings().kafka_linger_ms == 5
-    assert WriterSettings().kafka_linger_ms == 5
-    # A create's 202 and a run request are waited for.
+    # A create's 202 and a run request are waited for; the writer queues a batch's events
+    # before it waits for them, and a client reading its new job waits for the writer.
     assert JobServiceSettings().kafka_linger_ms == 0
     assert DispatcherSettings().kafka_linger_ms == 0
+    assert WriterSettings().kafka_linger_ms == 0
 
 
 def test_a_kafka_target_never_lingers_whatever_the_executor_is_set_to() -> None:
