@@ -390,8 +390,9 @@ class DueSet:
 
     # -- dispatching ----------------------------------------------------------------------
     def _pop_keys(self, shard: int) -> list[str]:
-        # The last is the prefix of the shard's per-job `until` hashes (until_key), read for
-        # an older version's or a paused job's entry only.
+        # `until` is the prefix of the shard's per-job `until` hashes (until_key), read for an
+        # older version's or a paused job's entry only; `lost` marks what the lease sweep put
+        # back (requeue_expired_leases).
         return [self.key("due", shard), self.key("inflight", shard), self.key("jobs", shard),
                 self.key("specs", shard), self.key("nexts", shard), self.key("until", shard),
                 self.key("lost", shard)]
