@@ -29,6 +29,8 @@ local function owed(job_id, version, sched)
 end
 local entries = redis.call('ZRANGE', KEYS[1], '-inf', ARGV[2], 'BYSCORE', 'LIMIT', 0, tonumber(ARGV[3]), 'WITHSCORES')
 local out = {}
+-- Usually empty: then no entry pays for looking up its mark.
+local any_lost = redis.call('EXISTS', KEYS[7]) == 1
 for i = 1, #entries, 2 do
   local member, score = entries[i], entries[i + 1]
   redis.call('ZREM', KEYS[1], member)
@@ -69,7 +71,7 @@ for i = 1, #entries, 2 do
     end
   end
   -- Dropped as stale too when the cancel bumped the version: the job's state decides.
-  if redis.call('HDEL', KEYS[7], member) == 1 and verdict ~= 'run'
+  if any_lost and redis.call('HDEL', KEYS[7], member) == 1 and verdict ~= 'run'
       and (state == 'cancelled' or state == 'completed') then
     verdict = 'lost-' .. state
     spec = redis.call('HGET', KEYS[4], job_id) or ''
