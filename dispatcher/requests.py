@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from duetime.catchup import Outage, Verdict, decide, outage_of
-from duetime.due_set import SCHEDULED, Popped
+from duetime.due_set import SCHEDULED, Popped, lost_state
 from duetime.timeutil import from_ms
 from schemas.event_json import status_json
 from schemas.events import RunStatusChanged
@@ -60,6 +60,34 @@ def skipped_status(popped: Popped, reason: str, now: datetime,
         scheduled_at=from_ms(entry.scheduled_ms), attempt=entry.attempt, status="skipped",
         at=now, finished_at=now, reason=reason, final=final,
     )
+
+
+def lost_status(popped: Popped, now: datetime) -> RunStatusChanged | None:
+    """The end of a run whose executor was lost (its lease lapsed) and whose job was cancelled
+    or completed before the attempt could run again (pop_due's "lost-<state>" verdict): the
+    run may be recorded `queued` or `running`, and nothing ends it otherwise. Whether the call
+    was made is not known, so the error says so rather than claim an outcome."""
+    entry, state = popped.entry, lost_state(popped.verdict)
+    if entry is None or state is None:
+        return None
+    # A KeyError when no tenant was kept (a job completed and forgotten): logged by the caller.
+    return RunStatusChanged(
+        run_id=entry.run_id, job_id=entry.job_id, tenant=(popped.spec or {})["tenant"],
+        scheduled_at=from_ms(entry.scheduled_ms), attempt=entry.attempt, status="cancelled",
+        at=now, finished_at=now, reason=f"job {state}",
+        error=(f"the executor running attempt {entry.attempt} was lost (its lease expired) and "
+               f"the job was {state} before the attempt could run again: whether the call was "
+               "made is unknown"),
+    )
+
+
+def dropped_status(popped: Popped, now: datetime) -> RunStatusChanged | None:
+    """What to record of an entry dropped at the pop, if anything (see `_dropped` in
+    dispatcher/service.py)."""
+    if popped.verdict == "paused":
+        # Not final: it is not a firing made (max_runs), and a one-shot job fires it on resume.
+        return skipped_status(popped, "paused", now, final=False)
+    return lost_status(popped, now)
 
 
 def _verdict(p: Popped, outages: list[Outage]) -> Verdict:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -17,7 +19,13 @@ from prometheus_client import Counter, Histogram
 from pydantic import Field, ValidationError
 from redis.exceptions import RedisError
 
-from dispatcher.requests import apply_catchup, queued_status, run_request, skipped_status
+from dispatcher.requests import (
+    apply_catchup,
+    dropped_status,
+    queued_status,
+    run_request,
+    skipped_status,
+)
 from duetime import kafka
 from duetime.due_set import OUTAGE_GAP_MS, DueSet, Popped
 from duetime.lifecycle import Lifecycle
@@ -120,19 +128,16 @@ class Dispatcher:
         DROPPED.labels(popped.verdict).inc()
         log.info("entry dropped", extra={"member": popped.member, "reason": popped.verdict})
         # Stale entries belong to an older version of the job (an edit won); a paused job's
-        # firing is recorded as skipped so the user sees it was not made. Not as final: it is
-        # not a firing made (max_runs), and a one-shot job still fires it on resume.
-        if popped.verdict == "paused":
-            await self._skipped(popped, "paused", final=False)
-
-    async def _skipped(self, popped: Popped, reason: str, final: bool = True) -> None:
-        event = self._skip_event(popped, reason, final)
+        # firing is recorded as skipped so the user sees it was not made; an attempt whose
+        # executor was lost and whose job ended since is recorded as ended (dropped_status).
+        event = self._record_of(popped, partial(dropped_status, popped, utcnow()))
         if event is not None:
             await self.producer.send(RUNS_STATUS, kafka.encode(event), key=event.job_id.encode())
 
-    def _skip_event(self, popped: Popped, reason: str, final: bool = True) -> RunStatusChanged | None:
+    def _record_of(self, popped: Popped,
+                   make: Callable[[], RunStatusChanged | None]) -> RunStatusChanged | None:
         try:
-            return skipped_status(popped, reason, utcnow(), final)
+            return make()
         except (ValidationError, LookupError, TypeError, ValueError) as exc:
             log.error("unusable entry not recorded", extra={"member": popped.member,
                                                              "error": repr(exc)})
@@ -145,7 +150,7 @@ class Dispatcher:
         # A firing skipped by catch-up leaves the in-flight set once its record is in Kafka.
         for shard, p in missed:
             acked.setdefault(shard, []).append(p.member)
-            event = self._skip_event(p, "catchup")
+            event = self._record_of(p, partial(skipped_status, p, "catchup", utcnow()))
             if event is not None:
                 futures.append(await self.producer.send(RUNS_STATUS, kafka.encode(event),
                                                         key=event.job_id.encode()))

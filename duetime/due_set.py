@@ -101,7 +101,10 @@ class _ShardLoad:
                     version, orjson.dumps(load.superseded_template))
         self.states[job_id] = f"{load.version}|{load.state}"
         if load.state == "cancelled":
-            self.specs[job_id] = None
+            # Nothing of it runs again; only its tenant stays, to record how an attempt its
+            # lost executor left `running` ended (pop_due.lua's "lost-cancelled").
+            tenant = (load.template or {}).get("tenant")
+            self.specs[job_id] = orjson.dumps({"tenant": tenant}) if tenant else None
         elif load.template is not None:
             self.specs[job_id] = orjson.dumps(load.template)
         if load.state in FINISHED_STATES:
@@ -195,6 +198,13 @@ class Entry:
                      self.priority, self.flag)
 
 
+def lost_state(verdict: str) -> str | None:
+    """The state (cancelled, completed) a job reached before an entry the lease sweep put back
+    could run again (pop_due's verdict "lost-<state>"); None for any other verdict."""
+    prefix, _, state = verdict.partition("-")
+    return state if prefix == "lost" and state else None
+
+
 @dataclass(frozen=True)
 class Popped:
     verdict: str  # "run", or why the entry was dropped
@@ -273,7 +283,8 @@ class DueSet:
         """Publish many jobs' current version/state (and run template), and add their entries,
         in one transaction: one round trip whatever the count (the writer, per batch).
 
-        A cancelled job loses its run template at once (nothing of it runs again) and, like a
+        A cancelled job loses its run template at once (nothing of it runs again; a template
+        given with the cancel keeps only its tenant, see `lost_state`) and, like a
         completed one, becomes a tombstone: `trim_finished` forgets it once no run request of
         it can arrive any more (a completed job's run-now entry is due first).
         """
@@ -379,10 +390,12 @@ class DueSet:
 
     # -- dispatching ----------------------------------------------------------------------
     def _pop_keys(self, shard: int) -> list[str]:
-        # The last is the prefix of the shard's per-job `until` hashes (until_key), read for
-        # an older version's or a paused job's entry only.
+        # `until` is the prefix of the shard's per-job `until` hashes (until_key), read for an
+        # older version's or a paused job's entry only; `lost` marks what the lease sweep put
+        # back (requeue_expired_leases).
         return [self.key("due", shard), self.key("inflight", shard), self.key("jobs", shard),
-                self.key("specs", shard), self.key("nexts", shard), self.key("until", shard)]
+                self.key("specs", shard), self.key("nexts", shard), self.key("until", shard),
+                self.key("lost", shard)]
 
     async def pop_due(self, shard: int, now_ms: int, until_ms: int, limit: int) -> list[Popped]:
         raw = await self._pop(keys=self._pop_keys(shard), args=[now_ms, until_ms, limit])
@@ -603,8 +616,11 @@ class DueSet:
                               args=[executor_id, expiry_ms, *keys])
 
     async def requeue_expired_leases(self, shard: int, now_ms: int) -> int:
+        """Put back the entries whose executor stopped renewing their lease, marked lost: if
+        the job ends before one runs again, pop_due drops it as `lost_state` tells."""
         return int(await self._requeue_expired(
-            keys=[self.key("leases", shard), self.key("owners", shard), self.key("due", shard)],
+            keys=[self.key("leases", shard), self.key("owners", shard), self.key("due", shard),
+                  self.key("lost", shard)],
             args=[now_ms, 1000],
         ))
 

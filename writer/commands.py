@@ -302,7 +302,8 @@ class CommandHandler:
             return Applied(_event(cmd, row["version"]))
         version = await conn.fetchval(self.q["set_state"], cmd.job_id, "cancelled", 1, None, None,
                                       cmd.issued_at)
-        return Applied(_event(cmd, version), load=Load(cmd.job_id, version, "cancelled", None, []),
+        return Applied(_event(cmd, version), load=Load(cmd.job_id, version, "cancelled",
+                                                          {"tenant": row["tenant"]}, []),
                        cancel_flag=(cmd.job_id, version))
 
     async def _pause(self, conn: Conn, cmd: JobCommand,

@@ -6,11 +6,17 @@
 -- instant came before the edit or pause that ended its version was issued (ADR 0036). Such an
 -- entry is popped again when its executor lost the lease (killed, or starved of CPU past it)
 -- or its dispatcher died; it runs with its own version's run template, kept beside `until`.
+-- An entry the lease sweep put back (marked in `lost`) dropped because its job was cancelled or
+-- completed meanwhile (whatever the verdict: a cancel's new version makes it stale) is dropped
+-- as "lost-cancelled" or "lost-completed" instead, with the job's template if any
+-- (a cancelled job's keeps only its tenant): its run may be recorded `queued` or `running`
+-- and the dispatcher ends it. The mark goes whenever the entry leaves the due-set here.
 -- KEYS: due, inflight, jobs (job_id -> "version|state"), specs (job_id -> run template JSON),
 --       nexts (member -> the job's next instant after this firing, for catch-up; kept until the
 --       entry is acknowledged, dropped here with a dropped entry),
 --       until prefix (+ ':' .. job_id: version -> ms it governed until, and
---       version .. ':spec' -> its run template; same hash slot as the others)
+--       version .. ':spec' -> its run template; same hash slot as the others),
+--       lost (member -> id of the executor that lost its lease on it; requeue_expired_leases)
 -- ARGV: now_ms, until_ms, limit
 -- Returns a flat list of {verdict, member, score, spec, next} where verdict is "run" or a drop
 -- reason, ending with {"next", "", score of the earliest entry left (or ""), "", ""}.
@@ -23,6 +29,8 @@ local function owed(job_id, version, sched)
 end
 local entries = redis.call('ZRANGE', KEYS[1], '-inf', ARGV[2], 'BYSCORE', 'LIMIT', 0, tonumber(ARGV[3]), 'WITHSCORES')
 local out = {}
+-- Usually empty: then no entry pays for looking up its mark.
+local any_lost = redis.call('EXISTS', KEYS[7]) == 1
 for i = 1, #entries, 2 do
   local member, score = entries[i], entries[i + 1]
   redis.call('ZREM', KEYS[1], member)
@@ -30,6 +38,7 @@ for i = 1, #entries, 2 do
   -- flag: 's' scheduled, 'm' run-now, 'o' run-now overriding the overlap policy
   local verdict = 'run'
   local spec = ''
+  local state = nil
   if job_id == nil then
     verdict = 'malformed'
   else
@@ -37,7 +46,8 @@ for i = 1, #entries, 2 do
     if not meta then
       verdict = 'unknown'
     else
-      local cur_version, state = string.match(meta, '^(%d+)|(%a+)$')
+      local cur_version
+      cur_version, state = string.match(meta, '^(%d+)|(%a+)$')
       local held_back = flag == 's' and (cur_version ~= version or state == 'paused')
       local owed_spec = nil
       if held_back and state ~= 'cancelled' and state ~= 'completed' then
@@ -59,6 +69,12 @@ for i = 1, #entries, 2 do
         if spec == '' then verdict = 'unknown' end
       end
     end
+  end
+  -- Dropped as stale too when the cancel bumped the version: the job's state decides.
+  if any_lost and redis.call('HDEL', KEYS[7], member) == 1 and verdict ~= 'run'
+      and (state == 'cancelled' or state == 'completed') then
+    verdict = 'lost-' .. state
+    spec = redis.call('HGET', KEYS[4], job_id) or ''
   end
   local nxt = redis.call('HGET', KEYS[5], member) or ''
   if verdict == 'run' then

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
+import orjson
 import pytest
 from redis.asyncio import Redis
 
@@ -66,8 +67,10 @@ async def test_a_cancelled_job_loses_its_spec_at_once_and_its_tombstone_after_th
         due: DueSet) -> None:
     entry = Entry("c", 1, 1000, 1, 5)
     await due.load("c", 1, "active", TEMPLATE, [entry])
-    await due.load("c", 2, "cancelled", None, [])  # what the writer's cancel does
-    assert await _spec(due, "c") is None
+    # What the writer's cancel does: of the run template only the tenant stays, to record an
+    # attempt its lost executor left `running` (pop_due's "lost-cancelled").
+    await due.load("c", 2, "cancelled", TEMPLATE, [])
+    assert orjson.loads(await _spec(due, "c") or b"") == {"tenant": TEMPLATE["tenant"]}
     # A request already sent is still refused at start while the tombstone lasts.
     assert (await due.start(entry, "allow", 1000)).kind == "cancelled"
     now = now_ms()
@@ -75,6 +78,7 @@ async def test_a_cancelled_job_loses_its_spec_at_once_and_its_tombstone_after_th
     assert await _jobs_entry(due, "c") == b"2|cancelled"
     assert await due.trim_finished(now + WINDOW_S * 1000 + 5000) == 1
     assert await _jobs_entry(due, "c") is None
+    assert await _spec(due, "c") is None
     assert await due.redis.zcard(due.key("finished", due.shard_of("c"))) == 0
     # Its entries left in the due-set are dropped, never run.
     assert [p.verdict for p in await due.pop_due(due.shard_of("c"), 2000, 2000, 10)] == ["unknown"]

@@ -152,3 +152,29 @@ async def _contents(due: DueSet) -> dict[str, list[object]]:
         found.setdefault("finished", []).append(
             [(job, score if score >= FAR else "now") for job, score in ended])
     return found
+
+
+async def test_an_entry_the_lease_sweep_put_back_is_reported_lost_only_if_its_job_ended(
+    due: DueSet,
+) -> None:
+    """The sweep marks what it puts back: dropped because its job was cancelled (a new version:
+    stale) or completed, it is "lost-<state>" with the tenant to record it by; popped to run,
+    or dropped for an edit, it is as before. The mark leaves with the entry either way."""
+    runs, cancelled, completed, edited = (Entry(j, 1, 1000, 1, 5) for j in "rxde")
+    for e in (runs, cancelled, completed, edited):
+        await due.load(e.job_id, 1, "active", TEMPLATE, [])
+        assert await due.claim(e, e.member(), "dead", now_ms=0, ttl_ms=1000) == "ok"
+    assert await due.requeue_expired_leases(0, now_ms=2000) == 4
+    assert await due.redis.hlen(due.key("lost", 0)) == 4
+    await due.load("x", 2, "cancelled", {"tenant": "t"}, [])  # what the writer's cancel does
+    await due.load("d", 1, "completed", TEMPLATE, [])
+    await due.load("e", 2, "active", TEMPLATE, [], (1, 500), TEMPLATE)  # edited after 1000: stale
+    popped = {p.entry.job_id: (p.verdict, p.spec) for p in await due.pop_due(0, 3000, 3000, 10)
+              if p.entry}
+    assert popped == {"r": ("run", TEMPLATE), "x": ("lost-cancelled", {"tenant": "t"}),
+                      "d": ("lost-completed", TEMPLATE), "e": ("stale", None)}
+    assert await due.redis.hlen(due.key("lost", 0)) == 0
+    # Put back again by a dead dispatcher, not by the sweep: a cancel now leaves no run behind.
+    assert await due.requeue_inflight(0, older_than_ms=4000, now_ms=5000) == 1
+    await due.load("r", 2, "cancelled", {"tenant": "t"}, [])
+    assert [p.verdict for p in await due.pop_due(0, 5000, 5000, 10)] == ["stale"]

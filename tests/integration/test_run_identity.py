@@ -15,9 +15,14 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
+
+from dispatcher.requests import queued_status, run_request
 from duetime.due_set import Popped
 from duetime.run_ids import run_id_for
 from duetime.timeutil import now_ms, to_ms, utcnow
+from schemas.event_json import run_request_json
+from schemas.events import RunRequested
 from tests.support.pipeline import Pipeline
 from tests.support.sink import Sink
 
@@ -292,7 +297,8 @@ async def test_an_owed_firing_whose_executor_lost_its_lease_stays_stopped_by_a_c
 ) -> None:
     _, _, again = await _lease_lapses_across(pipeline, sink.url(path), "cancel")
 
-    assert again.verdict in ("stale", "cancelled")  # a cancel stops what has not started
+    # A cancel stops what has not started; the run it leaves is ended (see below).
+    assert again.verdict == "lost-cancelled"
     assert sink.hits_for(path) == []
 
 
@@ -306,3 +312,73 @@ async def test_a_pause_still_applies_when_the_stored_spec_no_longer_validates(
     await pipeline.send(pipeline.command(job_id, "pause"))
     assert (await pipeline.job(job_id))["state"] == "paused"
     assert await pipeline.due.redis.hkeys(pipeline.due.until_key(job_id)) == [b"1"]
+
+
+async def _lost_mid_call(pipeline: Pipeline, url: str, *, started: bool) -> tuple[str, int, Popped]:
+    """A one-shot firing is dispatched (recorded `queued`) and claimed by an executor which,
+    if `started`, starts it at its instant (recorded `running`) and then dies mid-call: its
+    300 ms lease is never renewed. Returns (job id, instant, the pop)."""
+    due = now_ms() + 1000
+    job_id = await pipeline.create({"type": "once", "at": _at(due)}, url)
+    await _sleep_until(due - 100)
+    [popped] = await pipeline.pop()
+    assert popped.verdict == "run" and popped.entry is not None
+    values = run_request(popped, utcnow())
+    pipeline.executor.sent.append(queued_status(values))
+    req = RunRequested.model_validate_json(run_request_json(values))
+    executor = pipeline.executor.id
+    assert await pipeline.due.claim(popped.entry, popped.member, executor, now_ms(), 300) == "ok"
+    if started:
+        await _sleep_until(due)
+        verdict = await pipeline.due.start(popped.entry, "allow", now_ms(), executor, popped.member)
+        assert verdict.kind == "ok"
+        pipeline.executor.sent.append(pipeline.executor.status_event(
+            req, "running", started_at=utcnow(), lateness_ms=0))
+    await pipeline.persist()
+    [run] = await pipeline.runs(job_id)
+    assert run["status"] == ("running" if started else "queued")
+    return job_id, due, popped
+
+
+@pytest.mark.parametrize("started", [True, False], ids=["running", "queued"])
+async def test_a_run_whose_executor_was_lost_ends_cancelled_when_the_job_is_cancelled_first(
+    pipeline: Pipeline, sink: Sink, path: str, started: bool,
+) -> None:
+    """Its executor died mid-call; the job was cancelled before the lease sweep put the attempt
+    back. The pop drops the entry (nothing may call again) and the run ends `cancelled`, saying
+    what happened, instead of staying `running` (or `queued`) for ever."""
+    job_id, due, popped = await _lost_mid_call(pipeline, sink.url(path), started=started)
+    await _sleep_until(now_ms() + 400)  # the lease lapses unrenewed
+    await pipeline.send(pipeline.command(job_id, "cancel"))
+    assert await pipeline.due.requeue_expired_leases(0, now_ms()) == 1
+    [again] = [p for p in await pipeline.pop(lookahead_ms=0) if p.member == popped.member]
+
+    assert again.verdict == "lost-cancelled"
+    await pipeline.persist()
+    [run] = await pipeline.runs(job_id)
+    assert (run["run_id"], run["attempt"], run["status"], run["final"]) == (
+        run_id_for(job_id, due), 1, "cancelled", True)
+    assert run["finished_at"] is not None
+    for words in ("executor running attempt 1 was lost", "job was cancelled before",
+                  "whether the call was made is unknown"):
+        assert words in run["error"]
+    assert sink.hits_for(path) == []
+    assert (await pipeline.job(job_id))["state"] == "cancelled"
+    assert await pipeline.due.redis.hlen(pipeline.due.key("lost", 0)) == 0  # the mark left too
+
+
+async def test_a_fresh_firing_of_a_cancelled_job_is_dropped_without_a_run(
+    pipeline: Pipeline, sink: Sink, path: str,
+) -> None:
+    """Only an attempt the lease sweep put back is ended by the pop: a firing never claimed,
+    dropped because its job was cancelled, leaves no run behind."""
+    due = now_ms() + 500
+    job_id = await pipeline.create({"type": "once", "at": _at(due)}, sink.url(path))
+    await pipeline.send(pipeline.command(job_id, "cancel"))
+    await _sleep_until(due)
+    popped = [p for p in await pipeline.pop(lookahead_ms=0) if p.entry and p.entry.job_id == job_id]
+
+    assert len(popped) == 1 and popped[0].verdict in ("stale", "cancelled")
+    assert pipeline.statuses() == []
+    await pipeline.persist()
+    assert await pipeline.runs(job_id) == []

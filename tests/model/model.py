@@ -22,8 +22,10 @@ Tolerances, each one written in docs/guarantees.md:
   due before one was issued still fires under the version it was owed by.
 - A call made by an executor that was then killed before it reported is known to nobody; its
   attempt runs again once the lease lapses (`LEASE_MS`) — unless a cancel was sent before then:
-  the run then stays unrecorded (`queued`, `running`, or `cancelled` when the redelivered
-  request was judged after the cancel), though the sink answered 200 (`lost_with_executor`).
+  the run then ends `cancelled` (the redelivered request judged after the cancel, or the
+  sweep's entry dropped at the pop: ADR 0036, amended), though the sink answered 200
+  (`lost_with_executor`). It is `queued` or `running` only until then (a history that ends
+  before the sweep and the next pop).
 """
 
 from __future__ import annotations
@@ -363,7 +365,9 @@ def lost_with_executor(job: JobHistory, called_ms: int, status: str | None,
     """Whether a run whose call the sink answered (at `called_ms`) may stay unrecorded: an
     executor kill (start, end: restarted) came before it could report, and the job's cancel
     was sent before the attempt was judged again (the lease lapsed, or the restarted executor
-    took the redelivered request), so nothing may call again and nobody knows the outcome."""
+    took the redelivered request), so nothing may call again and nobody knows the outcome.
+    Such a run ends `cancelled` once it is judged again (ADR 0036, amended); `queued` and
+    `running` are accepted for a history that ends before the lease sweep and the next pop."""
     if status not in (None, "queued", "running", "cancelled"):
         return False
     cancels = [c.sent_ms for c in job.commands if c.kind == "cancel"]

@@ -21,7 +21,7 @@ import pytest
 from aiokafka import ConsumerRecord
 from redis.asyncio import Redis
 
-from dispatcher.requests import run_request, skipped_status
+from dispatcher.requests import dropped_status, run_request
 from duetime import kafka
 from duetime.due_set import DueSet, Entry, Popped
 from duetime.timeutil import now_ms, utcnow
@@ -80,13 +80,12 @@ class Pipeline:
 
     # -- dispatching and executing -------------------------------------------------------
     async def pop(self, lookahead_ms: int = 100) -> list[Popped]:
-        """Pop what is due within the lookahead; paused firings are recorded as skipped."""
+        """Pop what is due within the lookahead; dropped entries are recorded as the dispatcher
+        records them (paused firings as skipped, lost attempts of ended jobs as ended)."""
         now = now_ms()
         popped = await self.due.pop_due(0, now, now + lookahead_ms, 500)
         for p in popped:
-            if p.verdict == "paused":
-                event = skipped_status(p, "paused", utcnow(), final=False)
-                assert event is not None
+            if p.verdict != "run" and (event := dropped_status(p, utcnow())) is not None:
                 self.executor.sent.append(kafka.encode(event))
         await self.due.ack_inflight(0, [p.member for p in popped if p.verdict == "run"])
         return popped
