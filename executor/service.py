@@ -99,7 +99,7 @@ class Settings(KafkaSettings, KafkaTargetSettings, RedisSettings, RedeliverySett
     # executor fails Kafka targets instead of publishing them with its own credentials.
     kafka_target_username: str | None = None
     kafka_target_password: str | None = Field(default=None, repr=False)
-    # Run requests arrive ~100 ms before they are due (the dispatcher's lookahead), so a
+    # Run requests arrive ~300 ms before they are due (the dispatcher's lookahead), so a
     # longer fetch wait costs no lateness and spares the broker hundreds of empty fetches/s.
     kafka_fetch_max_wait_ms: int = 20
     # This producer sends statuses (records, after the call): attempts that end within a few ms

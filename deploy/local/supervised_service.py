@@ -24,6 +24,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,6 +69,15 @@ def parse_env(raw: bytes) -> dict[str, str]:
     return env
 
 
+def apply_niceness(instance: str, nice: int, renice: Callable[[int], int] = os.nice) -> None:
+    """Lower (or, where permitted, raise) this process's CPU priority before the exec (ADR
+    0042). Raising it needs root: elsewhere the service runs at the default priority."""
+    try:
+        renice(nice)
+    except PermissionError:
+        print(f"=== supervisord: {instance}: niceness {nice} not permitted; left at 0", flush=True)
+
+
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("instance")
@@ -91,7 +101,7 @@ def main(argv: list[str]) -> None:
     tmp.replace(state)
     (RUN_DIR / f"{instance}.pid").write_text(f"{os.getpid()}\n")
     if args.nice:
-        os.nice(args.nice)
+        apply_niceness(instance, args.nice)
     # Exec, not a child: the pid supervisord and the pid file know is the service's own.
     os.execve(sys.executable, [sys.executable, "-m", "duetime", "run", service], env)  # noqa: S606
 

@@ -1,5 +1,5 @@
 """Run identity through the real pipeline (issue 6 defect 3): an edit that lands between the
-dispatcher's pop (the due instant minus its 100 ms lookahead) and the executor's start check wins,
+dispatcher's pop (the due instant minus its lookahead) and the executor's start check wins,
 and the instant still fires once, under the run id it always had."""
 
 from __future__ import annotations
@@ -10,13 +10,14 @@ from datetime import UTC, datetime
 
 import httpx
 
+from dispatcher.service import Settings as DispatcherSettings
 from duetime.run_ids import run_id_for
 from schemas.topics import JOB_EVENTS
 from tests.support.jobs import create, http_job, wait_state
 from tests.support.kafka import find_messages, kafka_settings
 from tests.support.sink import Sink
 
-LOOKAHEAD_S = 0.1  # the dispatcher's lookahead_ms
+LOOKAHEAD_S = DispatcherSettings.model_fields["lookahead_ms"].default / 1000
 
 
 async def _applied_at(env: dict[str, str], job_id: str) -> float:

@@ -60,3 +60,23 @@ def test_the_environment_is_read_as_env_0_wrote_it() -> None:
     assert env["EQ"] == "a=b"
     assert os.fsencode(env["BYTES"]) == b"\xff"  # handed to execve as the bytes it was
     assert "noequals" not in env and "" not in env
+
+
+def test_a_priority_it_may_not_raise_leaves_the_service_at_the_default(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    def refused(_: int) -> int:
+        raise PermissionError("not root")
+
+    sup.apply_niceness("executor", -5, refused)  # no exception: the service still starts
+    assert "executor: niceness -5 not permitted" in capsys.readouterr().out
+
+
+def test_the_niceness_asked_for_is_applied() -> None:
+    asked: list[int] = []
+
+    def renice(n: int) -> int:
+        asked.append(n)
+        return n
+
+    sup.apply_niceness("writer", 10, renice)
+    assert asked == [10]
