@@ -90,10 +90,12 @@ async def test_a_heartbeat_gap_of_ten_seconds_follows_the_policy_across_pops(
         due: DueSet, policy: str, fired: int, skipped: int) -> None:
     now = now_ms()
     await beat(due, now - 12_000, now - 11_000)  # then silence: the system is down
-    job = await every_second_job(due, policy, now - 9700, now + 2000)  # ten due while down
+    # Ten due while down; the eleventh 200 ms past the lookahead, so not popped with them.
+    first = now - 10_000 + Settings().lookahead_ms + 200
+    job = await every_second_job(due, policy, first, now + 2000)
     d, sent = dispatcher(due, batch_size=3)  # four pops: `latest` is judged across them
     await drain(d)
-    missed = [now - 9700 + 1000 * k for k in range(10)]
+    missed = [first + 1000 * k for k in range(10)]
     assert len(sent.fired(job)) == fired and len(sent.skipped(job)) == skipped
     assert sorted(sent.fired(job) + sent.skipped(job)) == missed
     if policy == "latest":
