@@ -1060,8 +1060,8 @@ start_service() {
     # executor: it goes first (-5; left at 0 where raising a priority is not permitted). The
     # job service stays at 0: at 10 it got a small share while the creating client, Kafka and
     # nginx were busy, and jobs created ahead were stored after their instant. Persisting,
-    # loading, searching and tenants' commands yield (10). DUETIME_<SERVICE>_NICE overrides,
-    # for A/B runs.
+    # loading, searching and tenants' commands yield (10). DUETIME_EXECUTOR_NICE,
+    # DUETIME_JOB_SERVICE_NICE and DUETIME_WRITER_NICE override theirs, for A/B runs.
     local niceness=0
     case "$svc" in
         watcher|search_service|command_executor) niceness=10 ;;
