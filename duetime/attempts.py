@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiokafka.errors import KafkaError
+from prometheus_client import Counter
 from redis.exceptions import RedisError
 
 from duetime.clock import ReferenceClock
@@ -22,6 +23,9 @@ from duetime.due_set import DueSet, Entry, Start, StartVerdict
 from schemas.events import RunStatus
 
 log = logging.getLogger(__name__)
+START_RETRIES = Counter("duetime_attempt_start_retries_total",
+                        "Start verdicts (and abort flags of replaced runs) asked again after a "
+                        "failure", ["step"])
 # Transient failures of Kafka or Redis: a write that records an attempt is retried on these.
 TRANSIENT = (KafkaError, RedisError, OSError, TimeoutError)
 # Verdicts of start_run.lua that end an attempt without running it: (status, error, reason).
@@ -42,12 +46,45 @@ async def start_when_due(due_set: DueSet, clock: ReferenceClock, entry: Entry, d
     """At the due instant, let start_run.lua decide whether the attempt fires; a run it
     replaces is told to abort. Requests are dispatched a little early on purpose: this waits
     until the reference clock has certainly reached `due_ms`, however far this machine's clock
-    is off (ADR 0012)."""
+    is off (ADR 0012).
+
+    A failed verdict (Redis restarting, a reply lost) is asked again until it comes: the
+    script answers "lost" once the lease is no longer ours, so a retry never fires an attempt
+    someone else took, and the attempt need not wait out its lease to be requeued. Nothing has
+    fired yet, so a drain may cancel this at any point.
+    """
     await clock.wait_until(due_ms)
-    verdict = await due_set.start(entry, overlap, await clock.now_ms(), owner, member)
+    delay = 0.02
+    while True:
+        try:
+            verdict = await due_set.start(entry, overlap, await clock.now_ms(), owner, member)
+            break
+        except TRANSIENT as exc:
+            _start_retrying(entry, "start", exc, delay)
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 1.0)
     if verdict.replaces is not None:
-        await due_set.flag_replaced(verdict.replaces, "replaced by a newer run")
+        # A retried start whose first call took effect reads "ok": the old run then keeps
+        # running to its own end, as if its abort flag had been lost.
+        await until_done(lambda: due_set.flag_replaced(verdict.replaces or "",
+                                                       "replaced by a newer run"),
+                         lambda exc, delay: _start_retrying(entry, "flag_replaced", exc, delay))
     return verdict
+
+
+def lost_lease(run_id: str, job_id: str, attempt: int) -> None:
+    """start_run.lua answered "lost": this executor held the attempt past its lease (cut off
+    from Redis, or frozen), and the sweep or another executor has it now. Nothing is sent or
+    completed: whoever holds it records it."""
+    log.warning("attempt's lease lost before it started; left to its new holder",
+                extra={"run_id": run_id, "job_id": job_id, "attempt": attempt})
+
+
+def _start_retrying(entry: Entry, step: str, exc: BaseException, delay: float) -> None:
+    START_RETRIES.labels(step).inc()
+    log.warning("start of an attempt failed, retrying",
+                extra={"job_id": entry.job_id, "runkey": entry.runkey, "step": step,
+                       "retry_in": delay, "error": repr(exc)})
 
 
 async def until_done(attempt: Callable[[], Awaitable[Any]], on_retry: Callable[[BaseException,

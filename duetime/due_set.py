@@ -57,6 +57,7 @@ class Start(StrEnum):
     CANCELLED = "cancelled"
     OVERLAP = "overlap"  # overlap=forbid and the previous run still runs
     REPLACE = "replace"  # overlap=replace: fire, and abort the run named in `replaces`
+    LOST = "lost"  # the caller's lease expired or was taken over: someone else decides it
 
 
 class Load(NamedTuple):
@@ -553,6 +554,10 @@ class DueSet:
         An instant owed before the edit or pause that ended its version fires however late its
         request is judged (ADR 0036). A "stale" or "paused" verdict has released the lease of
         `executor_id` on `member`: the attempt is not used up and must not be completed.
+        "lost" means the lease on it is no longer `executor_id`'s (expired, or taken over):
+        nothing may be done for it. Safe to call again after a failure: the owner's second call
+        answers as its first did (but "replace" then reads "ok", its old run already flagged
+        or not: see `start_when_due`).
         """
         shard = self.shard_of(entry.job_id)
         raw = _text(await self._batch.call(

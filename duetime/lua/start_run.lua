@@ -13,13 +13,24 @@
 --       until (this job's version -> ms)
 -- ARGV: job_id, version, flag, runkey, overlap policy, now_ms, owner ("executor|member"),
 --       scheduled_ms
--- Returns "ok", "stale", "cancelled", "paused", "overlap" or "replace:<runkey of the old run>".
+-- Returns "ok", "stale", "cancelled", "paused", "overlap", "replace:<runkey of the old run>"
+-- or "lost".
 local function release(verdict)
   if redis.call('HGET', KEYS[4], ARGV[4]) == ARGV[7] then
     redis.call('ZREM', KEYS[3], ARGV[4])
     redis.call('HDEL', KEYS[4], ARGV[4])
   end
   return verdict
+end
+-- First, the attempt must still be the caller's, its lease unexpired: an executor cut off from
+-- Redis (or frozen) past its lease finds it requeued by the sweep, or claimed by another
+-- executor or by a newer version's request; firing then would fire the instant twice. "lost"
+-- changes nothing: whoever holds the attempt now decides it. This is also what makes this
+-- script safe to retry when its reply was lost (a second call by the owner answers as the first).
+local expiry = redis.call('ZSCORE', KEYS[3], ARGV[4])
+if redis.call('HGET', KEYS[4], ARGV[4]) ~= ARGV[7] or not expiry
+    or tonumber(expiry) <= tonumber(ARGV[6]) then
+  return 'lost'
 end
 local meta = redis.call('HGET', KEYS[1], ARGV[1])
 if meta then

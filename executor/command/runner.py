@@ -26,6 +26,7 @@ from duetime.attempts import (
     NOT_STARTED,
     TRANSIENT,
     Leases,
+    lost_lease,
     start_when_due,
     until_done,
 )
@@ -186,6 +187,10 @@ class CommandRunner:
     async def attempt(self, req: CommandRunRequested, entry: Entry) -> None:
         verdict = await start_when_due(self.due_set, self.clock, entry, to_ms(req.due_at),
                                        req.overlap, self.id, req.member)
+        if verdict.kind is Start.LOST:
+            lost_lease(req.run_id, req.job_id, req.attempt)
+            SKIPPED.labels(verdict.kind).inc()
+            return
         if verdict.kind in NOT_FIRED:
             await self.not_fired(req, verdict.kind)
             return

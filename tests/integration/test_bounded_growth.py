@@ -71,8 +71,9 @@ async def test_a_cancelled_job_loses_its_spec_at_once_and_its_tombstone_after_th
     # attempt its lost executor left `running` (pop_due's "lost-cancelled").
     await due.load("c", 2, "cancelled", TEMPLATE, [])
     assert orjson.loads(await _spec(due, "c") or b"") == {"tenant": TEMPLATE["tenant"]}
-    # A request already sent is still refused at start while the tombstone lasts.
-    assert (await due.start(entry, "allow", 1000)).kind == "cancelled"
+    # A request already sent (and claimed) is still refused at start while the tombstone lasts.
+    assert await due.claim(entry, entry.member(), "x", 1000, 10_000) == "ok"
+    assert (await due.start(entry, "allow", 1000, "x", entry.member())).kind == "cancelled"
     now = now_ms()
     assert await due.trim_finished(now) == 0
     assert await _jobs_entry(due, "c") == b"2|cancelled"

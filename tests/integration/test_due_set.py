@@ -101,6 +101,41 @@ async def test_expired_lease_is_requeued_once(due: DueSet) -> None:
     assert await due.claim(e, e.member(), "alive", now_ms=3000, ttl_ms=1000) == "ok"
 
 
+async def test_a_start_by_an_executor_that_lost_its_lease_changes_nothing(due: DueSet) -> None:
+    """An executor cut off from Redis (or frozen) past its lease comes back at the due instant:
+    the sweep requeued its attempt and another executor claimed it. Its start must not fire the
+    instant a second time; the new holder's start fires it."""
+    e = Entry("a", 1, 1000, 1, 5)
+    await due.load("a", 1, "active", TEMPLATE, [])
+    assert await due.claim(e, e.member(), "frozen", now_ms=0, ttl_ms=1000) == "ok"
+    # Expired, not yet swept: still named the owner, but its lease is over.
+    assert (await due.start(e, "allow", 1500, "frozen", e.member())).kind == "lost"
+    assert await due.requeue_expired_leases(0, now_ms=2000) == 1
+    assert (await due.start(e, "allow", 2100, "frozen", e.member())).kind == "lost"
+    assert [p.entry for p in await due.pop_due(0, 3000, 3000, 10)] == [e]
+    assert await due.claim(e, e.member(), "other", now_ms=3000, ttl_ms=1000) == "ok"
+    assert (await due.start(e, "allow", 3100, "frozen", e.member())).kind == "lost"
+    assert await due.redis.hget(due.key("running", 0), "a") is None  # "lost" wrote nothing
+    assert (await due.start(e, "allow", 3200, "other", e.member())).kind == "ok"
+    # A request of a newer version taking over an unstarted older holder: the older is out.
+    e2 = Entry("b", 1, 1000, 1, 5)
+    newer = Entry("b", 2, 1000, 1, 5)
+    await due.load("b", 2, "active", TEMPLATE, [])
+    assert await due.claim(e2, e2.member(), "x1", now_ms=0, ttl_ms=10_000) == "ok"
+    assert await due.claim(newer, newer.member(), "x2", now_ms=10, ttl_ms=10_000) == "ok"
+    assert (await due.start(e2, "allow", 20, "x1", e2.member())).kind == "lost"
+    assert (await due.start(newer, "allow", 30, "x2", newer.member())).kind == "ok"
+
+
+async def test_a_start_asked_again_by_its_owner_answers_as_the_first(due: DueSet) -> None:
+    """What makes retrying a start whose reply was lost safe (attempts.start_when_due)."""
+    e = Entry("a", 1, 1000, 1, 5)
+    await due.load("a", 1, "active", TEMPLATE, [])
+    assert await due.claim(e, e.member(), "x", now_ms=0, ttl_ms=10_000) == "ok"
+    assert (await due.start(e, "forbid", 100, "x", e.member())).kind == "ok"
+    assert (await due.start(e, "forbid", 150, "x", e.member())).kind == "ok"  # not "overlap"
+
+
 async def test_load_many_leaves_what_loads_one_after_the_other_leave(
     redis: Redis, due_prefix: str,
 ) -> None:

@@ -76,14 +76,27 @@ async def test_one_failing_call_fails_alone(redis: Redis) -> None:
     assert isinstance(results[1], ResponseError)
 
 
-async def test_a_script_redis_forgot_is_loaded_again(due: DueSet, redis: Redis) -> None:
-    entries = _entries(5)
+async def test_a_script_redis_forgot_is_loaded_again_once_for_the_whole_batch(
+    due: DueSet, redis: Redis,
+) -> None:
+    entries = _entries(40)
     for e in entries:
         await due.load(e.job_id, 1, "active", TEMPLATE, [])
     await redis.script_flush()  # as after a Redis restart without its scripts
+    trips = CountingPipelines(redis)
+    single: list[str] = []
+    execute: Any = redis.execute_command
+
+    async def counted(*args: Any, **kwargs: Any) -> Any:
+        single.append(str(args[0]))
+        return await execute(*args, **kwargs)
+
+    redis.execute_command = counted  # type: ignore[method-assign]
     claims = await asyncio.gather(*(due.claim(e, e.member(), "ex-1", now_ms(), 10_000)
                                     for e in entries))
-    assert claims == ["ok"] * 5
+    assert claims == ["ok"] * 40
+    # The batch, the script loaded once, the 40 calls again together: not one trip each.
+    assert trips.count == 2 and single == ["SCRIPT LOAD"], (trips.count, single)
 
 
 async def test_a_lost_round_trip_fails_every_call_of_it(due: DueSet) -> None:

@@ -78,6 +78,18 @@ async def test_sync_keeps_the_shortest_round_trip() -> None:
     assert best.offset_ms == pytest.approx(-500.0, abs=1.0)
 
 
+async def test_a_surer_estimate_in_use_outlives_a_sync_of_slow_replies() -> None:
+    t = FakeTime(skew_ms=500)
+    c = t.clock()
+    first = await c.sync()  # three 1 ms round trips: error 0.5 ms
+    t.true_ms += 200  # 200 ms later: carried forward, 0.5 + 0.1 ms
+    t.trips = [(0.010, 0.5)] * 3  # replies held up by a busy loop: error 5 ms each
+    assert await c.sync() is first
+    t.true_ms += clock.MAX_AGE_SECONDS * 1000  # too old to keep: the new sample is taken
+    t.trips = [(0.010, 0.5)] * 3
+    assert (await c.sync()).error_ms == pytest.approx(5.0, abs=1e-3)
+
+
 async def test_a_step_of_the_wall_clock_after_sync_changes_nothing() -> None:
     t = FakeTime(skew_ms=0)
     c = t.clock()

@@ -55,13 +55,20 @@ class FlakyProducer:
 class FlakyDueSet:
     def __init__(self, executor_held: dict[str, Entry], fail_completes: int = 0) -> None:
         self.fail_completes = fail_completes
+        self.fail_starts = 0
+        self.starts = 0
+        self.verdict = StartVerdict(Start.OK)
         self.completed: list[tuple[Entry, Entry | None]] = []
         self.held_while_completing: list[bool] = []
         self._held = executor_held
 
     async def start(self, entry: Entry, overlap: str, now_ms: int, executor_id: str = "",
                     member: str = "") -> StartVerdict:
-        return StartVerdict(Start.OK)
+        self.starts += 1
+        if self.fail_starts > 0:
+            self.fail_starts -= 1
+            raise RedisConnectionError("Redis is loading the dataset in memory")
+        return self.verdict
 
     async def complete(self, entry: Entry, retry: Entry | None, retry_at_ms: int) -> None:
         self.held_while_completing.append(entry.runkey in self._held)
@@ -158,3 +165,27 @@ async def test_a_lost_running_status_neither_holds_back_nor_repeats_the_call(fai
     [final] = producer.sent_of("succeeded")
     assert final["started_at"] and final["lateness_ms"] is not None
     assert due.completed == [(entry, None)]
+
+
+async def test_a_failed_start_verdict_is_asked_again_instead_of_waiting_out_the_lease() -> None:
+    """Redis restarting at the due instant: the verdict is asked again (start_run.lua refuses
+    a caller whose lease was lost, so asking again is safe) and the call is made once, at once,
+    not a lease later by whoever the sweep hands the attempt to."""
+    producer = FlakyProducer()
+    executor, due = _executor(producer)
+    due.fail_starts = 3
+    entry = _entry()
+    await _execute(executor, _request(entry), entry)
+    assert due.starts == 4
+    assert len(producer.sent_of("target")) == 1
+    assert len(producer.sent_of("succeeded")) == 1 and due.completed == [(entry, None)]
+
+
+async def test_an_attempt_whose_lease_was_lost_is_left_to_its_new_holder() -> None:
+    producer = FlakyProducer()
+    executor, due = _executor(producer)
+    due.verdict = StartVerdict(Start.LOST)
+    entry = _entry()
+    await _execute(executor, _request(entry), entry)
+    assert producer.sent == []  # no call, no status: the new holder records the attempt
+    assert due.completed == [] and entry.runkey not in executor.leases.held
