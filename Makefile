@@ -148,7 +148,9 @@ bench: setup
 # 40 minutes with nothing else running; it runs `make clean` here (wipes .stack) before each
 # duetime workload. Its results stay in the harness's results/, not in docs/benchmarks.md.
 bench-peers: setup
+	$(PY) -m bench.box_speed --label "before the pass"
 	../shared/peer-bench/side_by_side.sh .
+	$(PY) -m bench.box_speed --label "after the pass"
 
 schemas: setup
 	$(PY) -m schemas.export

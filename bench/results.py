@@ -2,7 +2,8 @@
 
 Each bench saves what it measured; bench.side_by_side builds the summary table from them, so
 no figure in docs/benchmarks.md is typed by hand. BENCH_CONDITIONS (free text) says what else ran
-on the box; every saved result carries it, with the load average before the run.
+on the box; every saved result carries it, with the load average and the box's speed
+(bench.box_speed) when it was saved.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import platform
 from pathlib import Path
 from typing import Any
 
+from bench.box_speed import probe
 from bench.common import stamp
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,7 +29,7 @@ def conditions() -> str:
 def save(name: str, data: dict[str, Any]) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     record = {"name": name, "at": stamp(), "conditions": conditions(),
-              "loadavg": [round(x, 2) for x in os.getloadavg()], **data}
+              "loadavg": [round(x, 2) for x in os.getloadavg()], "box_speed": probe(), **data}
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(record, indent=2))
     return path

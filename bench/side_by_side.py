@@ -168,8 +168,9 @@ def provenance(peers: dict[tuple[str, str], Result]) -> str:
         r = results.load(name)
         if r is not None:
             unwiped = ", stack not wiped first" if r.get("wiped") is False else ""
+            speed = f", box {r['box_speed']['best_ms']} ms" if "box_speed" in r else ""
             by_conditions.setdefault(r["conditions"], []).append(
-                f"`{name}` {r['at']} (load {r['loadavg'][0]}{unwiped})")
+                f"`{name}` {r['at']} (load {r['loadavg'][0]}{speed}{unwiped})")
     runs = [f"{', '.join(names)}: {conditions}" for conditions, names in by_conditions.items()]
     where = PEER_RESULTS.relative_to(ROOT.parent) if PEER_RESULTS.is_relative_to(ROOT.parent) \
         else PEER_RESULTS
@@ -185,7 +186,10 @@ def main() -> None:
                   f"Built {stamp()} by `python -m bench.side_by_side` (`make bench`) from the "
                   "benches' results; lateness in ms (sink receive - due). Read the conditions "
                   f"first.\n\n{provenance(peers)}\n\n{table(peers)}")
-    write_section("Machine", f"{results.machine()}. Written by `make bench` on the box it ran on.")
+    write_section("Machine", f"{results.machine()}. Written by `make bench` on the box it ran on. "
+                  "The box is shared: its speed moves from day to day and within minutes, so "
+                  "each result above carries `box` (bench.box_speed: a fixed Python workload, "
+                  "best of 5, in ms; lower is faster) from when it was saved.")
 
 
 if __name__ == "__main__":

@@ -71,3 +71,17 @@ def test_peer_columns_come_from_the_reference_results(saved: Path) -> None:
                                                        "ahead): p99 ms | 1 | not run | not run |")
     assert "| 60,000 of 60,000, p99 35,605 |" in line(table, "W2 steady 3,000/s")
     assert "2026-11-25" in side_by_side.provenance(peers)
+
+
+def test_each_result_says_how_fast_the_box_was(saved: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    # The box's speed moves from day to day (bench.box_speed): a figure without it cannot be
+    # set beside another day's.
+    monkeypatch.setattr(results, "probe", lambda: {"best_ms": 66.2, "median_ms": 68.0})
+    results.save("w2-200", {"delivery": delivery(4)})
+    saved_result = results.load("w2-200")
+    assert saved_result is not None
+    assert saved_result["box_speed"] == {"best_ms": 66.2, "median_ms": 68.0}
+    assert "`w2-200` " in side_by_side.provenance({})
+    assert "(load " in side_by_side.provenance({})
+    assert ", box 66.2 ms)" in side_by_side.provenance({})
