@@ -11,11 +11,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiokafka.errors import KafkaError
-from prometheus_client import Counter
+from prometheus_client import Counter, Histogram
 from redis.exceptions import RedisError
 
 from duetime.clock import ReferenceClock
@@ -26,6 +27,13 @@ log = logging.getLogger(__name__)
 START_RETRIES = Counter("duetime_attempt_start_retries_total",
                         "Start verdicts (and abort flags of replaced runs) asked again after a "
                         "failure", ["step"])
+# Where a firing's lateness comes from before its call, in steps finer than the firing's own
+# lateness (whole ms): `wake`, how long after the reference clock had certainly reached the
+# instant this process got to run; `verdict`, start_run.lua's round trip.
+START_STEP = Histogram("duetime_attempt_start_step_seconds",
+                       "Time an attempt's start took at its due instant, by step", ["step"],
+                       buckets=(0.00025, 0.0005, 0.001, 0.0015, 0.002, 0.003, 0.004, 0.005,
+                                0.01, 0.025, 0.1, 1))
 # Transient failures of Kafka or Redis: a write that records an attempt is retried on these.
 TRANSIENT = (KafkaError, RedisError, OSError, TimeoutError)
 # Verdicts of start_run.lua that end an attempt without running it: (status, error, reason).
@@ -54,10 +62,13 @@ async def start_when_due(due_set: DueSet, clock: ReferenceClock, entry: Entry, d
     fired yet, so a drain may cancel this at any point.
     """
     await clock.wait_until(due_ms)
+    START_STEP.labels("wake").observe(max(0.0, await clock.earliest_ms() - due_ms) / 1000)
     delay = 0.02
     while True:
         try:
+            asked = time.perf_counter()
             verdict = await due_set.start(entry, overlap, await clock.now_ms(), owner, member)
+            START_STEP.labels("verdict").observe(time.perf_counter() - asked)
             break
         except TRANSIENT as exc:
             _start_retrying(entry, "start", exc, delay)

@@ -78,7 +78,8 @@ log = logging.getLogger(__name__)
 FINISHED = Counter("duetime_executor_runs_total", "Attempts finished", ["status"])
 SKIPPED = Counter("duetime_executor_claims_refused_total", "Run requests not run", ["reason"])
 LATENESS = Histogram("duetime_executor_lateness_seconds", "Start time minus due time",
-                     buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1, 5, 30))
+                     buckets=(0.001, 0.002, 0.003, 0.004, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1,
+                              5, 30))
 IN_FLIGHT = Gauge("duetime_executor_in_flight", "Attempts running now")
 WAITING = Gauge("duetime_executor_waiting_for_tenant_cap",
                 "Run requests set aside because their tenant is at its in-flight cap")

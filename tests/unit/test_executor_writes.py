@@ -15,6 +15,7 @@ import pytest
 from aiokafka.errors import KafkaTimeoutError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from duetime.attempts import START_STEP
 from duetime.clock import ReferenceClock, wall_ms
 from duetime.due_set import DueSet, Entry, Start, StartVerdict
 from duetime.timeutil import to_ms
@@ -189,3 +190,25 @@ async def test_an_attempt_whose_lease_was_lost_is_left_to_its_new_holder() -> No
     await _execute(executor, _request(entry), entry)
     assert producer.sent == []  # no call, no status: the new holder records the attempt
     assert due.completed == [] and entry.runkey not in executor.leases.held
+
+
+def _start_steps() -> dict[tuple[str, str], float]:
+    """The start-step histogram's cumulative bucket counts, by (step, le)."""
+    return {(s.labels["step"], s.labels["le"]): s.value for metric in START_STEP.collect()
+            for s in metric.samples if s.name.endswith("_bucket")}
+
+
+async def test_the_start_of_each_firing_is_timed_by_step() -> None:
+    """A firing's lateness before its call splits into the wake (how long after the instant
+    the process got to run) and the verdict's round trip: one of each per start. A run handed
+    over a second after its instant woke a second late; its verdict (a fake) took no time."""
+    producer = FlakyProducer()
+    executor, due = _executor(producer)
+    due.fail_starts = 2  # failed verdicts are retried, not timed
+    entry = _entry()  # due a second ago
+    before = _start_steps()
+    await _execute(executor, _request(entry), entry)
+    after = _start_steps()
+    grew = {key: after[key] - before.get(key, 0.0) for key in after}
+    assert grew[("wake", "+Inf")] == 1 and grew[("wake", "0.1")] == 0 and grew[("wake", "1.0")] == 0
+    assert grew[("verdict", "+Inf")] == 1 and grew[("verdict", "0.001")] == 1

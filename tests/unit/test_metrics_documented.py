@@ -16,7 +16,8 @@ MODULES = ("duetime.attempts", "duetime.clock", "duetime.kafka", "duetime.http_m
            "watcher.service",
            "watcher.consumer_lag", "dispatcher.service", "executor.service", "executor.signing",
            "executor.notifications", "writer.alerts", "executor.command.runner",
-           "executor.command.lanes", "executor.offsets", "duetime.objects.retention")
+           "executor.command.lanes", "executor.offsets", "duetime.objects.retention",
+           "duetime.loops")
 ROOT = DOC.parents[1]
 PACKAGES = ("duetime", "job_service", "search_service", "writer", "watcher", "dispatcher",
             "executor")
