@@ -134,6 +134,7 @@ bench: setup
 	    for mode in steady burst creates ingest; do $(PY) -m bench.floor --mode $$mode; done && \
 	    $(PY) -m bench.floor --mode seconds --rate 200 --seconds 20; fi; \
 	  if bench_on floor || bench_on instant; then $(PY) -m bench.instant_calls; fi; \
+	  if bench_on idle_wake; then $(PY) -m bench.idle_wake; fi; \
 	  if bench_on watcher; then $(PY) -m bench.watcher_cost; fi; \
 	  if bench_on reads; then $(PY) -m bench.reads; fi; \
 	  if bench_on creates; then $(PY) -m bench.rest_creates; fi; \

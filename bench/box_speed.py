@@ -1,8 +1,9 @@
 """How fast this box runs Python right now: one fixed CPU-only workload, timed.
 
-The box is shared with other machines' work, and its speed moves from day to day: the same code
-measured 2,770 and 1,425 floor creates/s (`bench.floor --mode creates`) a day apart. A figure
-from one day cannot be set beside one from another without knowing that, so every saved result
+The box is shared with other machines' work, and its speed moves between boxes of the same kind
+and within minutes: the same code measured 2,770 and 1,425 floor creates/s (`bench.floor --mode
+creates`) on two fresh machines a few hours apart. A figure from one box cannot be set beside
+one from another without knowing that, so every saved result
 carries this probe (`box_speed`, lower is faster), and `make bench-peers` prints it before and
 after its pass.
 

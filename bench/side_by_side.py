@@ -187,7 +187,7 @@ def main() -> None:
                   "benches' results; lateness in ms (sink receive - due). Read the conditions "
                   f"first.\n\n{provenance(peers)}\n\n{table(peers)}")
     write_section("Machine", f"{results.machine()}. Written by `make bench` on the box it ran on. "
-                  "The box is shared: its speed moves from day to day and within minutes, so "
+                  "The box is shared: its speed moves between machines and within minutes, so "
                   "each result above carries `box` (bench.box_speed: a fixed Python workload, "
                   "best of 5, in ms; lower is faster) from when it was saved.")
 
