@@ -560,7 +560,7 @@ class DueSet:
         or not: see `start_when_due`).
         """
         shard = self.shard_of(entry.job_id)
-        raw = _text(await self._batch.call(
+        raw = _text(await self._batch.run_first(
             self._start,
             [self.key("jobs", shard), self.key("running", shard), self.key("leases", shard),
              self.key("owners", shard), self.until_key(entry.job_id)],

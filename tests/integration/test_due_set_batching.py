@@ -67,6 +67,34 @@ async def test_claims_starts_and_completes_made_together_share_one_round_trip(
     assert (await due.sizes())["leases"] == 0
 
 
+async def test_a_lone_start_verdict_goes_out_in_its_own_turn_of_the_loop(
+    due: DueSet, redis: Redis, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A verdict someone waits on at the instant is not held two turns of the loop for a batch
+    (on a busy loop each turn can wait milliseconds): the first call of a turn goes straight
+    out; the verdicts made after it in the same turn still share one trip."""
+    entries = _entries(10)
+    for e in entries:
+        await due.load(e.job_id, 1, "active", TEMPLATE, [])
+        assert await due.claim(e, e.member(), "ex-1", now_ms(), 10_000) == "ok"
+    held: list[int] = []  # for each batch sent: how many calls it held
+    flush = due._batch._flush
+
+    def counted_flush() -> None:
+        held.append(len(due._batch._pending))
+        flush()
+
+    monkeypatch.setattr(due._batch, "_flush", counted_flush)
+    trips = CountingPipelines(redis)
+
+    alone = await due.start(entries[0], "allow", now_ms(), "ex-1", entries[0].member())
+    assert alone.kind == "ok" and held == []  # sent at once, never queued
+    together = await asyncio.gather(*(due.start(e, "allow", now_ms(), "ex-1", e.member())
+                                      for e in entries[1:]))
+    assert [s.kind for s in together] == ["ok"] * 9
+    assert held == [8] and trips.count == 1  # the first of the turn alone, the other 8 in one
+
+
 async def test_one_failing_call_fails_alone(redis: Redis) -> None:
     batch = ScriptBatch(redis)
     plus_one = redis.register_script("return tonumber(ARGV[1]) + 1")
