@@ -188,3 +188,84 @@ async def test_a_cancel_during_the_drain_aborts_the_call(
     await asyncio.wait_for(service, timeout=4)  # well before the sink would answer
     final = (await rig.statuses(entry, 2))[-1]
     assert (final["status"], final.get("error")) == ("cancelled", "job cancelled")
+
+
+# -- ADR 0045: the call runs in the attempt's own task -----------------------------------------
+
+async def test_the_call_starts_in_the_attempts_own_task(
+    rig: Rig, sink: Sink, path: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A child task would start the call a turn of the loop after the verdict: at 200/s that
+    # turn waits behind the other attempts' work.
+    from executor.targets import fire_http as real
+
+    callers: list[asyncio.Task[Any] | None] = []
+
+    async def recording(*args: Any) -> Any:
+        callers.append(asyncio.current_task())
+        return await real(*args)
+
+    monkeypatch.setattr("executor.service.fire_http", recording)
+    executor = rig.executor()
+    req, entry = await _run_request(rig.due, sink.url(path))
+    assert await rig.due.claim(entry, req.member, executor.id, now_ms(), LEASE_MS) == "ok"
+    attempt = asyncio.create_task(executor.execute(req, entry, b"{}"))
+    await asyncio.wait_for(attempt, 20)
+    assert callers == [attempt]
+    assert [s["status"] for s in await rig.statuses(entry)] == ["succeeded"]
+    assert len(sink.hits_for(path)) == 1
+
+
+class _FlagsAfter(DueSet):
+    """Reads the abort flags only once `ready` is set: a watch whose answer comes late."""
+
+    ready: asyncio.Event
+
+    async def abort_flags(self, runs: Any) -> list[tuple[int | None, bool]]:
+        await self.ready.wait()
+        return await super().abort_flags(runs)
+
+
+async def test_an_abort_read_after_the_call_ended_leaves_its_writes_alone(
+    rig: Rig, make_sink: Callable[..., Awaitable[Sink]], path: str,
+) -> None:
+    slow = await make_sink(delay_seconds=1)
+    due = _FlagsAfter(rig.due.redis, 1, rig.due.prefix)
+    due.ready = asyncio.Event()
+    executor = rig.executor(due)
+    req, entry = await _run_request(due, slow.url(path))
+    assert await due.claim(entry, req.member, executor.id, now_ms(), LEASE_MS) == "ok"
+    attempt = asyncio.create_task(executor.execute(req, entry, b"{}"))
+
+    async def in_call() -> bool:
+        return entry.runkey in executor.calls
+
+    async def call_over() -> bool:
+        return entry.runkey not in executor.calls
+
+    await eventually(in_call, timeout=10, interval=0.01)
+    watch = asyncio.create_task(executor.watch_aborts())  # its snapshot holds the call
+    await eventually(call_over, timeout=10, interval=0.001)
+    await due.redis.set(due.cancel_key(entry.job_id), entry.version + 1)
+    due.ready.set()
+    await asyncio.wait_for(watch, 10)
+    await asyncio.wait_for(attempt, 20)  # not cancelled in the middle of recording the call
+    assert [s["status"] for s in await rig.statuses(entry, 2)] == ["running", "succeeded"]
+    assert await due.claim(entry, req.member, "another", now_ms(), LEASE_MS) == "done"
+
+
+async def test_a_stop_that_meets_an_abort_still_stops_the_attempt(
+    rig: Rig, make_sink: Callable[..., Awaitable[Sink]], path: str,
+) -> None:
+    slow = await make_sink(delay_seconds=8)
+    executor = rig.executor()
+    req, entry = await _run_request(rig.due, slow.url(path))
+    assert await rig.due.claim(entry, req.member, executor.id, now_ms(), LEASE_MS) == "ok"
+    attempt = asyncio.create_task(executor.execute(req, entry, b"{}"))
+    await slow.wait_for(path, 1, timeout=10)
+    await rig.due.redis.set(rig.due.cancel_key(entry.job_id), entry.version + 1)
+    await executor.watch_aborts()  # cancels the attempt for the abort...
+    attempt.cancel()  # ...and a drain's deadline does too, before the attempt runs again
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(attempt, 5)
+    assert executor.calls == {} and executor.aborted == {}
