@@ -303,7 +303,7 @@ class Executor:
         """Run the call; a cancel of the job or a replacing run aborts it as `cancelled`.
 
         The call runs in the attempt's own task, not a child task: a child starts a turn of
-        the loop later, and at 200/s that turn waits behind other attempts' work (up to ~2 ms,
+        the loop later, and at 200/s that turn waits behind other attempts' work (p99 3 to 4 ms,
         ADR 0045). An abort cancels this task while it is inside the call (`calls` holds it
         exactly then) and is taken back here with `uncancel`; any other cancel goes on up.
         """
