@@ -25,9 +25,19 @@ async def _init(conn: asyncpg.Connection[Any]) -> None:
                               decoder=orjson.loads, schema="pg_catalog")
 
 
+async def _keep_session(conn: asyncpg.Connection[Any]) -> None:
+    """A pool release that only ends an open transaction (asyncpg does that before calling
+    this): no reset query, for pools whose code never sets session state (ADR 0046)."""
+
+
 @asynccontextmanager
 async def pool(settings: PostgresSettings, *, read_only: bool = False,
-               statement_timeout_ms: int | None = None) -> AsyncIterator[asyncpg.Pool[Any]]:
+               statement_timeout_ms: int | None = None,
+               cache_statements: bool = False) -> AsyncIterator[asyncpg.Pool[Any]]:
+    """`cache_statements`: for a service whose statements take no session state (no SET, LISTEN,
+    advisory lock, cursor outside a transaction), keep each statement prepared on its connection
+    and skip the reset query on release: two round trips fewer per query (ADR 0046). Plans stay
+    custom, made with the bound values, which the catch-all listings need (ADR 0005)."""
     server_settings = {}
     if read_only:
         # A service that only reads says so: Postgres refuses its writes, whatever its role may do.
@@ -35,13 +45,16 @@ async def pool(settings: PostgresSettings, *, read_only: bool = False,
     if statement_timeout_ms is not None:
         # Postgres cancels any statement of this pool running longer (lock waits included).
         server_settings["statement_timeout"] = str(statement_timeout_ms)
+    if cache_statements:
+        server_settings["plan_cache_mode"] = "force_custom_plan"
     p = await asyncpg.create_pool(
         settings.postgres_dsn,
         min_size=settings.postgres_pool_min,
         max_size=settings.postgres_pool_max,
         init=_init,
-        # Works behind PgBouncer in transaction mode too.
-        statement_cache_size=0,
+        # Unnamed statements by default: works behind PgBouncer in transaction mode too.
+        statement_cache_size=100 if cache_statements else 0,
+        reset=_keep_session if cache_statements else None,
         server_settings=server_settings or None,
     )
     try:

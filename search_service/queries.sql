@@ -34,13 +34,18 @@ SELECT job_id, state, next_run_at, spec FROM jobs WHERE job_id = $1 AND tenant =
 -- last row, $14 limit, $15 q when it has no trigram (then $4 is NULL; see below).
 -- A NULL parameter switches its filter off; queries run with bound values (custom plans), so
 -- the planner folds those conditions away and sees only the filters in use.
+-- The two created_at listings pick a page's ids first and then read those rows: with state and
+-- label filters only, the ids come from an index-only scan of jobs_tenant_(state_)created,
+-- which carry labels (migration 0013, ADR 0046), so the rows a label filter rejects are never
+-- read from the heap. The other sorts' indexes carry no labels; they read rows as they go.
 -- next_run_at is compared as COALESCE(next_run_at, 'infinity') to match jobs_tenant_next_run.
 -- q without three letters or digits in a row has no trigram: jobs_name_trgm would return every
 -- row for a recheck, so such a q is tested with strpos, which no index serves, and the planner
 -- filters the tenant's rows in sort order instead.
-SELECT job_id, tenant, spec, state, version, next_run_at, run_count, failure_count,
-       last_run_id, last_run_status, last_run_at, created_at, updated_at, name
-FROM jobs
+SELECT j.job_id, j.tenant, j.spec, j.state, j.version, j.next_run_at, j.run_count,
+       j.failure_count, j.last_run_id, j.last_run_status, j.last_run_at, j.created_at,
+       j.updated_at, j.name
+FROM (SELECT job_id, created_at FROM jobs
 WHERE tenant = $1
   AND ($2::text IS NULL OR state = $2)
   AND ($3::text IS NULL OR name = $3)
@@ -56,12 +61,15 @@ WHERE tenant = $1
   AND ($11::timestamptz IS NULL OR created_at < $11)
   AND ($12::timestamptz IS NULL OR (created_at, job_id) < ($12, $13::text))
 ORDER BY created_at DESC, job_id DESC
-LIMIT $14
+LIMIT $14) AS page
+JOIN jobs j USING (job_id)
+ORDER BY page.created_at DESC, page.job_id DESC
 
 -- name: list_jobs_created_asc
-SELECT job_id, tenant, spec, state, version, next_run_at, run_count, failure_count,
-       last_run_id, last_run_status, last_run_at, created_at, updated_at, name
-FROM jobs
+SELECT j.job_id, j.tenant, j.spec, j.state, j.version, j.next_run_at, j.run_count,
+       j.failure_count, j.last_run_id, j.last_run_status, j.last_run_at, j.created_at,
+       j.updated_at, j.name
+FROM (SELECT job_id, created_at FROM jobs
 WHERE tenant = $1
   AND ($2::text IS NULL OR state = $2)
   AND ($3::text IS NULL OR name = $3)
@@ -77,7 +85,9 @@ WHERE tenant = $1
   AND ($11::timestamptz IS NULL OR created_at < $11)
   AND ($12::timestamptz IS NULL OR (created_at, job_id) > ($12, $13::text))
 ORDER BY created_at ASC, job_id ASC
-LIMIT $14
+LIMIT $14) AS page
+JOIN jobs j USING (job_id)
+ORDER BY page.created_at ASC, page.job_id ASC
 
 -- name: list_jobs_next_run_asc
 -- Soonest next run first; jobs without one (completed, cancelled) last.

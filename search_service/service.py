@@ -38,9 +38,10 @@ class Settings(PostgresSettings, HttpSettings, IdSettings, GatewaySettings):
 
 @asynccontextmanager
 async def read_pool(settings: Settings) -> AsyncIterator[asyncpg.Pool[Any]]:
-    """The search service's connections: every statement under the read API's time limit."""
-    async with postgres.pool(settings,
-                             statement_timeout_ms=settings.read_statement_timeout_ms) as pool:
+    """The search service's connections: every statement under the read API's time limit;
+    its reads take no session state, so their statements stay prepared (ADR 0046)."""
+    async with postgres.pool(settings, statement_timeout_ms=settings.read_statement_timeout_ms,
+                             cache_statements=True) as pool:
         yield pool
 
 

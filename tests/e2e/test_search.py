@@ -593,6 +593,59 @@ async def test_listings_use_indexes_not_seq_scans(pg: asyncpg.Pool[Any]) -> None
             await _assert_index_plan(conn, QUERIES[st.query], st.args, "job_runs", query)
 
 
+
+# The created_at listings with label (and state) filters only, on labels many jobs carry (a
+# label no job carries is answered from jobs_labels, the GIN index, without these scans).
+LABEL_CASES = ["label=team:team-07", "state=active&label=team:team-07",
+               "sort=created_at_asc&state=paused&label=env:prod&label=team:team-07"]
+
+
+async def test_label_filters_read_labels_from_the_index(pg: asyncpg.Pool[Any]) -> None:
+    """A label filter on the created_at listings rejects rows without reading them: the page's ids
+    come from an index-only scan of jobs_tenant_(state_)created, which carry labels (ADR 0046).
+
+    A session's temporary table shadows `jobs` (same columns and indexes) so it can be vacuumed,
+    as a settled table is, outside a transaction; it is dropped at the end.
+    """
+    async with pg.acquire() as conn:
+        await conn.execute("CREATE TEMP TABLE jobs (LIKE public.jobs INCLUDING ALL)")
+        try:
+            await conn.execute(SEED_INSERT, "plans", 1, 20000, 20000)
+            await conn.execute("VACUUM (ANALYZE) pg_temp.jobs")
+            for query in LABEL_CASES:
+                st = jobs_statement(parse_query(JobsQuery, parse_qsl(query)), "plans")
+                raw = await conn.fetchval("EXPLAIN (ANALYZE, FORMAT JSON) " + QUERIES[st.query],
+                                          *st.args)
+                nodes = _nodes(json.loads(raw)[0]["Plan"])
+                only = [n for n in nodes if n["Node Type"] == "Index Only Scan"]
+                # LIKE ... INCLUDING ALL names the copies by their columns:
+                # jobs_tenant_(state_)created_at_job_id_labels_idx.
+                assert len(only) == 1, (query, nodes)
+                assert only[0]["Index Name"].endswith("created_at_job_id_labels_idx"), query
+                assert only[0]["Heap Fetches"] == 0, query
+                rows = await conn.fetch(QUERIES[st.query], *st.args)
+                assert rows == await conn.fetch(_ONE_STEP[st.query], *st.args), query
+        finally:
+            await conn.execute("DROP TABLE pg_temp.jobs")
+
+
+def _nodes(plan: dict[str, Any]) -> list[dict[str, Any]]:
+    found = [plan]
+    for child in plan.get("Plans", []):
+        found.extend(_nodes(child))
+    return found
+
+
+def _one_step(sql: str) -> str:
+    """The listing as a plain filtered scan of jobs (before ADR 0046): the same rows."""
+    inner = sql[sql.index("(SELECT job_id, created_at FROM jobs") + 1:sql.index(") AS page")]
+    columns = sql[sql.index("SELECT j.") + len("SELECT "):sql.index("FROM (")].replace("j.", "")
+    return "SELECT " + columns + inner[len("SELECT job_id, created_at "):]
+
+
+_ONE_STEP = {name: _one_step(QUERIES[name])
+             for name in ("list_jobs_created_desc", "list_jobs_created_asc")}
+
 _RUNS_INSERT = """
 INSERT INTO job_runs (run_id, job_id, tenant, scheduled_at, attempt, status, modified_at, final)
 SELECT md5(i::text), 'j' || i % 500, CASE WHEN i % 5 = 0 THEN 'other' ELSE 'plans' END,

@@ -1,0 +1,48 @@
+"""The search service's pool keeps statements prepared, and its plans custom (ADR 0046, 0005)."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import parse_qsl
+
+import asyncpg
+
+from search_service.filters import JobsQuery, parse_query
+from search_service.listing import jobs_statement
+from search_service.service import QUERIES, Settings, read_pool
+from tests.integration.conftest import fresh_db
+
+__all__ = ["fresh_db"]
+
+
+async def test_listings_stay_prepared_and_custom_planned(env: dict[str, str],
+                                                         fresh_db: asyncpg.Pool[Any]) -> None:
+    # A generic plan of the catch-all listing would keep every `$n IS NULL OR ...` and use no
+    # index: Postgres switches a prepared statement to one after five runs unless told not to.
+    name = await fresh_db.fetchval("SELECT current_database()")
+    dsn = f"{env['DUETIME_POSTGRES_DSN'].rsplit('/', 1)[0]}/{name}"
+    st = jobs_statement(parse_query(JobsQuery, parse_qsl("state=active&label=team:red")), "t")
+    async with read_pool(Settings(postgres_dsn=dsn, postgres_pool_max=1)) as pool:
+        for _ in range(8):
+            assert await pool.fetch(QUERIES[st.query], *st.args) == []
+        async with pool.acquire() as conn:
+            assert await conn.fetchval("SHOW plan_cache_mode") == "force_custom_plan"
+            plans = await conn.fetch("SELECT generic_plans, custom_plans FROM pg_prepared_statements"
+                                     " WHERE statement = $1", QUERIES[st.query])
+    # One statement prepared once on the pool's one connection, planned with the values each time.
+    assert [tuple(p) for p in plans] == [(0, 8)]
+
+
+async def test_a_released_connection_keeps_no_open_transaction(env: dict[str, str],
+                                                               fresh_db: asyncpg.Pool[Any]) -> None:
+    # The pool skips the reset query on release; an open transaction is still rolled back.
+    name = await fresh_db.fetchval("SELECT current_database()")
+    dsn = f"{env['DUETIME_POSTGRES_DSN'].rsplit('/', 1)[0]}/{name}"
+    async with read_pool(Settings(postgres_dsn=dsn, postgres_pool_max=1)) as pool:
+        conn = await pool.acquire()
+        tx = conn.transaction()
+        await tx.start()
+        await conn.fetchval("SELECT 1")
+        await pool.release(conn)
+        async with pool.acquire() as again:
+            assert not again.is_in_transaction()
