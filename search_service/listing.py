@@ -26,11 +26,15 @@ class Sort:
     query: str  # the name of its query in queries.sql
     column: str  # the row's sort key, after job_id breaks ties
     kind: KeyKind
+    # Its query when a label filter is given, if another shape serves that better (ADR 0046).
+    labelled: str | None = None
 
 
 SORTS: dict[JobSort, Sort] = {
-    "created_at_desc": Sort("list_jobs_created_desc", "created_at", "time"),
-    "created_at_asc": Sort("list_jobs_created_asc", "created_at", "time"),
+    "created_at_desc": Sort("list_jobs_created_desc", "created_at", "time",
+                            "list_jobs_created_desc_labelled"),
+    "created_at_asc": Sort("list_jobs_created_asc", "created_at", "time",
+                           "list_jobs_created_asc_labelled"),
     "next_run_at_asc": Sort("list_jobs_next_run_asc", "next_run_at", "time"),
     "name_asc": Sort("list_jobs_name_asc", "name", "text"),
 }
@@ -73,7 +77,8 @@ def jobs_statement(params: JobsQuery, tenant: str) -> Statement:
     key, ident = after if after is not None else (None, None)
     labels = orjson.dumps(params.labels).decode() if params.label else None
     pattern, substring = substring_args(params.q)
-    return Statement(sort.query, (
+    query = sort.labelled if labels is not None and sort.labelled else sort.query
+    return Statement(query, (
         tenant, params.state, params.name, pattern, labels,
         params.schedule_type, params.target_type, params.next_run_before, params.next_run_after,
         params.created_after, params.created_before, key, ident, params.limit + 1, substring,

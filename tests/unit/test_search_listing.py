@@ -59,12 +59,24 @@ def test_statement_binds_every_filter_in_place() -> None:
              "&next_run_before=2026-01-02T00:00:00Z&next_run_after=2026-01-01T00:00:00Z"
              "&created_after=2025-01-01T00:00:00Z&created_before=2025-02-01T00:00:00Z&limit=7")
     st = jobs_statement(s, "tenant-a")
-    assert st.query == "list_jobs_created_desc"
+    assert st.query == "list_jobs_created_desc_labelled"  # a label filter: ids first (ADR 0046)
     assert st.args[:5] == ("tenant-a", "paused", "n", "%Rep%", '{"team":"data"}')
     assert st.args[5:7] == ("cron", "http")
     assert st.args[7:11] == (datetime(2026, 1, 2, tzinfo=UTC), datetime(2026, 1, 1, tzinfo=UTC),
                              datetime(2025, 1, 1, tzinfo=UTC), datetime(2025, 2, 1, tzinfo=UTC))
     assert st.args[11:] == (None, None, 8, None)
+
+
+def test_only_a_label_filter_picks_a_labelled_query() -> None:
+    # The labelled shape pays ~0.2 ms of key lookups a page: worth it only to skip the heap
+    # rows a label filter rejects, and only where an index carries the labels (created_at).
+    assert jobs_statement(jobs("state=active"), "t").query == "list_jobs_created_desc"
+    assert jobs_statement(jobs("label=a:b"), "t").query == "list_jobs_created_desc_labelled"
+    assert jobs_statement(jobs("label=a:b&sort=created_at_asc"), "t").query \
+        == "list_jobs_created_asc_labelled"
+    assert jobs_statement(jobs("label=a:b&sort=name_asc"), "t").query == "list_jobs_name_asc"
+    assert jobs_statement(jobs("label=a:b&sort=next_run_at_asc"), "t").query \
+        == "list_jobs_next_run_asc"
 
 
 def test_no_filter_binds_nulls() -> None:

@@ -9,7 +9,8 @@ from search_service.filters import JobsQuery, RunsQuery
 from search_service.listing import SORTS, jobs_statement, runs_statement
 
 QUERIES = load_queries("search_service")
-JOB_LISTINGS = [sort.query for sort in SORTS.values()]
+JOB_LISTINGS = [sort.query for sort in SORTS.values()] + [
+    sort.labelled for sort in SORTS.values() if sort.labelled]
 
 
 def _filters(sql: str) -> list[str]:
