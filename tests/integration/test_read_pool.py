@@ -15,12 +15,17 @@ from tests.integration.conftest import fresh_db
 __all__ = ["fresh_db"]
 
 
+async def _dsn_of(env: dict[str, str], db: asyncpg.Pool[Any]) -> str:
+    """The DSN of the test's own database, for a pool opened the search service's way."""
+    name = await db.fetchval("SELECT current_database()")
+    return f"{env['DUETIME_POSTGRES_DSN'].rsplit('/', 1)[0]}/{name}"
+
+
 async def test_listings_stay_prepared_and_custom_planned(env: dict[str, str],
                                                          fresh_db: asyncpg.Pool[Any]) -> None:
     # A generic plan of the catch-all listing would keep every `$n IS NULL OR ...` and use no
     # index: Postgres switches a prepared statement to one after five runs unless told not to.
-    name = await fresh_db.fetchval("SELECT current_database()")
-    dsn = f"{env['DUETIME_POSTGRES_DSN'].rsplit('/', 1)[0]}/{name}"
+    dsn = await _dsn_of(env, fresh_db)
     st = jobs_statement(parse_query(JobsQuery, parse_qsl("state=active&label=team:red")), "t")
     async with read_pool(Settings(postgres_dsn=dsn, postgres_pool_max=1)) as pool:
         for _ in range(8):
@@ -35,9 +40,10 @@ async def test_listings_stay_prepared_and_custom_planned(env: dict[str, str],
 
 async def test_a_released_connection_keeps_no_open_transaction(env: dict[str, str],
                                                                fresh_db: asyncpg.Pool[Any]) -> None:
-    # The pool skips the reset query on release; an open transaction is still rolled back.
-    name = await fresh_db.fetchval("SELECT current_database()")
-    dsn = f"{env['DUETIME_POSTGRES_DSN'].rsplit('/', 1)[0]}/{name}"
+    # The pool skips the reset query on release; an open transaction is still rolled back. That
+    # rollback is asyncpg's (it runs before a custom reset): no line of ours can break it, so
+    # this guards the behaviour ADR 0046 relies on across asyncpg upgrades.
+    dsn = await _dsn_of(env, fresh_db)
     async with read_pool(Settings(postgres_dsn=dsn, postgres_pool_max=1)) as pool:
         conn = await pool.acquire()
         tx = conn.transaction()
