@@ -8,9 +8,17 @@ from collections.abc import Generator
 
 import uvicorn
 from fastapi import APIRouter, FastAPI, Response
+from fastapi.telemetry import TelemetryConfig
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from duetime.lifecycle import Lifecycle
+
+# FastAPI's own OpenTelemetry hooks (tracing, metrics, logs per request) are off: duetime's
+# metrics are Prometheus' (docs/metrics.md) and no service configures a tracer. Left on, every
+# request still looks up three providers to find them unconfigured (~7 % of the search
+# service's CPU per request with the proxy headers below; docs/benchmarks.md).
+NO_TELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False,
+                                 "operation_spans": False}
 
 
 def ops_router(lifecycle: Lifecycle) -> APIRouter:
@@ -35,7 +43,8 @@ def ops_router(lifecycle: Lifecycle) -> APIRouter:
 
 
 def ops_app(lifecycle: Lifecycle) -> FastAPI:
-    app = FastAPI(title=f"duetime {lifecycle.name}", docs_url=None, redoc_url=None)
+    app = FastAPI(title=f"duetime {lifecycle.name}", docs_url=None, redoc_url=None,
+                  telemetry=NO_TELEMETRY)
     app.include_router(ops_router(lifecycle))
     return app
 
@@ -50,7 +59,10 @@ class _Server(uvicorn.Server):
 async def serve(app: FastAPI, host: str, port: int, lifecycle: Lifecycle) -> None:
     """Serve `app` until the lifecycle stops; in-flight requests get uvicorn's graceful drain."""
     config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False,
-                            lifespan="off", timeout_graceful_shutdown=10)
+                            lifespan="off", timeout_graceful_shutdown=10,
+                            # Nothing reads the client's address, and the dashboard reads
+                            # X-Forwarded-Proto itself: no rewriting of every request's scope.
+                            proxy_headers=False)
     server = _Server(config)
 
     async def _watch() -> None:

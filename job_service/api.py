@@ -19,7 +19,7 @@ from duetime.job_ids import JobIds
 from duetime.kafka_targets import TopicPolicy
 from duetime.lifecycle import Lifecycle
 from duetime.merge_patch import merge_patch
-from duetime.ops import ops_router
+from duetime.ops import NO_TELEMETRY, ops_router
 from duetime.problem_docs import problem_responses
 from duetime.problems import ProblemError, install, tenant_of, validation_errors
 from duetime.run_ids import run_id_for
@@ -336,7 +336,8 @@ def build_app(lifecycle: Lifecycle, publisher: CommandPublisher, idempotency: Id
     settings = QuotaSettings()
     quotas = quotas or Quotas(settings, UsageCache(None, settings.quota_refresh_seconds))
     # The API's document is both services', served by the search service (search_service/api_docs.py).
-    app = FastAPI(title="duetime job service", docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(title="duetime job service", docs_url=None, redoc_url=None, openapi_url=None,
+                  telemetry=NO_TELEMETRY)
     install(app)
     app.add_middleware(GatewayAuthentication, assertions=assertions)
     # Outermost (added last): times every answer, the 401s of the line above included.

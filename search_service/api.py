@@ -13,7 +13,7 @@ from duetime.gateway_auth import GatewayAuthentication
 from duetime.http_metrics import RequestMetrics
 from duetime.job_ids import JobIds
 from duetime.lifecycle import Lifecycle
-from duetime.ops import ops_router
+from duetime.ops import NO_TELEMETRY, ops_router
 from duetime.problems import ProblemError, install, tenant_of
 from duetime.tenant_assertion import TenantAssertions
 from duetime.timeutil import utcnow
@@ -207,7 +207,8 @@ def build_app(lifecycle: Lifecycle, pool: asyncpg.Pool[Any], q: dict[str, str],
     from search_service.ui.routes import Dashboard
 
     # The API's document is both services' (schemas/openapi.json), served by docs_router.
-    app = FastAPI(title="duetime search service", docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(title="duetime search service", docs_url=None, redoc_url=None, openapi_url=None,
+                  telemetry=NO_TELEMETRY)
     install(app)
     app.add_middleware(GatewayAuthentication, assertions=assertions)
     # Outermost (added last): times every answer, the 401s of the line above included.
