@@ -64,7 +64,7 @@ async def test_no_request_looks_up_telemetry_providers(provider_lookups: Counter
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t",
                                      auth=AsTenant(ASSERTIONS, "tenant-a")) as client:
             assert (await client.get("/healthz")).status_code == 200, name
-            # Routed, authenticated and refused by validation: the whole stack of the API runs.
+            # Authenticated, then no route matches: the API's middleware stack and router run.
             if name != "ops":
                 assert (await client.get("/nowhere")).status_code == 404, name
         assert not provider_lookups, (name, provider_lookups)
