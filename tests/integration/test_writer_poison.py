@@ -27,7 +27,7 @@ from duetime.due_set import DueSet
 from duetime.timeutil import utcnow
 from schemas.topics import JOB_COMMANDS, JOB_COMMANDS_DLQ, JOB_EVENTS, RUNS_DLQ, RUNS_STATUS
 from tests.support.kafka import find_messages, kafka_options, kafka_settings
-from writer.service import Settings, Writer, transient
+from writer.service import Settings, Writer, transient, write_pool
 
 LATENESS_2000 = 850_000_000_000  # a once.at of 2000-01-01, fired in 2026
 
@@ -39,22 +39,14 @@ async def writer(env: dict[str, str], redis: Redis) -> AsyncIterator[Writer]:
                         postgres_dsn=env["DUETIME_POSTGRES_DSN"],
                         redis_url=env["DUETIME_REDIS_URL"], due_shards=1)
     due = DueSet(redis, shards=1, prefix=f"test{tag}")
-    pool = await asyncpg.create_pool(settings.postgres_dsn, min_size=1, max_size=4,
-                                     init=_jsonb, statement_cache_size=0)
-    assert pool is not None
     try:
-        async with kafka.producer(settings, f"test-{tag}") as producer:
+        async with write_pool(settings) as pool, \
+                kafka.producer(settings, f"test-{tag}") as producer:
             yield Writer(pool, producer, due, settings)
     finally:
-        await pool.close()
         keys = [k async for k in redis.scan_iter(match=f"{due.prefix}:*")]
         if keys:
             await redis.delete(*keys)
-
-
-async def _jsonb(conn: asyncpg.Connection[Any]) -> None:
-    await conn.set_type_codec("jsonb", encoder=lambda v: orjson.dumps(v).decode(),
-                              decoder=orjson.loads, schema="pg_catalog")
 
 
 class Batch:

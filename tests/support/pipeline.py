@@ -32,7 +32,7 @@ from schemas.events import RunRequested
 from schemas.topics import JOB_COMMANDS, RUNS_STATUS
 from tests.support.kafka import kafka_options
 from writer.service import Settings as WriterSettings
-from writer.service import Writer
+from writer.service import Writer, write_pool
 
 
 class CapturingExecutor(Executor):
@@ -135,11 +135,6 @@ class Pipeline:
         return [Entry.parse(m.decode() if isinstance(m, bytes) else str(m)) for m in raw]
 
 
-async def _jsonb(conn: asyncpg.Connection[Any]) -> None:
-    await conn.set_type_codec("jsonb", encoder=lambda v: orjson.dumps(v).decode(),
-                              decoder=orjson.loads, schema="pg_catalog")
-
-
 @pytest.fixture
 async def pipeline(env: dict[str, str], redis: Redis,
                    pg: asyncpg.Pool[Any]) -> AsyncIterator[Pipeline]:
@@ -151,13 +146,11 @@ async def pipeline(env: dict[str, str], redis: Redis,
                                  redis_url=env["DUETIME_REDIS_URL"], due_shards=1,
                                  executor_id=f"test-{tag}")
     due = DueSet(redis, shards=1, prefix=f"test{tag}")
-    pool = await asyncpg.create_pool(wsettings.postgres_dsn, min_size=1, max_size=4,
-                                     init=_jsonb, statement_cache_size=0)
-    assert pool is not None
     topics = Topics(runs=f"test.{tag}.runs", status=f"test.{tag}.status", dlq=f"test.{tag}.dlq")
     pipe: Pipeline | None = None
     try:
-        async with kafka.producer(wsettings, f"test-{tag}") as producer, \
+        async with write_pool(wsettings) as pool, \
+                kafka.producer(wsettings, f"test-{tag}") as producer, \
                 aiohttp.ClientSession() as session:
             executor = CapturingExecutor(due, producer, session, esettings, topics)
             executor.sent = []
@@ -171,7 +164,6 @@ async def pipeline(env: dict[str, str], redis: Redis,
             await pg.execute("DELETE FROM applied_commands WHERE job_id = ANY($1::text[])",
                              pipe.job_ids)
             await pg.execute("DELETE FROM jobs WHERE job_id = ANY($1::text[])", pipe.job_ids)
-        await pool.close()
         keys = [k async for k in redis.scan_iter(match=f"{due.prefix}:*")]
         if keys:
             await redis.delete(*keys)
