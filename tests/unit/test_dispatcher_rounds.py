@@ -38,6 +38,14 @@ def test_the_floor_never_exceeds_the_lookahead_so_no_entry_is_popped_after_its_i
     assert dispatcher(lookahead_ms=4, min_round_ms=10).idle_ms(1_000_000) == 4
 
 
+def test_by_default_every_entry_is_popped_well_ahead_of_its_instant() -> None:
+    # Under load a run request's trip through Kafka took over 100 ms (ADR 0042): the rounds'
+    # spacing must leave the executor most of the lookahead (ADR 0049).
+    settings = Settings()
+    assert settings.lookahead_ms - settings.min_round_ms >= 250
+    assert dispatcher().idle_ms(1_000_000 + settings.lookahead_ms + 1) == settings.min_round_ms
+
+
 @pytest.mark.parametrize("bad", [-1, 101])
 def test_min_round_out_of_bounds_is_refused(bad: int) -> None:
     with pytest.raises(ValueError):
