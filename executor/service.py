@@ -103,7 +103,10 @@ class Settings(KafkaSettings, KafkaTargetSettings, RedisSettings, RedeliverySett
     kafka_target_password: str | None = Field(default=None, repr=False)
     # Run requests arrive ~300 ms before they are due (the dispatcher's lookahead), so a
     # longer fetch wait costs no lateness and spares the broker hundreds of empty fetches/s.
-    kafka_fetch_max_wait_ms: int = 20
+    # New records end the wait at once; it bounds only a record on a partition left out of
+    # the fetch in flight. 50, not 20: an idle executor and Kafka used a third less CPU, and
+    # at 200 firings/s (rounds 40 ms apart) fewer fetches came back empty (ADR 0049).
+    kafka_fetch_max_wait_ms: int = 50
     # This producer sends statuses (records, after the call): attempts that end within a few ms
     # share a request. Kafka targets go through their own producer, which never waits.
     kafka_linger_ms: int = Field(default=5, ge=0, le=100)
