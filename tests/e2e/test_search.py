@@ -579,6 +579,7 @@ async def test_listings_use_indexes_not_seq_scans(pg: asyncpg.Pool[Any]) -> None
         await conn.execute("CREATE TEMP TABLE jobs (LIKE public.jobs INCLUDING ALL) ON COMMIT DROP")
         await conn.execute("CREATE TEMP TABLE job_runs (LIKE public.job_runs INCLUDING ALL) "
                            "ON COMMIT DROP")
+        await _same_statistics_targets(conn, "jobs")
         # The benchmark's generator and distributions (bench/seed_jobs.py).
         await conn.execute(SEED_INSERT, "plans", 1, 16000, 16000)
         await conn.execute(SEED_INSERT, "other", 16001, 20000, 20000)
@@ -609,6 +610,7 @@ async def test_label_filters_read_labels_from_the_index(pg: asyncpg.Pool[Any]) -
     """
     async with pg.acquire() as conn:
         await conn.execute("CREATE TEMP TABLE jobs (LIKE public.jobs INCLUDING ALL)")
+        await _same_statistics_targets(conn, "jobs")
         try:
             await conn.execute(SEED_INSERT, "plans", 1, 20000, 20000)
             await conn.execute("VACUUM (ANALYZE) pg_temp.jobs")
@@ -627,6 +629,19 @@ async def test_label_filters_read_labels_from_the_index(pg: asyncpg.Pool[Any]) -
                 assert rows == await conn.fetch(_ONE_STEP[st.query], *st.args), query
         finally:
             await conn.execute("DROP TABLE pg_temp.jobs")
+
+
+async def _same_statistics_targets(conn: Any, table: str) -> None:
+    """`LIKE ... INCLUDING ALL` copies no column's statistics target: give the shadow the real
+    table's (migration 0014 gives `labels` 1000, ADR 0047), or its label estimates — and so its
+    plans — depend on ANALYZE's sample as the real table's did before that migration."""
+    rows = await conn.fetch("SELECT attname, attstattarget FROM pg_attribute"
+                            " WHERE attrelid = $1::regclass AND attstattarget > 0"
+                            " AND NOT attisdropped", f"public.{table}")
+    assert rows, "the real table sets no statistics target: this helper guards nothing"
+    for row in rows:
+        await conn.execute(f'ALTER TABLE pg_temp.{table} ALTER COLUMN "{row["attname"]}"'
+                           f' SET STATISTICS {int(row["attstattarget"])}')
 
 
 def _nodes(plan: dict[str, Any]) -> list[dict[str, Any]]:
