@@ -242,11 +242,14 @@ def socket_factory(policy: EgressPolicy) -> Callable[[Any], socket.socket]:
 
 def client_session(policy: EgressPolicy, connections: int,
                    per_host: int) -> aiohttp.ClientSession:
-    """The executor's HTTP client: guarded connections, no proxy from the environment."""
+    """The executor's HTTP client: guarded connections, no proxy from the environment, and no
+    cookie jar — one session makes every tenant's calls, so a cookie one target set would ride
+    along on the next call to its host, another tenant's too (tests/security/test_cookies.py)."""
     connector = aiohttp.TCPConnector(limit=connections, limit_per_host=per_host,
                                      ttl_dns_cache=300, resolver=GuardedResolver(policy),
                                      socket_factory=socket_factory(policy))
-    return aiohttp.ClientSession(connector=connector, auto_decompress=True, trust_env=False)
+    return aiohttp.ClientSession(connector=connector, auto_decompress=True, trust_env=False,
+                                 cookie_jar=aiohttp.DummyCookieJar())
 
 
 def blocked_reason(exc: BaseException) -> str | None:

@@ -72,6 +72,8 @@ class Sink:
     status_for: Callable[[Hit], int] | None = None
     # The answer's text ("ok" when None), e.g. an endpoint that echoes its request.
     answer_for: Callable[[Hit], str] | None = None
+    # Headers of the answer (none when None), e.g. a Set-Cookie.
+    headers_for: Callable[[Hit], dict[str, str]] | None = None
     hits: list[Hit] = field(default_factory=list)
     _runner: web.AppRunner | None = None
     _arrived: asyncio.Condition | None = None
@@ -104,7 +106,8 @@ class Sink:
             await asyncio.sleep(self.delay_seconds)
         status = self.status if self.status_for is None else self.status_for(hit)
         return web.Response(status=status,
-                            text="ok" if self.answer_for is None else self.answer_for(hit))
+                            text="ok" if self.answer_for is None else self.answer_for(hit),
+                            headers=None if self.headers_for is None else self.headers_for(hit))
 
     def hits_for(self, path: str) -> list[Hit]:
         return [h for h in self.hits if h.path == path]
