@@ -67,7 +67,13 @@ from executor.notifications import NotifierSettings
 from executor.offsets import OffsetTracker, commit_done
 from executor.outcome import Outcome, backoff_seconds, should_retry
 from executor.signing import SigningKeys, first_load, keep_loaded
-from executor.targets import HttpCalls, fire_http, fire_kafka, without_denied_headers
+from executor.targets import (
+    HttpCalls,
+    cut_excerpt,
+    fire_http,
+    fire_kafka,
+    without_denied_headers,
+)
 from schemas.api import HttpTarget
 from schemas.event_json import holds_free_text, status_json
 from schemas.events import DeadLetter, RunRequested, RunStatusChanged
@@ -402,7 +408,7 @@ def without_secrets(outcome: Outcome, req: RunRequested) -> Outcome:
     """The outcome as stored and shown: no secret header value of the call in it."""
     headers = req.target.headers
     return replace(outcome, error=scrub_echo(outcome.error, headers),
-                   excerpt=scrub_echo(outcome.excerpt, headers))
+                   excerpt=cut_excerpt(scrub_echo(outcome.excerpt, headers)))
 
 
 def _log_fields(req: RunRequested, outcome: Outcome, lateness: int | None) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from executor.egress import EgressBlocked, EgressPolicy, blocked_reason
 from executor.fair_share import ConnectionSlots
 from executor.outcome import Outcome, is_success
 from schemas.api import (
+    HEADER_VALUE_MAX_CHARS,
     RESPONSE_EXCERPT_BYTES,
     HttpTarget,
     KafkaTarget,
@@ -99,11 +100,22 @@ async def _answer(resp: aiohttp.ClientResponse, target: HttpTarget) -> Outcome:
     excerpt = None
     if target.store_response:
         # The answer is any bytes: keep what is valid text, replace what cannot be stored.
-        raw = await resp.content.read(RESPONSE_EXCERPT_BYTES)
+        # Read past the excerpt's size by the longest header value a job may send (4 bytes a
+        # character at most): a secret the answer echoes across the cut is scrubbed whole
+        # (executor.service.without_secrets) before `cut_excerpt` cuts it to size.
+        raw = await resp.content.read(RESPONSE_EXCERPT_BYTES + 4 * HEADER_VALUE_MAX_CHARS)
         excerpt = storable_text(raw.decode(errors="replace"))
     if is_success(resp.status, target.success_codes):
         return Outcome("succeeded", resp.status, None, excerpt)
     return Outcome("failed", resp.status, f"HTTP {resp.status}", excerpt)
+
+
+def cut_excerpt(text: str | None) -> str | None:
+    """An excerpt as stored: at most RESPONSE_EXCERPT_BYTES of UTF-8, no character cut in two.
+    Cut after its secrets were scrubbed, never before (see `_answer`)."""
+    if text is None:
+        return None
+    return text.encode()[:RESPONSE_EXCERPT_BYTES].decode(errors="ignore")
 
 
 def _call_failed(req: RunRequested, exc: Exception) -> Outcome:

@@ -218,7 +218,9 @@ Schedule = Annotated[
 ONE_SHOT_TYPES = frozenset({"once", "delay", "now"})
 
 HttpMethod = Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
-HeaderMap = Annotated[dict[str, Annotated[str, Field(max_length=8192)]], Field(max_length=64)]
+HEADER_VALUE_MAX_CHARS = 8192
+HeaderMap = Annotated[dict[str, Annotated[str, Field(max_length=HEADER_VALUE_MAX_CHARS)]],
+                      Field(max_length=64)]
 # Headers a job may not set (issue 7, hole 4): they frame the request (a user Transfer-Encoding
 # beside the client's Content-Length is request smuggling), route it, or are duetime's own
 # (the receiver trusts them: run identity, dedupe, signatures). Compared case-insensitively.

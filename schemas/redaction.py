@@ -62,9 +62,18 @@ def redact_json(value: Any) -> Any:
 
 
 def _pair(match: re.Match[str]) -> str:
-    if not is_secret_header(match["name"]):
+    if is_secret_header(match["name"]):
+        return (f"{match['nq']}{match['name']}{match['nq']}{match['sep']}{match['vq']}{REDACTED}"
+                f"{match['vq']}")
+    # A plain field's value may quote pairs of its own: an exception's repr in a log line's
+    # "error" quotes the request's headers ('Authorization': 'Bearer ...'), and the match
+    # above took that whole value in one piece.
+    value = match["value"]
+    inner = redact_text(value)
+    if inner == value:
         return match[0]
-    return f"{match['nq']}{match['name']}{match['nq']}{match['sep']}{match['vq']}{REDACTED}{match['vq']}"
+    start, end = match.start("value") - match.start(), match.end("value") - match.start()
+    return match[0][:start] + inner + match[0][end:]
 
 
 def redact_text(text: str) -> str:
@@ -92,8 +101,9 @@ def scrub_echo(text: str | None, headers: Mapping[str, str]) -> str | None:
     for name, value in headers.items():
         if not is_secret_header(name):
             continue
-        # "Bearer <token>" may come back whole or as the bare token.
-        for part in {value, value.rpartition(" ")[2]}:
+        # "Bearer <token>" may come back whole or as the bare token: the whole first, so the
+        # same answer always reads the same once scrubbed.
+        for part in dict.fromkeys((value, value.rpartition(" ")[2])):
             if len(part) >= _MIN_ECHO and part in text:
                 text = text.replace(part, REDACTED)
     return text

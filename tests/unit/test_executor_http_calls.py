@@ -5,6 +5,7 @@ connection wait kept off the call's clock, and denied headers dropped from store
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -12,10 +13,12 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from duetime.logs import JsonFormatter
 from executor.egress import EgressPolicy, client_session
 from executor.fair_share import ConnectionSlots
-from executor.outcome import should_retry
-from executor.targets import HttpCalls, call_error, fire_http, without_denied_headers
+from executor.outcome import Outcome, should_retry
+from executor.service import without_secrets
+from executor.targets import HttpCalls, call_error, cut_excerpt, fire_http, without_denied_headers
 from schemas.api import RESPONSE_EXCERPT_BYTES, HttpTarget, RetryPolicy
 from schemas.events import RunRequested
 
@@ -62,13 +65,51 @@ async def test_the_timeout_is_capped_at_fire_time(server: str) -> None:
     assert (outcome.status, outcome.error) == ("timed_out", "no response within 0.3s")
 
 
+async def _stored(calls: HttpCalls, req: RunRequested, target: HttpTarget) -> Outcome:
+    """The outcome of one call as the executor stores it (its secrets scrubbed, then cut)."""
+    return without_secrets(await fire_http(calls, req, target), req)
+
+
 async def test_excerpts_are_opt_in_and_bounded(server: str) -> None:
     calls = _calls()
     async with calls.session:
-        none = await fire_http(calls, *_req(server))
-        stored = await fire_http(calls, *_req(server, store_response=True))
+        none = await _stored(calls, *_req(server))
+        stored = await _stored(calls, *_req(server, store_response=True))
     assert (none.status, none.excerpt) == ("succeeded", None)
     assert (stored.status, stored.excerpt) == ("succeeded", ("abcdef" * 400)[:RESPONSE_EXCERPT_BYTES])
+
+
+async def test_a_secret_echoed_across_the_excerpts_end_is_scrubbed_whole() -> None:
+    secret = "Bearer sk_live_ABCDEFGHIJKLMNOP"
+
+    async def echo(request: web.Request) -> web.Response:
+        # The secret starts 10 bytes before the excerpt's end and runs past it.
+        return web.Response(text="x" * (RESPONSE_EXCERPT_BYTES - 10) + request.headers["Authorization"]
+                            + "y" * 100)
+
+    app = web.Application()
+    app.router.add_get("/", echo)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    calls = _calls()
+    async with calls.session:
+        stored = await _stored(calls, *_req(f"http://127.0.0.1:{port}/", store_response=True,
+                                            headers={"Authorization": secret}))
+    await runner.cleanup()
+    assert stored.excerpt is not None
+    assert "sk_live" not in stored.excerpt, stored.excerpt[-40:]
+    assert stored.excerpt.startswith("x" * (RESPONSE_EXCERPT_BYTES - 10))
+    assert "<redacted>" in stored.excerpt
+    assert len(stored.excerpt.encode()) <= RESPONSE_EXCERPT_BYTES
+
+
+def test_an_excerpt_is_cut_on_a_character_boundary() -> None:
+    cut = cut_excerpt("é" * RESPONSE_EXCERPT_BYTES)  # 2 bytes each
+    assert cut == "é" * (RESPONSE_EXCERPT_BYTES // 2)
+    assert cut_excerpt(None) is None
 
 
 async def test_a_blocked_call_is_never_retried_and_a_refused_one_is(server: str) -> None:
@@ -108,3 +149,31 @@ def test_denied_headers_are_dropped_from_stored_targets() -> None:
     assert without_denied_headers(stored).headers == {"X-Kept": "1"}
     clean = HttpTarget(type="http", url="http://example.com/", headers={"X-Kept": "1"})
     assert without_denied_headers(clean) is clean
+
+
+async def test_a_malformed_answer_logs_no_secret_header_of_the_call(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """aiohttp's error for a broken answer (here 200 headers, past its limit of 128) quotes the
+    request's headers in its repr; the `call failed` log line must not carry their secrets."""
+    async def broken(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\n" + b"".join(b"X-H%d: v\r\n" % i for i in range(200))
+                     + b"Content-Length: 0\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(broken, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    calls = _calls()
+    req, target = _req(f"http://127.0.0.1:{port}/",
+                       headers={"Authorization": "Bearer TOPSECRET-123", "X-Team": "visible"})
+    with caplog.at_level(logging.INFO, logger="executor.targets"):
+        async with calls.session:
+            outcome = await fire_http(calls, req, target)
+    server.close()
+    await server.wait_closed()
+    assert outcome.error == "invalid response"
+    lines = [JsonFormatter().format(r) for r in caplog.records if r.getMessage() == "call failed"]
+    assert len(lines) == 1
+    assert "TOPSECRET" not in lines[0], lines[0]
+    assert "Authorization" in lines[0] or "invalid" in lines[0]

@@ -86,3 +86,13 @@ def test_a_dead_lettered_command_request_hides_secret_environment_values() -> No
     shown = orjson.loads(redact_raw(raw))
     assert shown["target"]["env"] == {"API_TOKEN": REDACTED, "REGION": "eu"}
     assert "s3cr3t-value" not in redact_raw(raw)
+
+
+def test_a_secret_pair_quoted_inside_a_plain_value_is_redacted() -> None:
+    # A log line's "error" holding an exception's repr that quotes the request's headers.
+    line = orjson.dumps({"event": "call failed", "error": (
+        "ClientResponseError(RequestInfo(headers=<CIMultiDictProxy('Host': 'h', "
+        "'Authorization': 'Bearer TOPSECRET-1', 'X-Team': 'visible')>), ())")}).decode()
+    out = redact_text(line)
+    assert "TOPSECRET" not in out and "visible" in out and "call failed" in out
+    assert orjson.loads(out)["error"].startswith("ClientResponseError(")
