@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,12 +26,9 @@ from schemas.events import RunRequested
 LOOPBACK = EgressPolicy.parse("127.0.0.1/32")
 
 
-@pytest.fixture
-async def server() -> AsyncIterator[str]:
-    async def answer(request: web.Request) -> web.Response:
-        await asyncio.sleep(float(request.query.get("sleep", "0")))
-        return web.Response(text="abcdef" * 400)  # 2,400 bytes: more than an excerpt keeps
-
+@asynccontextmanager
+async def _serving(answer: Callable[[web.Request], Awaitable[web.Response]]) -> AsyncIterator[str]:
+    """`answer` served on a free loopback port: its URL."""
     app = web.Application()
     app.router.add_get("/", answer)
     runner = web.AppRunner(app, access_log=None)
@@ -38,8 +36,20 @@ async def server() -> AsyncIterator[str]:
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    yield f"http://127.0.0.1:{port}/"
-    await runner.cleanup()
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[str]:
+    async def answer(request: web.Request) -> web.Response:
+        await asyncio.sleep(float(request.query.get("sleep", "0")))
+        return web.Response(text="abcdef" * 400)  # 2,400 bytes: more than an excerpt keeps
+
+    async with _serving(answer) as url:
+        yield url
 
 
 def _calls(policy: EgressPolicy = LOOPBACK, max_timeout: float = 60,
@@ -87,18 +97,10 @@ async def test_a_secret_echoed_across_the_excerpts_end_is_scrubbed_whole() -> No
         return web.Response(text="x" * (RESPONSE_EXCERPT_BYTES - 10) + request.headers["Authorization"]
                             + "y" * 100)
 
-    app = web.Application()
-    app.router.add_get("/", echo)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     calls = _calls()
-    async with calls.session:
-        stored = await _stored(calls, *_req(f"http://127.0.0.1:{port}/", store_response=True,
+    async with _serving(echo) as url, calls.session:
+        stored = await _stored(calls, *_req(url, store_response=True,
                                             headers={"Authorization": secret}))
-    await runner.cleanup()
     assert stored.excerpt is not None
     assert "sk_live" not in stored.excerpt, stored.excerpt[-40:]
     assert stored.excerpt.startswith("x" * (RESPONSE_EXCERPT_BYTES - 10))
