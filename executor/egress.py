@@ -11,9 +11,12 @@ through. So a name that resolves differently the second time (DNS rebinding) gai
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import socket
+from collections import Counter
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -212,16 +215,68 @@ class EgressSettings(BaseSettings):
         return EgressPolicy.parse(self.egress_allow)
 
 
-class GuardedResolver(AbstractResolver):
-    """Resolves with the OS (getaddrinfo) and keeps only the addresses the policy allows."""
+# The tenant whose call is looking a name up: set by the call (each runs in a task of its own,
+# and aiohttp's connector resolves in a task that inherits the caller's context).
+RESOLVING_FOR: ContextVar[str] = ContextVar("resolving_for", default="")
+# OS lookups one tenant may have in flight. Each holds one of the event loop's few resolver
+# threads (libuv: 4) until the OS answers, however long its DNS server takes and even after
+# the call timed out: without a cap, a tenant firing at fresh names under a slow DNS server
+# of its own would hold them all, and every other tenant's uncached lookups would wait.
+LOOKUPS_PER_TENANT = 2
 
-    def __init__(self, policy: EgressPolicy, inner: AbstractResolver | None = None) -> None:
+
+class GuardedResolver(AbstractResolver):
+    """Resolves with the OS (getaddrinfo) and keeps only the addresses the policy allows; at
+    most LOOKUPS_PER_TENANT lookups in flight per tenant."""
+
+    def __init__(self, policy: EgressPolicy, inner: AbstractResolver | None = None,
+                 per_tenant: int = LOOKUPS_PER_TENANT) -> None:
         self.policy = policy
         self.inner = inner or ThreadedResolver()
+        self.per_tenant = per_tenant
+        self._slots: dict[str, asyncio.Semaphore] = {}
+        self._users: Counter[str] = Counter()  # lookups holding or awaiting each tenant's slots
+        self._in_flight: Counter[str] = Counter()  # lookups the OS is answering, per tenant
+
+    async def _lookup(self, host: str, port: int,
+                      family: socket.AddressFamily) -> list[ResolveResult]:
+        tenant = RESOLVING_FOR.get()
+        self._users[tenant] += 1
+        slots = self._slots.setdefault(tenant, asyncio.Semaphore(self.per_tenant))
+        try:
+            await slots.acquire()
+        except BaseException:
+            self._leave(tenant)
+            raise
+        lookup = asyncio.ensure_future(self.inner.resolve(host, port, family))
+        self._in_flight[tenant] += 1
+
+        def done(finished: asyncio.Future[list[ResolveResult]]) -> None:
+            if not finished.cancelled():
+                finished.exception()  # retrieved: a caller that gave up never will
+            self._in_flight[tenant] -= 1
+            if not self._in_flight[tenant]:
+                del self._in_flight[tenant]
+            slots.release()
+            self._leave(tenant)
+
+        # The slot is the thread's: it is freed when the OS answers, not when the caller
+        # stops waiting (a timeout cancels the wait, never the lookup itself).
+        lookup.add_done_callback(done)
+        return await asyncio.shield(lookup)
+
+    def _leave(self, tenant: str) -> None:
+        self._users[tenant] -= 1
+        if self._users[tenant] <= 0:  # idle: forgotten, so memory does not grow per tenant
+            del self._users[tenant]
+            self._slots.pop(tenant, None)
+
+    def lookups_in_flight(self, tenant: str) -> int:
+        return self._in_flight[tenant]
 
     async def resolve(self, host: str, port: int = 0,
                       family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
-        found = await self.inner.resolve(host, port, family)
+        found = await self._lookup(host, port, family)
         allowed = [r for r in found if self.policy.problem(r["host"], r["port"]) is None]
         if found and not allowed:
             raise EgressBlocked(self.policy.problem(found[0]["host"], found[0]["port"]) or "")

@@ -28,7 +28,13 @@ from duetime import kafka
 from duetime.consumer_readiness import caught_up
 from duetime.lifecycle import Lifecycle
 from duetime.settings import KafkaSettings, _Fragment
-from executor.egress import EgressBlocked, EgressPolicy, blocked_reason, client_session
+from executor.egress import (
+    RESOLVING_FOR,
+    EgressBlocked,
+    EgressPolicy,
+    blocked_reason,
+    client_session,
+)
 from executor.signing import SigningKeys
 from executor.targets import call_error
 from schemas.api import NotificationTarget, is_denied_http_header
@@ -120,6 +126,7 @@ class Notifier:
     async def call(self, alert: AlertRaised, webhook: NotificationTarget) -> str | None:
         """One delivery attempt: None when the receiver answered 2xx, else why not."""
         body = payload(alert)
+        RESOLVING_FOR.set(alert.tenant)  # this delivery's task: its lookups are the tenant's
         try:
             self.egress.check_url(webhook.url)
             async with self.session.request(

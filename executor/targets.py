@@ -14,7 +14,7 @@ from yarl import URL
 
 from duetime.kafka_targets import TopicPolicy
 from duetime.timeutil import iso
-from executor.egress import EgressBlocked, EgressPolicy, blocked_reason
+from executor.egress import RESOLVING_FOR, EgressBlocked, EgressPolicy, blocked_reason
 from executor.fair_share import ConnectionSlots
 from executor.outcome import Outcome, is_success
 from schemas.api import (
@@ -78,6 +78,7 @@ async def fire_http(calls: HttpCalls, req: RunRequested, target: HttpTarget) -> 
         headers["Content-Type"] = content_type
     seconds = min(target.timeout_seconds, calls.max_timeout_seconds)
     url = URL(target.url)
+    RESOLVING_FOR.set(req.tenant)  # this attempt's task: its name lookups count as the tenant's
     try:
         calls.egress.check_url(target.url)
         async with calls.connections.slot((url.scheme, url.raw_host or "", url.port or 0)):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import socket
 from typing import Any
@@ -10,6 +11,7 @@ import pytest
 from aiohttp.abc import AbstractResolver, ResolveResult
 
 from executor.egress import (
+    RESOLVING_FOR,
     EgressBlocked,
     EgressPolicy,
     GuardedResolver,
@@ -156,3 +158,69 @@ def test_a_refusal_is_found_however_aiohttp_wrapped_it() -> None:
         outer: Any = wrapped
     assert blocked_reason(outer) == "loopback address"
     assert blocked_reason(ConnectionRefusedError()) is None
+
+
+class _SlowDns(AbstractResolver):
+    """A DNS server that answers when told to: each lookup waits for its name's event."""
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+        self.answer: dict[str, asyncio.Event] = {}
+
+    async def resolve(self, host: str, port: int = 0,
+                      family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
+        self.asked.append(host)
+        await self.answer.setdefault(host, asyncio.Event()).wait()
+        return [{"hostname": host, "host": "8.8.8.8", "port": port, "family": socket.AF_INET,
+                 "proto": 0, "flags": 0}]
+
+    async def close(self) -> None:
+        return None
+
+
+async def _resolve_as(resolver: GuardedResolver, tenant: str, host: str) -> list[ResolveResult]:
+    RESOLVING_FOR.set(tenant)  # as fire_http does, in the call's own task
+    return await resolver.resolve(host, 443)
+
+
+async def test_one_tenant_cannot_hold_every_lookup_a_slow_dns_server_keeps() -> None:
+    dns = _SlowDns()
+    resolver = GuardedResolver(EgressPolicy(), dns, per_tenant=2)
+    # Tenant A fires at five fresh names its own slow DNS server sits on.
+    flood = [asyncio.create_task(_resolve_as(resolver, "a", f"x{i}.evil.example"))
+             for i in range(5)]
+    await asyncio.sleep(0.01)
+    assert len(dns.asked) == 2 and resolver.lookups_in_flight("a") == 2
+    # Tenant B's lookup goes out at once and is answered.
+    other = asyncio.create_task(_resolve_as(resolver, "b", "api.example"))
+    await asyncio.sleep(0.01)
+    assert dns.asked[-1] == "api.example"
+    dns.answer.setdefault("api.example", asyncio.Event()).set()
+    assert (await other)[0]["host"] == "8.8.8.8"
+    # A's calls time out: their lookups still hold A's slots (the OS thread is still busy).
+    for task in flood:
+        task.cancel()
+    await asyncio.gather(*flood, return_exceptions=True)
+    assert resolver.lookups_in_flight("a") == 2
+    assert len(dns.asked) == 3  # none of A's waiting lookups went out meanwhile
+    # The server answers: the slots are free, and nothing of A is remembered.
+    for name in dns.asked[:2]:
+        dns.answer[name].set()
+    await asyncio.sleep(0.01)
+    assert resolver.lookups_in_flight("a") == 0
+    assert resolver._slots == {} and not resolver._users
+
+
+async def test_a_tenants_lookup_waits_for_a_free_slot_then_resolves() -> None:
+    dns = _SlowDns()
+    resolver = GuardedResolver(EgressPolicy(), dns, per_tenant=1)
+    first = asyncio.create_task(_resolve_as(resolver, "a", "one.example"))
+    second = asyncio.create_task(_resolve_as(resolver, "a", "two.example"))
+    await asyncio.sleep(0.01)
+    assert dns.asked == ["one.example"]
+    dns.answer.setdefault("one.example", asyncio.Event()).set()
+    await first
+    await asyncio.sleep(0.01)
+    assert dns.asked == ["one.example", "two.example"]
+    dns.answer["two.example"].set()
+    assert (await second)[0]["hostname"] == "two.example"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -13,9 +14,11 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from aiohttp.abc import ResolveResult
+from aiohttp.resolver import ThreadedResolver
 
 from duetime.logs import JsonFormatter
-from executor.egress import EgressPolicy, client_session
+from executor.egress import RESOLVING_FOR, EgressPolicy, GuardedResolver, client_session
 from executor.fair_share import ConnectionSlots
 from executor.outcome import Outcome, should_retry
 from executor.service import without_secrets
@@ -179,3 +182,24 @@ async def test_a_malformed_answer_logs_no_secret_header_of_the_call(
     assert len(lines) == 1
     assert "TOPSECRET" not in lines[0], lines[0]
     assert "Authorization" in lines[0] or "invalid" in lines[0]
+
+
+async def test_a_calls_name_lookups_count_as_its_tenants(server: str) -> None:
+    """The per-tenant cap on lookups in flight (executor.egress.GuardedResolver) knows whose
+    lookup it is through aiohttp's own connector, which resolves in a task of its own."""
+    calls = _calls()
+    guarded = calls.session.connector._resolver  # type: ignore[union-attr]
+    assert isinstance(guarded, GuardedResolver)
+    seen: list[str] = []
+
+    class Recording(ThreadedResolver):
+        async def resolve(self, host: str, port: int = 0,
+                          family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
+            seen.append(RESOLVING_FOR.get())
+            return await super().resolve(host, port, family)
+
+    guarded.inner = Recording()
+    req, target = _req(server.replace("127.0.0.1", "localhost"))
+    async with calls.session:
+        outcome = await fire_http(calls, req, target)
+    assert outcome.status == "succeeded" and seen == [req.tenant]
