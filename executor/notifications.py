@@ -37,7 +37,7 @@ from executor.egress import (
 )
 from executor.signing import SigningKeys
 from executor.targets import call_error
-from schemas.api import NotificationTarget, is_denied_http_header
+from schemas.api import NOTIFY_TIMEOUT_MAX_SECONDS, NotificationTarget, is_denied_http_header
 from schemas.events import AlertRaised
 from schemas.topics import ALERTS
 
@@ -58,6 +58,24 @@ class NotifierSettings(_Fragment):
     # a run that already happened, so half a second is no one's loss; at the firing path's
     # 20 ms this mostly idle consumer cost the broker ~50 empty fetches a second.
     notify_fetch_max_wait_ms: int = Field(default=500, ge=0, le=500)
+
+    @property
+    def longest_batch_seconds(self) -> float:
+        """How long one fetched batch of alerts can take to deliver. A batch holds at most
+        notify_concurrency alerts, so none waits for a slot: the batch lasts as long as its
+        slowest delivery, every attempt running into the longest timeout a webhook may set,
+        with the back-off between attempts."""
+        backoff = self.notify_retry_seconds * ((1 << (self.notify_attempts - 1)) - 1)
+        return self.notify_attempts * NOTIFY_TIMEOUT_MAX_SECONDS + backoff
+
+    @property
+    def max_poll_interval_ms(self) -> int:
+        """The alerts consumer's poll interval limit: past a batch's longest delivery (with a
+        minute to spare for the commit), never below Kafka clients' usual 5 minutes. A batch
+        that outlasted it would make the consumer leave its group, fail its commit and be
+        fetched again — and again (found 2026-11-27: 200 alerts to webhooks that never answer,
+        32 at a time, took ~6 minutes)."""
+        return max(300_000, int((self.longest_batch_seconds + 60) * 1000))
 
 
 # Never held back: the end of a streak is the news the receiver waits for.
@@ -186,11 +204,15 @@ async def consume(lifecycle: Lifecycle, notifier: Notifier, settings: KafkaSetti
                   client_id: str, topic: str = ALERTS, group: str = GROUP,
                   fetch_max_wait_ms: int = 500) -> None:
     """Deliver each fetched batch concurrently, then commit it; a stop lets the batch finish."""
+    limits = notifier.settings
     async with kafka.consumer(settings, group, f"{client_id}-notifier", topic,
-                              fetch_max_wait_ms=fetch_max_wait_ms) as consumer:
+                              fetch_max_wait_ms=fetch_max_wait_ms,
+                              max_poll_interval_ms=limits.max_poll_interval_ms) as consumer:
         lifecycle.checks["notifier_caught_up"] = caught_up(consumer, settings.kafka_ready_max_lag)
         while not lifecycle.stop.is_set():
-            batches = await consumer.getmany(timeout_ms=200, max_records=200)
+            # A slot for every alert of the batch: its length is bounded by one delivery (see
+            # NotifierSettings.longest_batch_seconds), and so is another tenant's wait behind it.
+            batches = await consumer.getmany(timeout_ms=200, max_records=limits.notify_concurrency)
             messages = [m for part in batches.values() for m in part]
             if not messages:
                 continue

@@ -231,6 +231,8 @@ DENIED_HTTP_HEADERS = frozenset({
 DENIED_HTTP_HEADER_PREFIXES = ("proxy-", "x-duetime-")
 # A run stores at most this much of the answer, and only when its job set store_response (API.md).
 RESPONSE_EXCERPT_BYTES = 1024
+# The longest an alert notification's receiver may take to answer, per attempt.
+NOTIFY_TIMEOUT_MAX_SECONDS = 60
 
 
 def is_denied_http_header(name: str) -> bool:
@@ -429,7 +431,8 @@ class NotificationTarget(Strict):
     url: str = Field(max_length=4096)
     method: Literal["POST", "PUT"] = "POST"
     headers: HeaderMap = Field(default_factory=dict)
-    timeout_seconds: float = Field(default=10, gt=0, le=60, allow_inf_nan=False)
+    timeout_seconds: float = Field(default=10, gt=0, le=NOTIFY_TIMEOUT_MAX_SECONDS,
+                                   allow_inf_nan=False)
 
     _storable = storable("url", "headers")
 
