@@ -73,8 +73,8 @@ class NotifierSettings(_Fragment):
         """The alerts consumer's poll interval limit: past a batch's longest delivery (with a
         minute to spare for the commit), never below Kafka clients' usual 5 minutes. A batch
         that outlasted it would make the consumer leave its group, fail its commit and be
-        fetched again — and again (found 2026-11-27: 200 alerts to webhooks that never answer,
-        32 at a time, took ~6 minutes)."""
+        fetched again — and again (before 2026-11-27 a batch was up to 200 alerts for 32
+        slots: to webhooks that never answer, ~6 minutes by this arithmetic; not observed)."""
         return max(300_000, int((self.longest_batch_seconds + 60) * 1000))
 
 
