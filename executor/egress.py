@@ -218,11 +218,16 @@ class EgressSettings(BaseSettings):
 # The tenant whose call is looking a name up: set by the call (each runs in a task of its own,
 # and aiohttp's connector resolves in a task that inherits the caller's context).
 RESOLVING_FOR: ContextVar[str] = ContextVar("resolving_for", default="")
-# OS lookups one tenant may have in flight. Each holds one of the event loop's few resolver
-# threads (libuv: 4) until the OS answers, however long its DNS server takes and even after
-# the call timed out: without a cap, a tenant firing at fresh names under a slow DNS server
-# of its own would hold them all, and every other tenant's uncached lookups would wait.
-LOOKUPS_PER_TENANT = 2
+# OS lookups one tenant may have in flight. Each holds one of the event loop's resolver
+# threads until the OS answers, however long its DNS server takes and even after the call
+# timed out: without a cap, a tenant firing at fresh names under a slow DNS server of its own
+# would hold them all, and every other tenant's uncached lookups would wait. A quarter of the
+# threads: one tenant's fan-out to many fresh names still resolves 4 at a time, as libuv's
+# default pool of 4 did for everyone, and it takes four such tenants to fill the pool.
+LOOKUPS_PER_TENANT = 4
+# The executor's libuv thread pool (UV_THREADPOOL_SIZE, read once, at its first use; set by
+# executor.service at import, unless the environment says otherwise).
+RESOLVER_THREADS = 16
 
 
 class GuardedResolver(AbstractResolver):

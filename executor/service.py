@@ -61,7 +61,7 @@ from duetime.settings import (
 )
 from duetime.timeutil import from_ms, to_ms, utcnow
 from executor import notifications
-from executor.egress import EgressPolicy, EgressSettings, client_session
+from executor.egress import RESOLVER_THREADS, EgressPolicy, EgressSettings, client_session
 from executor.fair_share import ConnectionSlots, TenantShare
 from executor.notifications import NotifierSettings
 from executor.offsets import OffsetTracker, commit_done
@@ -79,6 +79,9 @@ from schemas.event_json import holds_free_text, status_json
 from schemas.events import DeadLetter, RunRequested, RunStatusChanged
 from schemas.redaction import scrub_echo
 from schemas.topics import RUNS, RUNS_DLQ, RUNS_STATUS
+
+# Before the event loop's thread pool starts: name lookups wait for its threads (egress.py).
+os.environ.setdefault("UV_THREADPOOL_SIZE", str(RESOLVER_THREADS))
 
 log = logging.getLogger(__name__)
 FINISHED = Counter("duetime_executor_runs_total", "Attempts finished", ["status"])

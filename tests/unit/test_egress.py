@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import os
 import socket
 from typing import Any
 
@@ -11,6 +12,8 @@ import pytest
 from aiohttp.abc import AbstractResolver, ResolveResult
 
 from executor.egress import (
+    LOOKUPS_PER_TENANT,
+    RESOLVER_THREADS,
     RESOLVING_FOR,
     EgressBlocked,
     EgressPolicy,
@@ -224,3 +227,9 @@ async def test_a_tenants_lookup_waits_for_a_free_slot_then_resolves() -> None:
     assert dns.asked == ["one.example", "two.example"]
     dns.answer["two.example"].set()
     assert (await second)[0]["hostname"] == "two.example"
+
+
+def test_the_executor_sizes_its_resolver_threads_before_its_loop_starts() -> None:
+    import executor.service  # noqa: F401  (sets it at import, before any loop runs)
+
+    assert int(os.environ["UV_THREADPOOL_SIZE"]) >= RESOLVER_THREADS > 3 * LOOKUPS_PER_TENANT
