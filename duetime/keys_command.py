@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from duetime.api_keys import create_key, read_keys, reload_gateway, revoke_key
+from duetime.kafka_targets import has_default_namespace
 from duetime.settings import GatewaySettings
 from duetime.timeutil import utcnow
 
@@ -58,6 +59,10 @@ def run(args: argparse.Namespace) -> int:
             _say(f"created key {record.key_id} for tenant {record.tenant} in {path}; it is shown "
                  "only now:")
             print(key)
+            if not has_default_namespace(record.tenant):
+                _say(f"note: {record.tenant} has a dot, so its Kafka targets have no default "
+                     "topics (another tenant's '<name>.*' could overlap them): list its topics in "
+                     "DUETIME_KAFKA_TARGET_TOPICS (docs/security.md)")
             _reload(args)
         elif args.action == "revoke":
             if revoke_key(path, args.key_id) is None:

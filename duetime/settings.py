@@ -38,8 +38,9 @@ class KafkaSettings(_Fragment):
 
 class KafkaTargetSettings(_Fragment):
     # Which topics each tenant's Kafka targets may publish to (duetime.kafka_targets): a JSON
-    # object tenant -> list of topic globs. A tenant not listed may use "<tenant>.*". Internal
-    # topics (duetime.*, __*) are never allowed, whatever this says.
+    # object tenant -> list of topic globs. A tenant not listed may use "<tenant>.*" (none if its
+    # name has a dot; never a topic listed here for another tenant: ADR 0051). Internal topics
+    # (duetime.*, __*) are never allowed, whatever this says.
     kafka_target_topics: dict[str, list[str]] = Field(default_factory=dict)
 
 

@@ -4,6 +4,9 @@ the job is validated (422) and again when it fires (failed, not retried)."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -31,6 +34,7 @@ from tests.support.kafka import (
     producer_as,
     target_settings,
 )
+from tests.support.stack import ROOT
 
 INTERNAL = ["duetime.jobs.commands", "duetime.runs.status", "duetime.runs", "duetime.ingress.dev",
             "__consumer_offsets"]
@@ -153,3 +157,25 @@ async def test_a_job_validated_before_the_allowlist_changed_is_refused_at_fire_t
     assert final["final"] is True and final.get("retry_at") is None  # 5 attempts allowed: none
     assert final["error"].startswith("refused by the Kafka target policy")
     assert topic in final["error"]
+
+
+@pytest.mark.skipif(os.environ.get("DUETIME_TEST_ENGINE") == "containers",
+                    reason="the compose stack's tenants are fixed at start")
+async def test_a_dotted_tenant_has_no_default_topics(env: dict[str, str]) -> None:
+    # ADR 0051: tenant names may contain dots, so "<tenant>.*" for both would let tenant dev
+    # publish into "dev.<x>.orders" of tenant "dev.<x>". The dotted tenant gets no default topics
+    # (the operator lists them, and then they leave dev's default); dev keeps "dev.*".
+    tenant = f"dev.n{uuid.uuid4().hex[:8]}"
+    created = subprocess.run([sys.executable, "-m", "duetime", "keys", "create", "--tenant", tenant],
+                             cwd=ROOT, capture_output=True, text=True, timeout=60, check=True)
+    key_id = created.stderr.split("created key ")[1].split()[0]
+    try:
+        async with httpx.AsyncClient(base_url=env["DUETIME_URL"], timeout=30, headers={
+                "Authorization": f"Bearer {created.stdout.strip()}"}) as nested:
+            for topic in (f"{tenant}.orders", "orders"):
+                assert "no default topics" in topic_error(
+                    await nested.post("/jobs", json=kafka_job(topic)))
+        assert "no default topics" in created.stderr  # `keys create` says so
+    finally:
+        subprocess.run([sys.executable, "-m", "duetime", "keys", "revoke", key_id], cwd=ROOT,
+                       capture_output=True, timeout=60, check=True)

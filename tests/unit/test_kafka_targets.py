@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from duetime.kafka_targets import TopicPolicy
@@ -34,6 +36,53 @@ def test_internal_topics_are_refused_whatever_the_allowlist(topic: str) -> None:
 ])
 def test_the_allowlist_and_its_default(tenant: str, topic: str, allowed: bool) -> None:
     assert (POLICY.refusal(tenant, topic) is None) == allowed
+
+
+# ADR 0051: tenant names may contain dots, so "<tenant>.*" alone would let tenant "acme"
+# publish into "acme.corp.orders" of tenant "acme.corp".
+NESTED = TopicPolicy(KafkaTargetSettings(kafka_target_topics={"acme.corp": ["acme.corp.*"],
+                                                              "shared": ["dev.reports"]}))
+
+
+@pytest.mark.parametrize(("tenant", "topic", "refused_because"), [
+    ("acme", "acme.corp.orders", "listed for another tenant"),
+    ("acme", "acme.corp.x.y", "listed for another tenant"),
+    ("dev", "dev.reports", "listed for another tenant"),
+    ("beta.eu", "beta.eu.orders", "no default topics"),  # dotted and unlisted: none
+    ("beta.eu", "anything", "no default topics"),
+])
+def test_no_two_tenants_share_a_topic_by_default(tenant: str, topic: str,
+                                                 refused_because: str) -> None:
+    assert refused_because in (NESTED.refusal(tenant, topic) or "")
+
+
+@pytest.mark.parametrize(("tenant", "topic"), [
+    ("acme", "acme.orders"), ("acme", "acme.corpx.orders"), ("acme", "acme.corp"),
+    ("acme.corp", "acme.corp.orders"), ("shared", "dev.reports"), ("dev", "dev.reports2"),
+])
+def test_what_each_tenant_keeps(tenant: str, topic: str) -> None:
+    assert NESTED.refusal(tenant, topic) is None
+
+
+def test_a_listed_tenant_with_no_globs_may_use_nothing() -> None:
+    closed = TopicPolicy(KafkaTargetSettings(kafka_target_topics={"dev": []}))
+    assert "allowed topics (none)" in (closed.refusal("dev", "dev.orders") or "")
+    assert closed.globs_for("dev") == [] and closed.globs_for("a.b") == []
+
+
+_NAMES = st.sampled_from(["a", "b", "ab", "a.b", "a.b.a", "b.a", "a-b"])
+
+
+@given(tenants=st.lists(_NAMES, min_size=2, max_size=4, unique=True),
+       listed=st.dictionaries(_NAMES, st.lists(st.sampled_from(["a.*", "a.b.*", "b.a", "*"]),
+                                                max_size=2), max_size=2),
+       topic=st.builds("{}.{}".format, _NAMES, st.text("ab.", min_size=1, max_size=4)))
+def test_a_topic_two_tenants_may_use_is_one_the_operator_listed_for_both(
+        tenants: list[str], listed: dict[str, list[str]], topic: str) -> None:
+    policy = TopicPolicy(KafkaTargetSettings(kafka_target_topics=listed))
+    users = [t for t in tenants if policy.refusal(t, topic) is None]
+    if len(users) > 1:
+        assert all(t in listed for t in users), (users, topic)
 
 
 def test_the_allowlist_is_read_from_json(monkeypatch: pytest.MonkeyPatch) -> None:
