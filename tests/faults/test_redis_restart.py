@@ -10,12 +10,14 @@ Redis and look at what came back.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 from redis.asyncio import Redis
@@ -110,3 +112,26 @@ async def test_runs_that_fired_before_a_restart_do_not_fire_again(
     for job_id in ids:
         await wait_state(api, job_id, "completed")
     assert [len(sink.hits_for(f"{path}/{i}")) for i in range(10)] == [1] * 10
+
+
+async def test_the_first_requests_after_a_restart_are_answered(
+    api: httpx.AsyncClient, redis: Redis, jobs: Cleanup,
+) -> None:
+    """redis-py 8.1 left connections the restarted server had closed in its pools (ADR 0052):
+    the first command on each failed, and the job service answered those creates 500."""
+    def spec(i: int) -> dict[str, Any]:
+        return http_job(f"http://127.0.0.1:18999/restart/{i}", {"type": "delay", "seconds": 600},
+                        name=f"after-restart-{i}")
+
+    async def creates(tag: str) -> list[int]:
+        answers = await asyncio.gather(*(api.post(
+            "/jobs", json=spec(i), headers={"Idempotency-Key": f"{tag}-{uuid.uuid4()}"})
+            for i in range(24)))
+        for answer in answers:
+            if answer.status_code == 202:
+                jobs.track(api, answer.json()["job_id"])
+        return [a.status_code for a in answers]
+
+    assert set(await creates("before")) == {202}  # the job service's pool holds connections
+    await _restart_redis(redis)
+    assert set(await creates("after")) == {202}
