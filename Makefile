@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STACK := deploy/local/stack.sh
 
-.PHONY: setup lock audit up down status logs receiver key test lint unit test-stack model bench bench-peers schemas clean browser
+.PHONY: setup lock audit up down status logs receiver key test lint unit test-stack stack-tests model bench bench-peers schemas clean browser
 
 REQS := requirements
 # Hashes of every file of every locked version (so --require-hashes installs on any platform), and
@@ -100,7 +100,18 @@ browser:
 # Runs the stack tests against a running stack; starts one (and stops it after) if none is up.
 test-stack: setup browser
 	$(STACK) deps
-	deploy/local/with-stack.sh $(VENV)/bin/pytest tests/objects tests/sandbox tests/integration tests/e2e tests/security tests/ops tests/faults tests/ui tests/model -q --durations=15
+	deploy/local/with-stack.sh $(MAKE) -s stack-tests
+
+# The tests that share the stack run in STACK_TEST_WORKERS processes, a file per process; then,
+# in one process, those marked `alone`: they stop, freeze or flood what the others use (ADR
+# 0053). A compose stack started by testcontainers is one per process, so it gets one process.
+STACK_TESTS := tests/objects tests/sandbox tests/integration tests/e2e tests/security tests/ops \
+	tests/faults tests/ui tests/model
+STACK_TEST_WORKERS ?= 3
+stack-tests:
+	workers=$(STACK_TEST_WORKERS); [ "$${DUETIME_TEST_ENGINE:-}" != containers ] || workers=0; \
+	$(VENV)/bin/pytest $(STACK_TESTS) -q -m "not alone" -n $$workers --dist loadfile --durations=15
+	$(VENV)/bin/pytest $(STACK_TESTS) -q -m alone --durations=10
 
 # The model checker: `make model SEED=7` replays one history; `make model MINUTES=30` soaks.
 SEED ?= 1

@@ -29,6 +29,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.stack)
         if "faults" in parts or "model" in parts:
             item.add_marker(pytest.mark.faults)
+        if "faults" in parts or "model" in parts or "ops" in parts:
+            item.add_marker(pytest.mark.alone)
 
 
 @pytest.fixture(scope="session", autouse=True)

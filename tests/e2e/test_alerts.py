@@ -158,6 +158,7 @@ async def due_soon_late_after_1s(
     return sink, target, late, due, await jobs.create(api, spec)
 
 
+@pytest.mark.alone
 async def test_a_run_never_queued_is_late_while_it_waits_and_once(
         api: httpx.AsyncClient, make_sink: Callable[..., Awaitable[Sink]],
         jobs: Cleanup) -> None:
@@ -190,6 +191,7 @@ async def _finished(api: httpx.AsyncClient, job_id: str) -> list[dict[str, Any]]
     return items if items and items[0]["status"] == "succeeded" else None
 
 
+@pytest.mark.alone
 async def test_a_run_queued_for_a_hung_executor_is_late_while_it_waits(
         api: httpx.AsyncClient, make_sink: Callable[..., Awaitable[Sink]],
         jobs: Cleanup) -> None:

@@ -157,6 +157,7 @@ async def test_cancelling_the_job_kills_its_running_command(
     assert not await asyncio.to_thread(processes_with, marker)
 
 
+@pytest.mark.alone
 async def test_overlap_forbid_holds_across_two_command_executors_and_a_kill(
     api: httpx.AsyncClient, jobs: Cleanup,
 ) -> None:
@@ -401,6 +402,7 @@ async def test_hostile_sources_fail_the_run_with_the_reason(
         assert run["attempt"] == 1  # refused for good, not retried
 
 
+@pytest.mark.alone
 async def test_a_command_running_at_sigterm_finishes_within_the_grace_period(
     api: httpx.AsyncClient, jobs: Cleanup,
 ) -> None:

@@ -104,6 +104,7 @@ async def test_one_failing_call_fails_alone(redis: Redis) -> None:
     assert isinstance(results[1], ResponseError)
 
 
+@pytest.mark.alone
 async def test_a_script_redis_forgot_is_loaded_again_once_for_the_whole_batch(
     due: DueSet, redis: Redis,
 ) -> None:

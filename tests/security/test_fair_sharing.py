@@ -24,6 +24,9 @@ from tests.support.jobs import http_job
 from tests.support.sink import Sink, start_raw_server
 from tests.support.waiting import eventually
 
+# Floods the executor's slots: what other tests fire meanwhile would wait behind it.
+pytestmark = pytest.mark.alone
+
 FLOOD = 1100  # more runs than the executor's 1,000 slots
 B_RATE, B_SECONDS = 50, 10
 A_TIMEOUT = 12  # A's calls outlast B's whole window
