@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -85,9 +86,10 @@ async def fire_http(calls: HttpCalls, req: RunRequested, target: HttpTarget) -> 
             # The call's clock starts here, once it has its connection slot: waiting for a
             # busy host or a full pool does not eat the job's timeout.
             timeout = aiohttp.ClientTimeout(total=seconds)
+            deadline = asyncio.get_running_loop().time() + seconds
             async with calls.session.request(target.method, target.url, headers=headers, data=data,
                                              timeout=timeout, allow_redirects=False) as resp:
-                return await _answer(resp, target)
+                return await _answer(resp, target, deadline)
     except TimeoutError:
         return Outcome("timed_out", None, f"no response within {seconds:g}s")
     except Exception as exc:
@@ -97,18 +99,44 @@ async def fire_http(calls: HttpCalls, req: RunRequested, target: HttpTarget) -> 
         return _call_failed(req, exc)
 
 
-async def _answer(resp: aiohttp.ClientResponse, target: HttpTarget) -> Outcome:
+# How long before the call's own deadline the excerpt stops waiting for more of the body, so
+# that its timer, not aiohttp's, ends the read.
+_BODY_MARGIN_SECONDS = 0.05
+
+
+async def _answer(resp: aiohttp.ClientResponse, target: HttpTarget, deadline: float) -> Outcome:
     excerpt = None
     if target.store_response:
         # The answer is any bytes: keep what is valid text, replace what cannot be stored.
         # Read past the excerpt's size by the longest header value a job may send (4 bytes a
         # character at most): a secret the answer echoes across the cut is scrubbed whole
         # (executor.service.without_secrets) before `cut_excerpt` cuts it to size.
-        raw = await resp.content.read(RESPONSE_EXCERPT_BYTES + 4 * HEADER_VALUE_MAX_CHARS)
+        raw = await _body_head(resp, RESPONSE_EXCERPT_BYTES + 4 * HEADER_VALUE_MAX_CHARS,
+                               deadline - _BODY_MARGIN_SECONDS)
         excerpt = storable_text(raw.decode(errors="replace"))
     if is_success(resp.status, target.success_codes):
         return Outcome("succeeded", resp.status, None, excerpt)
     return Outcome("failed", resp.status, f"HTTP {resp.status}", excerpt)
+
+
+async def _body_head(resp: aiohttp.ClientResponse, size: int, deadline: float) -> bytes:
+    """The body's first `size` bytes, or all of it if shorter. One read gives what has arrived,
+    which for a body sent in pieces was only its first piece. A body still arriving at the
+    call's deadline gives what came: its status came in time, so the outcome stands (a secret
+    echoed across where it stopped is scrubbed by schemas.redaction.scrub_echo)."""
+    pieces: list[bytes] = []
+    have = 0
+    try:
+        async with asyncio.timeout_at(deadline):
+            while have < size:
+                piece = await resp.content.read(size - have)
+                if not piece:
+                    break
+                pieces.append(piece)
+                have += len(piece)
+    except TimeoutError:
+        pass
+    return b"".join(pieces)
 
 
 def cut_excerpt(text: str | None) -> str | None:

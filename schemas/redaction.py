@@ -20,6 +20,7 @@ import orjson
 
 REDACTED = "<redacted>"
 _MIN_ECHO = 6  # shorter values would blank out ordinary words of an answer
+_MIN_TAIL = 4  # the shortest head of a secret removed from the end of an answer
 _ALWAYS = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie"})
 # Names that say what they carry: x-api-token, x-webhook-secret, api_key, x-hub-signature, ...
 _SECRETISH = re.compile(r"token|secret|passw|credential|api[-_]?key|signature|auth", re.IGNORECASE)
@@ -106,6 +107,21 @@ def scrub_echo(text: str | None, headers: Mapping[str, str]) -> str | None:
         for part in dict.fromkeys((value, value.rpartition(" ")[2])):
             if len(part) >= _MIN_ECHO and part in text:
                 text = text.replace(part, REDACTED)
+            if len(part) >= _MIN_ECHO:
+                text = _without_cut_echo(text, part)
+    return text
+
+
+def _without_cut_echo(text: str, secret: str) -> str:
+    """`text` without a head of `secret` at its very end: an answer that stopped arriving (the
+    call's time ran out) may end inside an echoed secret. Heads shorter than _MIN_TAIL are
+    left: they say next to nothing and would blank ordinary endings."""
+    head = secret[:_MIN_TAIL]
+    start = text.find(head, max(0, len(text) - len(secret) + 1))
+    while start != -1:  # the first such start is the longest head
+        if secret.startswith(text[start:]):
+            return text[:start] + REDACTED
+        start = text.find(head, start + 1)
     return text
 
 

@@ -30,7 +30,8 @@ LOOPBACK = EgressPolicy.parse("127.0.0.1/32")
 
 
 @asynccontextmanager
-async def _serving(answer: Callable[[web.Request], Awaitable[web.Response]]) -> AsyncIterator[str]:
+async def _serving(answer: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                   ) -> AsyncIterator[str]:
     """`answer` served on a free loopback port: its URL."""
     app = web.Application()
     app.router.add_get("/", answer)
@@ -109,6 +110,48 @@ async def test_a_secret_echoed_across_the_excerpts_end_is_scrubbed_whole() -> No
     assert stored.excerpt.startswith("x" * (RESPONSE_EXCERPT_BYTES - 10))
     assert "<redacted>" in stored.excerpt
     assert len(stored.excerpt.encode()) <= RESPONSE_EXCERPT_BYTES
+
+
+def _in_pieces(pieces: list[str], stall: asyncio.Event | None = None) -> Callable[
+        [web.Request], Awaitable[web.StreamResponse]]:
+    """An answer whose body is written in `pieces` 50 ms apart (then, with `stall`, nothing
+    more until it is set)."""
+    async def answer(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse()
+        await resp.prepare(request)
+        for piece in pieces:
+            await resp.write(piece.format(secret=request.headers.get("Authorization", "")).encode())
+            await asyncio.sleep(0.05)
+        if stall is not None:
+            await stall.wait()
+        return resp
+    return answer
+
+
+async def test_an_excerpt_waits_for_a_body_sent_in_pieces() -> None:
+    # One read gave what had arrived: the first 300 bytes.
+    calls = _calls()
+    async with _serving(_in_pieces(["a" * 300, "b" * 300, "c" * 300, "d" * 300])) as url, \
+            calls.session:
+        stored = await _stored(calls, *_req(url, store_response=True))
+    assert stored.status == "succeeded"
+    assert stored.excerpt == ("a" * 300 + "b" * 300 + "c" * 300 + "d" * 300)[:RESPONSE_EXCERPT_BYTES]
+
+
+async def test_a_body_that_never_ends_keeps_its_status_and_what_came_of_it() -> None:
+    secret = "Bearer sk_live_ABCDEFGHIJKLMNOP"
+    calls = _calls()
+    # The answer echoes the first 20 characters of the secret, then stops sending.
+    stall = asyncio.Event()
+    async with _serving(_in_pieces(["ok ", "{secret:.20}"], stall)) as url, calls.session:
+        started = asyncio.get_running_loop().time()
+        stored = await _stored(calls, *_req(url, store_response=True, timeout_seconds=1,
+                                            headers={"Authorization": secret}))
+        took = asyncio.get_running_loop().time() - started
+        stall.set()
+    assert (stored.status, stored.http_status) == ("succeeded", 200)
+    assert stored.excerpt == "ok <redacted>"
+    assert 0.8 < took < 2
 
 
 def test_an_excerpt_is_cut_on_a_character_boundary() -> None:

@@ -96,3 +96,19 @@ def test_a_secret_pair_quoted_inside_a_plain_value_is_redacted() -> None:
     out = redact_text(line)
     assert "TOPSECRET" not in out and "visible" in out and "call failed" in out
     assert orjson.loads(out)["error"].startswith("ClientResponseError(")
+
+
+@pytest.mark.parametrize("kept", [4, 9, 18])
+def test_an_answer_that_ends_inside_an_echoed_secret_loses_its_head(kept: int) -> None:
+    # An answer cut short (the call's time ran out while its body arrived) can end inside an
+    # echoed secret: what arrived of it is removed too.
+    secret = "Bearer sk_live_ABCDEFGHIJ"
+    out = scrub_echo('{"echo": "' + secret[:kept], {"Authorization": secret})
+    assert out == '{"echo": "' + REDACTED
+
+
+@pytest.mark.parametrize("text", ['{"ok": "Bea"}', "ends in Bea", "sk_live_ABCDEFGHIJ and more"])
+def test_short_heads_and_heads_not_at_the_end_are_left(text: str) -> None:
+    headers = {"Authorization": "Bearer sk_live_ABCDEFGHIJ"}
+    out = scrub_echo(text, headers)
+    assert out == text.replace("sk_live_ABCDEFGHIJ", REDACTED)
