@@ -4,8 +4,8 @@ A consumer of `duetime.alerts` in a group of its own, beside the executor's run 
 same process but sharing nothing with the firing path: its own HTTP client and connection pool
 (so a slow alert receiver never holds a connection a run needs), its own tasks and offsets.
 What it shares is policy: the egress rules (executor.egress) and the tenant's signing keys
-(executor.signing). Delivery is at least once: offsets are committed after each batch has been
-delivered or given up on; each call is retried a few times, and the alert id is the
+(executor.signing). Delivery is at least once: a partition's offset is committed up to its
+oldest alert not yet delivered or given up on; each call is retried a few times, and the alert id is the
 `Idempotency-Key` and `webhook-id`, so a receiver drops a repeat.
 """
 
@@ -18,8 +18,7 @@ from typing import Any
 
 import aiohttp
 import orjson
-from aiokafka import AIOKafkaConsumer, ConsumerRecord
-from aiokafka.errors import KafkaError
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from prometheus_client import Counter
 from pydantic import Field, ValidationError
 from yarl import URL
@@ -35,6 +34,7 @@ from executor.egress import (
     blocked_reason,
     client_session,
 )
+from executor.offsets import CommitOnRevoke, OffsetTracker, commit_done
 from executor.signing import SigningKeys
 from executor.targets import call_error
 from schemas.api import NOTIFY_TIMEOUT_MAX_SECONDS, NotificationTarget, is_denied_http_header
@@ -203,29 +203,50 @@ class Notifier:
 async def consume(lifecycle: Lifecycle, notifier: Notifier, settings: KafkaSettings,
                   client_id: str, topic: str = ALERTS, group: str = GROUP,
                   fetch_max_wait_ms: int = 500) -> None:
-    """Deliver each fetched batch concurrently, then commit it; a stop lets the batch finish."""
+    """Deliver each alert in its own task as it is fetched, at most notify_concurrency at
+    once, and commit each partition up to its oldest alert still being delivered: a receiver
+    that is slow to answer holds back its own alert, not the ones fetched after it (before
+    2026-11-27 a whole batch waited for its slowest delivery, up to ~3 minutes). A stop lets
+    the deliveries under way end."""
     limits = notifier.settings
+    tracker = OffsetTracker()
+    deliveries: set[asyncio.Task[None]] = set()
+    opened: list[AIOKafkaConsumer] = []  # the consumer once open: the listener commits with it
+
+    async def commit(partitions: set[TopicPartition] | None = None) -> None:
+        await commit_done(opened[0] if opened else None, tracker, partitions)
+
     async with kafka.consumer(settings, group, f"{client_id}-notifier", topic,
                               fetch_max_wait_ms=fetch_max_wait_ms,
-                              max_poll_interval_ms=limits.max_poll_interval_ms) as consumer:
+                              max_poll_interval_ms=limits.max_poll_interval_ms,
+                              listener=CommitOnRevoke(tracker, commit)) as consumer:
+        opened.append(consumer)
         lifecycle.checks["notifier_caught_up"] = caught_up(consumer, settings.kafka_ready_max_lag)
         while not lifecycle.stop.is_set():
-            # A slot for every alert of the batch: its length is bounded by one delivery (see
-            # NotifierSettings.longest_batch_seconds), and so is another tenant's wait behind it.
-            batches = await consumer.getmany(timeout_ms=200, max_records=limits.notify_concurrency)
-            messages = [m for part in batches.values() for m in part]
-            if not messages:
-                continue
-            await asyncio.gather(*(notifier.handle(m) for m in messages))
-            await _commit(consumer)
+            free = limits.notify_concurrency - len(deliveries)
+            if free <= 0:  # every slot busy: fetch again when one frees
+                await asyncio.wait(deliveries, timeout=0.2, return_when=asyncio.FIRST_COMPLETED)
+            else:
+                batches = await consumer.getmany(timeout_ms=200, max_records=free)
+                for tp, messages in batches.items():
+                    generation = tracker.generation(tp)
+                    for msg in messages:  # started in order: Quieting admits in that order
+                        tracker.started(tp, msg.offset)
+                        task = asyncio.create_task(_handle(notifier, tracker, tp, generation, msg))
+                        deliveries.add(task)
+                        task.add_done_callback(deliveries.discard)
+            await commit()
+        if deliveries:
+            await asyncio.wait(deliveries)
+        await commit()
 
 
-async def _commit(consumer: AIOKafkaConsumer) -> None:
+async def _handle(notifier: Notifier, tracker: OffsetTracker, tp: TopicPartition,
+                  generation: int, msg: ConsumerRecord[bytes, bytes]) -> None:
     try:
-        await consumer.commit()
-    except (KafkaError, OSError) as exc:  # CommitFailedError after a rebalance among them
-        # The batch is delivered again by the partition's next owner: at least once.
-        log.warning("notifier commit failed", extra={"error": repr(exc)})
+        await notifier.handle(msg)
+    finally:
+        tracker.finished(tp, msg.offset, generation)
 
 
 def workers(lifecycle: Lifecycle, settings: Any, signing: SigningKeys,

@@ -10,8 +10,9 @@ commit that names a partition this consumer does not own).
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 from prometheus_client import Counter
 
@@ -89,3 +90,22 @@ async def commit_done(consumer: AIOKafkaConsumer | None, tracker: OffsetTracker,
                                           "error": repr(exc)})
         return
     tracker.committed(offsets)
+
+
+class CommitOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Commits what is done of the partitions taken away, then forgets them."""
+
+    def __init__(self, tracker: OffsetTracker,
+                 commit: Callable[[set[TopicPartition]], Awaitable[None]]) -> None:
+        self.tracker, self.commit = tracker, commit
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        try:
+            await self.commit(set(revoked))
+        finally:
+            # Even if that commit failed: a revoked partition must never be committed again,
+            # or aiokafka refuses every later commit (it names a partition we do not own).
+            self.tracker.forget(set(revoked))
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        return None

@@ -23,7 +23,6 @@ import orjson
 from aiokafka import (
     AIOKafkaConsumer,
     AIOKafkaProducer,
-    ConsumerRebalanceListener,
     ConsumerRecord,
     TopicPartition,
 )
@@ -64,7 +63,7 @@ from executor import notifications
 from executor.egress import RESOLVER_THREADS, EgressPolicy, EgressSettings, client_session
 from executor.fair_share import ConnectionSlots, TenantShare
 from executor.notifications import NotifierSettings
-from executor.offsets import OffsetTracker, commit_done
+from executor.offsets import CommitOnRevoke, OffsetTracker, commit_done
 from executor.outcome import Outcome, backoff_seconds, should_retry
 from executor.signing import SigningKeys, first_load, keep_loaded
 from executor.targets import (
@@ -431,22 +430,6 @@ def tenant_of(msg: ConsumerRecord[bytes, bytes]) -> str:
     return tenant if isinstance(tenant, str) else ""
 
 
-class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, tracker: OffsetTracker, commit: Any) -> None:
-        self.tracker, self.commit = tracker, commit
-
-    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        try:
-            await self.commit(set(revoked))
-        finally:
-            # Even if that commit failed: a revoked partition must never be committed again,
-            # or aiokafka refuses every later commit (it names a partition we do not own).
-            self.tracker.forget(set(revoked))
-
-    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        return None
-
-
 class Consumer:
     def __init__(self, lifecycle: Lifecycle, executor: Executor, settings: Settings,
                  group: str = "duetime-executor") -> None:
@@ -570,7 +553,7 @@ class Consumer:
         try:
             async with kafka.consumer(self.settings, self.group, self.executor.id,
                                       self.executor.topics.runs,
-                                      listener=_Rebalance(self.tracker, self.commit)) as consumer:
+                                      listener=CommitOnRevoke(self.tracker, self.commit)) as consumer:
                 self.consumer = consumer
                 self.lifecycle.checks["caught_up"] = caught_up(consumer,
                                                                self.settings.kafka_ready_max_lag)

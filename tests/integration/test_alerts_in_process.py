@@ -17,6 +17,7 @@ from typing import Any
 import asyncpg
 import orjson
 import pytest
+from aiohttp import web
 from aiokafka import AIOKafkaProducer
 from redis.asyncio import Redis
 from standardwebhooks.webhooks import Webhook
@@ -32,7 +33,7 @@ from executor.signing import SigningKeys
 from schemas.topics import JOB_COMMANDS, RUNS_STATUS
 from tests.integration.test_writer_poison import Batch, create
 from tests.support.kafka import find_messages, kafka_options, kafka_settings, scratch_topic
-from tests.support.sink import Sink
+from tests.support.sink import Sink, start_site
 from writer import alerts
 from writer.service import QUERIES, Settings, Writer
 
@@ -225,3 +226,70 @@ async def test_dead_letters_of_a_known_tenant_are_alerts_once(
         ("dev", job_id, RUNS_STATUS), ("dev", job_id, JOB_COMMANDS)]
     assert "invalid run status" in rows[0]["detail"]["reason"]
     assert "invalid command" in rows[1]["detail"]["reason"]
+
+
+async def test_an_alert_is_not_held_behind_a_slow_receiver(
+        env: dict[str, str], producer: AIOKafkaProducer, topic: str) -> None:
+    """A receiver that has not answered holds back its own alert, not the next one: the second
+    alert is delivered while the first call still waits (before, each fetched batch waited for
+    its slowest delivery, up to ~3 minutes), and the partition is committed past the first only
+    once it is answered."""
+    arrived, release = asyncio.Event(), asyncio.Event()
+    fast = await Sink().start()
+
+    async def held(request: web.Request) -> web.Response:
+        arrived.set()
+        await release.wait()
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_post("/held", held)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = await start_site(runner)
+
+    def alert(url: str) -> bytes:
+        return orjson.dumps({"alert_id": f"al_{uuid.uuid4().hex}", "tenant": "dev",
+                             "job_id": f"job-{uuid.uuid4().hex[:6]}", "run_id": "run-1",
+                             "kind": "failure", "at": utcnow().isoformat(), "detail": {},
+                             "webhook": {"url": url, "timeout_seconds": 60}})
+
+    group = f"duetime-test-{uuid.uuid4().hex}"
+    egress = EgressPolicy.parse(ALLOW)
+    lifecycle = Lifecycle("test-notifier")
+
+    async def committed() -> int:
+        async with kafka.admin(kafka_settings(env)) as client:
+            offsets = await client.list_consumer_group_offsets(group)
+        return max((meta.offset for meta in offsets.values()), default=-1)
+
+    async with client_session(egress, 4, 4) as session:
+        notifier = Notifier(session, egress, SigningKeys(), NotifierSettings(
+            notify_attempts=1, notify_min_interval_seconds=0))
+        await producer.send_and_wait(topic, alert(f"http://127.0.0.1:{port}/held"), key=b"k")
+        task = asyncio.create_task(consume(lifecycle, notifier, kafka_settings(env), "test",
+                                           topic, group=group))
+        try:
+            await asyncio.wait_for(arrived.wait(), 20)
+            await producer.send_and_wait(topic, alert(fast.url("/fast")), key=b"k")
+            # Delivered while the first call still waits for its answer.
+            assert len(await fast.wait_for("/fast", timeout=20)) == 1
+            assert not release.is_set()
+            assert await committed() <= 0  # not past the alert still being delivered
+            release.set()
+            await asyncio.wait_for(_until_async(lambda: _at_least(committed, 2)), 20)
+        finally:
+            release.set()
+            lifecycle.stop.set()
+            await asyncio.wait_for(task, 10)
+            await fast.stop()
+            await runner.cleanup()
+
+
+async def _at_least(read: Any, value: int) -> bool:
+    return bool(await read() >= value)
+
+
+async def _until_async(check: Any) -> None:
+    while not await check():
+        await asyncio.sleep(0.1)

@@ -13,7 +13,8 @@ from aiokafka.errors import CommitFailedError, IllegalStateError
 from prometheus_client import REGISTRY
 
 from duetime.lifecycle import Lifecycle
-from executor.service import Consumer, Executor, Settings, _Rebalance
+from executor.offsets import CommitOnRevoke
+from executor.service import Consumer, Executor, Settings
 
 P0, P1 = TopicPartition("runs", 0), TopicPartition("runs", 1)
 
@@ -77,7 +78,7 @@ async def test_a_partition_revoked_while_waiting_for_a_slot_is_not_run(assigned_
 
     # A rebalance revokes P1 (and, in the second case, hands it back from its committed offset).
     kafka.assigned = {P0, P1} if assigned_again else {P0}
-    await _Rebalance(consumer.tracker, consumer.commit).on_partitions_revoked({P1})
+    await CommitOnRevoke(consumer.tracker, consumer.commit).on_partitions_revoked({P1})
     executor.release.set()
     await asyncio.wait_for(waiting, timeout=5)
     await _settle(consumer)
@@ -127,6 +128,6 @@ async def test_a_revoke_forgets_the_partition_even_when_its_commit_fails() -> No
         raise RuntimeError("unexpected")
 
     with pytest.raises(RuntimeError):
-        await _Rebalance(consumer.tracker, broken).on_partitions_revoked({P1})
+        await CommitOnRevoke(consumer.tracker, broken).on_partitions_revoked({P1})
     kafka.assigned = {P0}
     assert consumer.tracker.committable() == {}

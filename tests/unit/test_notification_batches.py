@@ -44,6 +44,9 @@ class _Consumer:
         self.lifecycle = lifecycle
         self.asked: list[int] = []
 
+    def assignment(self) -> set[Any]:
+        return set()
+
     async def getmany(self, timeout_ms: int, max_records: int) -> dict[Any, Any]:
         self.asked.append(max_records)
         self.lifecycle.stop.set()
