@@ -26,6 +26,9 @@ Tolerances, each one written in docs/guarantees.md:
   sweep's entry dropped at the pop: ADR 0036, amended), though the sink answered 200
   (`lost_with_executor`). It is `queued` or `running` only until then (a history that ends
   before the sweep and the next pop).
+- A call that reached the sink after its job's cancel was sent may have been aborted before
+  its answer was read, and is then `cancelled` though the sink answered (`aborted_by_cancel`;
+  seen when the test process's own loop took the request late).
 """
 
 from __future__ import annotations
@@ -358,6 +361,15 @@ def check(job: JobHistory, expectation: Expectation, hits: list[Hit],
         elif slot in expectation.retried and not any(h.attempt >= 2 for h in matched):
             v.retry_missing.append(slot)
     return v
+
+
+def aborted_by_cancel(job: JobHistory, received_ms: int, status: str | None) -> bool:
+    """Whether a run whose call reached the sink (at `received_ms`) may be recorded `cancelled`
+    though the sink answered: a cancel sent before the call got there can abort it before its
+    answer is read, and such a call is `cancelled` (ADR 0010, 0045). The sink's own answer
+    time says nothing here: its loop may take the request after the executor gave up on it."""
+    return status == "cancelled" and any(
+        c.kind == "cancel" and c.sent_ms <= received_ms for c in job.commands)
 
 
 def lost_with_executor(job: JobHistory, called_ms: int, status: str | None,

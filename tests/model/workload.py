@@ -32,6 +32,7 @@ from tests.model.model import (
     JobHistory,
     Slot,
     Verdict,
+    aborted_by_cancel,
     check,
     expect,
     lost_with_executor,
@@ -442,14 +443,16 @@ async def _check(workload: Workload, events: Events, nemesis: Nemesis,
         if got not in expectation.final_states:
             report.wrong_state[job.job_id] = (sorted(expectation.final_states)[0], got)
         # A run whose last call the sink answered 200 must be recorded as succeeded, unless
-        # the executor that made the call was killed and a cancel came before a retry could.
+        # the executor that made the call was killed and a cancel came before a retry could,
+        # or a cancel sent before the call got there aborted it before the answer was read.
         answered = {h.run_id: h.received_ms for h in job_hits
                     if nemesis.last_answer.get(h.run_id) == 200}
         kills = nemesis.executor_kills()
         missing = sorted(r for r, at in answered.items()
                          if run_status.get((job.job_id, r)) != "succeeded"
                          and not lost_with_executor(job, at, run_status.get((job.job_id, r)),
-                                                    kills))
+                                                    kills)
+                         and not aborted_by_cancel(job, at, run_status.get((job.job_id, r))))
         if missing:
             report.unrecorded[job.job_id] = missing
     return report

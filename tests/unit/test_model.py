@@ -3,7 +3,15 @@ is shown failing on a history that breaks it."""
 
 from __future__ import annotations
 
-from tests.model.model import Command, Hit, JobHistory, check, expect, lost_with_executor
+from tests.model.model import (
+    Command,
+    Hit,
+    JobHistory,
+    aborted_by_cancel,
+    check,
+    expect,
+    lost_with_executor,
+)
 
 T0 = 1_800_000_000_000
 
@@ -151,3 +159,17 @@ def test_a_call_lost_with_a_killed_executor_may_stay_unrecorded_only_after_a_can
     late = interval(commands=[Command("cancel", T0 + 16_000, T0 + 16_010)])
     assert not lost_with_executor(late, T0 + 4900, "running", kill)
     assert not lost_with_executor(interval(), T0 + 4900, "queued", kill)
+
+
+def test_a_call_that_reached_the_sink_after_the_cancel_was_sent_may_be_cancelled() -> None:
+    # 2026-11-27, seed 1: the cancel sent at +60,633 ms, the executor aborted the call, the
+    # test process's loop took the request at +60,891 and answered 200 to a closed connection.
+    job = interval(commands=[Command("cancel", T0 + 60_633, T0 + 60_641)])
+    assert aborted_by_cancel(job, T0 + 60_891, "cancelled")
+    assert aborted_by_cancel(job, T0 + 60_633, "cancelled")
+    # Not excused: a call that got there before the cancel was sent, a run recorded as
+    # anything but cancelled, or no cancel at all.
+    assert not aborted_by_cancel(job, T0 + 60_632, "cancelled")
+    assert not aborted_by_cancel(job, T0 + 60_891, "failed")
+    assert not aborted_by_cancel(job, T0 + 60_891, None)
+    assert not aborted_by_cancel(interval(), T0 + 60_891, "cancelled")
