@@ -105,10 +105,9 @@ def scrub_echo(text: str | None, headers: Mapping[str, str]) -> str | None:
         # "Bearer <token>" may come back whole or as the bare token: the whole first, so the
         # same answer always reads the same once scrubbed.
         for part in dict.fromkeys((value, value.rpartition(" ")[2])):
-            if len(part) >= _MIN_ECHO and part in text:
-                text = text.replace(part, REDACTED)
-            if len(part) >= _MIN_ECHO:
-                text = _without_cut_echo(text, part)
+            if len(part) < _MIN_ECHO:
+                continue
+            text = _without_cut_echo(text.replace(part, REDACTED), part)
     return text
 
 
