@@ -27,7 +27,9 @@ from tests.support.jobs import Cleanup, runs
 from tests.support.problems import problem
 from tests.support.waiting import eventually
 
-pytestmark = pytest.mark.usefixtures("cli_env")
+# Alone (ADR 0053): its module starts the stack's command executor and stops it after, which
+# would pull it from under another process's command-job tests.
+pytestmark = [pytest.mark.usefixtures("cli_env"), pytest.mark.alone]
 
 GO_MOD = "module example.com/greet\n\ngo 1.22\n"
 GREET = 'package greet\n\nfunc Greet(name string) string { return "hello " + name }\n'

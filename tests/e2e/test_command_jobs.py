@@ -27,6 +27,10 @@ from tests.support.kafka import find_messages, kafka_settings
 from tests.support.stack import ROOT, stack
 from tests.support.waiting import eventually
 
+# Alone (ADR 0053): its module starts the stack's command executor and stops it after, which
+# would pull it from under another process's command-job tests.
+pytestmark = pytest.mark.alone
+
 
 @pytest.fixture(autouse=True)
 async def executor() -> AsyncIterator[None]:

@@ -17,6 +17,10 @@ from tests.support.commands import command_executor
 from tests.support.jobs import Cleanup, wait_runs
 from tests.support.sink import Sink
 
+# Alone (ADR 0053): its module starts the stack's command executor and stops it after, which
+# would pull it from under another process's command-job tests.
+pytestmark = pytest.mark.alone
+
 FETCH = "import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1]).read().decode())"
 # The sink is on the host's loopback: reachable only through the proxy, not the run's own lo.
 THROUGH_PROXY = {"NO_PROXY": "", "no_proxy": ""}

@@ -18,6 +18,10 @@ from tests.support.commands import command_executor
 from tests.support.jobs import Cleanup, wait_runs
 from tests.support.stack import ROOT
 
+# Alone (ADR 0053): its module starts the stack's command executor and stops it after, which
+# would pull it from under another process's command-job tests.
+pytestmark = pytest.mark.alone
+
 STORE = ROOT / ".stack" / "objects"
 
 

@@ -13,6 +13,10 @@ import pytest
 from tests.support.commands import command_executor
 from tests.support.jobs import Cleanup, wait_runs
 
+# Alone (ADR 0053): its module starts the stack's command executor and stops it after, which
+# would pull it from under another process's command-job tests.
+pytestmark = pytest.mark.alone
+
 
 @pytest.fixture
 async def folder(api: httpx.AsyncClient, api_b: httpx.AsyncClient) -> AsyncIterator[str]:
