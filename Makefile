@@ -102,14 +102,12 @@ test-stack: setup browser
 	$(STACK) deps
 	deploy/local/with-stack.sh $(MAKE) -s stack-tests
 
-# One process by default: a fresh clone of 8e1f0ce failed in 3 (the sandbox tests count host-wide
-# processes). STACK_TEST_WORKERS=3 is ADR 0053's parallel pass, not yet safe.
 # The tests that share the stack run in STACK_TEST_WORKERS processes, a file per process; then,
 # in one process, those marked `alone`: they stop, freeze or flood what the others use (ADR
 # 0053). A compose stack started by testcontainers is one per process, so it gets one process.
 STACK_TESTS := tests/objects tests/sandbox tests/integration tests/e2e tests/security tests/ops \
 	tests/faults tests/ui tests/model
-STACK_TEST_WORKERS ?= 0
+STACK_TEST_WORKERS ?= 3
 stack-tests:
 	workers=$(STACK_TEST_WORKERS); [ "$${DUETIME_TEST_ENGINE:-}" != containers ] || workers=0; \
 	$(VENV)/bin/pytest $(STACK_TESTS) -q -m "not alone" -n $$workers --dist loadfile --durations=15

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 
 import pytest
@@ -14,15 +15,19 @@ from tests.support.objects import s3_settings, store
 
 __all__ = ["s3_settings", "store"]
 
-# Host uids of their own, apart from a command executor's default range (200000+).
-FIRST_UID = 290_000
 SLOTS = 8
+# Host uids of their own, apart from a command executor's default range (200000+) and from
+# test_reclaim.py's (291000+); one range per pytest-xdist worker (ADR 0053), so a test that
+# counts its sandboxes' processes by uid counts its own process's only.
+WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+assert WORKER < 64, "the uid ranges of 64 workers reach test_reclaim.py's"
+FIRST_UID = 290_000 + WORKER * SLOTS
 
 
 @pytest.fixture(scope="session")
 def sandbox() -> Sandbox:
     # The local stack's allowlist (DUETIME_EGRESS_ALLOW): the test sinks' loopback ports only.
-    return Sandbox(SandboxSettings(scratch_dir="/var/tmp/duetime-sandbox-tests",
+    return Sandbox(SandboxSettings(scratch_dir=f"/var/tmp/duetime-sandbox-tests-{WORKER}",
                                    first_uid=FIRST_UID, slots=SLOTS),
                    EgressPolicy.parse("127.0.0.1/32:18900-18999"))
 
