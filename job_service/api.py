@@ -27,6 +27,7 @@ from duetime.settings import JobLimitSettings, KafkaTargetSettings, QuotaSetting
 from duetime.tenant_assertion import TenantAssertions
 from duetime.timeutil import iso, to_ms, utcnow
 from job_service.apply import ApplyRoute, JobStore
+from job_service.express import ExpressCreates
 from job_service.idempotency import IdempotencyStore, body_hash
 from job_service.publisher import CommandPublisher, Unavailable
 from job_service.quotas import Quotas, Reservation
@@ -198,8 +199,7 @@ class JobRoutes:
         _check_limits(spec, self.limits)
         _check_target(spec, tenant, self.topics)
 
-    async def create(self, request: Request, spec: JobSpec, key: str | None) -> JobCommand:
-        tenant = tenant_of(request)
+    async def create(self, tenant: str, spec: JobSpec, key: str | None) -> JobCommand:
         now = utcnow()
         self.check(spec, tenant, now)
         _restorable(spec.model_dump(mode="json"), None)  # a new job has nothing to restore
@@ -223,27 +223,39 @@ class JobRoutes:
         await self.publish_reserved(cmd, reservation)
         return cmd
 
-    async def create_job(self, request: Request, response: Response, spec: JobSpec,
-                         idempotency_key: IdempotencyKey = None) -> JobAccepted:
-        cmd = await self.create(request, spec, idempotency_key)
+    async def accept_job(self, tenant: str, spec: JobSpec,
+                         key: str | None) -> tuple[str, JobAccepted]:
+        """POST /jobs of a valid body: its Location and its answer (also job_service.express)."""
+        cmd = await self.create(tenant, spec, key)
         assert cmd.job_id is not None
-        response.headers["Location"] = f"/jobs/{cmd.job_id}"
         accepted = _accepted(cmd.job_id)
         accepted.next_run_at = schedule.first_fire(spec, cmd.issued_at)
-        return accepted
+        return f"/jobs/{cmd.job_id}", accepted
 
-    async def create_timer(self, request: Request, response: Response, timer: TimerRequest,
-                           idempotency_key: IdempotencyKey = None) -> TimerCreated:
+    async def accept_timer(self, tenant: str, timer: TimerRequest,
+                           key: str | None) -> tuple[str, TimerCreated]:
+        """POST /timers of a valid body: its Location and its answer (also job_service.express)."""
         spec = JobSpec(
             name="timer",
             schedule=DelaySchedule(type="delay", seconds=timer.total_seconds),
             target=HttpTarget(type="http", url=timer.url, method="POST"),
             labels={"duetime/kind": "timer"},
         )
-        cmd = await self.create(request, spec, idempotency_key)
+        cmd = await self.create(tenant, spec, key)
         assert cmd.job_id is not None
-        response.headers["Location"] = f"/timers/{cmd.job_id}"
-        return TimerCreated(id=cmd.job_id, time_left=timer.total_seconds)
+        return f"/timers/{cmd.job_id}", TimerCreated(id=cmd.job_id, time_left=timer.total_seconds)
+
+    async def create_job(self, request: Request, response: Response, spec: JobSpec,
+                         idempotency_key: IdempotencyKey = None) -> JobAccepted:
+        response.headers["Location"], accepted = await self.accept_job(
+            tenant_of(request), spec, idempotency_key)
+        return accepted
+
+    async def create_timer(self, request: Request, response: Response, timer: TimerRequest,
+                           idempotency_key: IdempotencyKey = None) -> TimerCreated:
+        response.headers["Location"], created = await self.accept_timer(
+            tenant_of(request), timer, idempotency_key)
+        return created
 
     async def replace_job(self, request: Request, job_id: str, spec: JobSpec) -> JobAccepted:
         self.check(spec, tenant_of(request), utcnow())
@@ -330,24 +342,29 @@ def build_app(lifecycle: Lifecycle, publisher: CommandPublisher, idempotency: Id
               quotas: Quotas | None = None,
               limits: JobLimitSettings | None = None,
               topics: TopicPolicy | None = None,
-              store: JobStore | None = None) -> FastAPI:
+              store: JobStore | None = None, express: bool = True) -> FastAPI:
     """`quotas`, `limits` and `topics` default to the environment's settings, usage counted in
-    memory; `POST /jobs:apply` is served with a `store` to find jobs by name in."""
+    memory; `POST /jobs:apply` is served with a `store` to find jobs by name in; `express`
+    answers valid creates without FastAPI's machinery (job_service.express)."""
     settings = QuotaSettings()
     quotas = quotas or Quotas(settings, UsageCache(None, settings.quota_refresh_seconds))
     # The API's document is both services', served by the search service (search_service/api_docs.py).
     app = FastAPI(title="duetime job service", docs_url=None, redoc_url=None, openapi_url=None,
                   telemetry=NO_TELEMETRY)
     install(app)
+    routes = JobRoutes(publisher, idempotency, lookup, ids, quotas, limits or JobLimitSettings(),
+                       topics or TopicPolicy(KafkaTargetSettings()))
+    job_router = routes.router()
+    if express:
+        # Inside the gateway check (added before it): it needs the tenant the check verified.
+        app.add_middleware(ExpressCreates, routes=routes, router=job_router, fastapi=app)
     app.add_middleware(GatewayAuthentication, assertions=assertions)
     # Outermost (added last): times every answer, the 401s of the line above included.
     app.add_middleware(RequestMetrics)
     install_quotas(app)
     app.include_router(ops_router(lifecycle))
-    routes = JobRoutes(publisher, idempotency, lookup, ids, quotas, limits or JobLimitSettings(),
-                       topics or TopicPolicy(KafkaTargetSettings()))
     if store is not None:
         # Before the job routes: /jobs:apply is no /jobs/{job_id}, but keep it first all the same.
         app.include_router(ApplyRoute(routes, store, ids).router())
-    app.include_router(routes.router())
+    app.include_router(job_router)
     return app

@@ -49,6 +49,9 @@ class Settings(KafkaSettings, KafkaTargetSettings, PostgresSettings, RedisSettin
     publish_timeout_seconds: float = Field(default=5.0, gt=0)
     # Two are enough to rotate; a few more let teams overlap rotations (ADR 0019).
     signing_secrets_per_tenant: int = Field(default=5, ge=2, le=100)
+    # Valid creates answered without FastAPI's machinery (job_service.express, ADR 0054); off
+    # only to rule the lane out when chasing a difference.
+    express_creates: bool = True
 
 
 async def main(lifecycle: Lifecycle) -> None:
@@ -83,7 +86,8 @@ async def main(lifecycle: Lifecycle) -> None:
                         JobIds(settings.id_secret),
                         TenantAssertions(settings.gateway_secret, settings.assertion_max_age_seconds),
                         Quotas(settings, usage, stored), settings,
-                        TopicPolicy(settings), PostgresJobStore(pool))
+                        TopicPolicy(settings), PostgresJobStore(pool),
+                        express=settings.express_creates)
         app.include_router(SigningSecretRoutes(pool, settings.signing_secrets_per_tenant).router())
         app.include_router(SourceRoutes(store).router())
         lifecycle.ready = True
