@@ -1,4 +1,5 @@
-"""Script calls that share a round trip (duetime/script_batch.py, ADR 0024), against real Redis.
+"""Script calls that share a round trip (duetime/script_batch.py, ADR 0024 and 0055), against
+real Redis.
 
 Sharing the trip must change nothing else: every call keeps its own verdict and its own
 error, a script Redis forgot is loaded again, and the dispatcher's acknowledgements still
@@ -15,6 +16,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
+from duetime import script_batch
 from duetime.due_set import DueSet, Entry
 from duetime.script_batch import ScriptBatch
 from duetime.timeutil import now_ms
@@ -24,18 +26,18 @@ from tests.integration.test_due_set import TEMPLATE, due
 __all__ = ["due"]
 
 
-class CountingPipelines:
-    """Counts the pipelines (round trips of several calls) a Redis client opens."""
+class Trips:
+    """The round trips the script batches make: how many calls each one carried."""
 
-    def __init__(self, redis: Redis) -> None:
-        self.count = 0
-        self._open = redis.pipeline
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.sizes: list[int] = []
+        exchange = script_batch._exchange
 
-        def pipeline(*args: Any, **kwargs: Any) -> Any:
-            self.count += 1
-            return self._open(*args, **kwargs)
+        async def counted(connection: Any, calls: Any) -> list[Any]:
+            self.sizes.append(len(calls))
+            return await exchange(connection, calls)
 
-        redis.pipeline = pipeline  # type: ignore[method-assign]
+        monkeypatch.setattr(script_batch, "_exchange", counted)
 
 
 def _entries(n: int) -> list[Entry]:
@@ -43,16 +45,16 @@ def _entries(n: int) -> list[Entry]:
 
 
 async def test_claims_starts_and_completes_made_together_share_one_round_trip(
-    due: DueSet, redis: Redis,
+    due: DueSet, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     entries = _entries(40)
     for e in entries:
         await due.load(e.job_id, 1, "active", TEMPLATE, [])
-    trips = CountingPipelines(redis)
+    trips = Trips(monkeypatch)
 
     claims = await asyncio.gather(*(due.claim(e, e.member(), "ex-1", now_ms(), 10_000)
                                     for e in entries))
-    assert claims == ["ok"] * 40 and trips.count == 1
+    assert claims == ["ok"] * 40 and trips.sizes == [40]
     others = await asyncio.gather(*(due.claim(e, e.member(), "ex-2", now_ms(), 10_000)
                                     for e in entries))
     assert others == ["held"] * 40  # each call judged on its own, after the first batch
@@ -60,7 +62,8 @@ async def test_claims_starts_and_completes_made_together_share_one_round_trip(
                                     for e in entries))
     assert [s.kind for s in starts] == ["ok"] * 40
     await asyncio.gather(*(due.complete(e, None, 0) for e in entries))
-    assert trips.count == 4
+    # The first start verdict went out at once, alone; the other 39 together after it.
+    assert trips.sizes == [40, 40, 1, 39, 40]
     again = await asyncio.gather(*(due.claim(e, e.member(), "ex-2", now_ms(), 10_000)
                                    for e in entries))
     assert again == ["done"] * 40
@@ -68,31 +71,68 @@ async def test_claims_starts_and_completes_made_together_share_one_round_trip(
 
 
 async def test_a_lone_start_verdict_goes_out_in_its_own_turn_of_the_loop(
-    due: DueSet, redis: Redis, monkeypatch: pytest.MonkeyPatch,
+    due: DueSet, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """A verdict someone waits on at the instant is not held two turns of the loop for a batch
-    (on a busy loop each turn can wait milliseconds): the first call of a turn goes straight
-    out; the verdicts made after it in the same turn still share one trip."""
+    """A verdict someone waits on at the instant is not held a turn of the loop for a batch
+    (on a busy loop each turn can wait milliseconds): with no trip out it goes straight out;
+    the verdicts made while it is out share the next trip."""
     entries = _entries(10)
     for e in entries:
         await due.load(e.job_id, 1, "active", TEMPLATE, [])
         assert await due.claim(e, e.member(), "ex-1", now_ms(), 10_000) == "ok"
-    held: list[int] = []  # for each batch sent: how many calls it held
-    flush = due._batch._flush
+    trips = Trips(monkeypatch)
+    spawned: list[int] = []
+    spawn = due._batch._spawn
 
-    def counted_flush() -> None:
-        held.append(len(due._batch._pending))
-        flush()
+    def counted_spawn() -> None:
+        spawned.append(len(due._batch._pending))
+        spawn()
 
-    monkeypatch.setattr(due._batch, "_flush", counted_flush)
-    trips = CountingPipelines(redis)
+    monkeypatch.setattr(due._batch, "_spawn", counted_spawn)
 
     alone = await due.start(entries[0], "allow", now_ms(), "ex-1", entries[0].member())
-    assert alone.kind == "ok" and held == []  # sent at once, never queued
+    assert alone.kind == "ok" and spawned == [] and trips.sizes == [1]  # in the caller's task
     together = await asyncio.gather(*(due.start(e, "allow", now_ms(), "ex-1", e.member())
                                       for e in entries[1:]))
     assert [s.kind for s in together] == ["ok"] * 9
-    assert held == [8] and trips.count == 1  # the first of the turn alone, the other 8 in one
+    assert trips.sizes == [1, 1, 8] and spawned == [8]  # the first of the turn, then 8 in one
+
+
+async def test_calls_made_while_a_trip_is_out_share_the_next(
+    due: DueSet, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """However the calls arrive, no call waits for more than the trip out and its own, and
+    calls never go out one by one while others wait (the executor under load)."""
+    entries = _entries(30)
+    for e in entries:
+        await due.load(e.job_id, 1, "active", TEMPLATE, [])
+    trips = Trips(monkeypatch)
+
+    async def claim_later(e: Entry, turns: int) -> str:
+        for _ in range(turns):
+            await asyncio.sleep(0)
+        return await due.claim(e, e.member(), "ex-1", now_ms(), 10_000)
+
+    claims = await asyncio.gather(*(claim_later(e, i % 6) for i, e in enumerate(entries)))
+    assert claims == ["ok"] * 30
+    assert sum(trips.sizes) == 30 and len(trips.sizes) < 30, trips.sizes
+
+
+async def test_a_held_connection_the_server_closed_costs_no_call(
+    due: DueSet, redis: Redis,
+) -> None:
+    """The batch's own connection, closed by the server while idle (a Redis restart, a
+    timeout), is noticed before the next trip, not by failing it (ADR 0052, 0055)."""
+    entries = _entries(2)
+    for e in entries:
+        await due.load(e.job_id, 1, "active", TEMPLATE, [])
+    assert await due.claim(entries[0], entries[0].member(), "ex-1", now_ms(), 10_000) == "ok"
+    held = due._batch._connection
+    assert held is not None
+    await held.send_command("CLIENT", "ID")
+    assert await redis.client_kill_filter(_id=await held.read_response()) == 1
+    await asyncio.sleep(0.1)  # the close reaches the client
+    assert await due.claim(entries[1], entries[1].member(), "ex-1", now_ms(), 10_000) == "ok"
 
 
 async def test_one_failing_call_fails_alone(redis: Redis) -> None:
@@ -106,13 +146,13 @@ async def test_one_failing_call_fails_alone(redis: Redis) -> None:
 
 @pytest.mark.alone
 async def test_a_script_redis_forgot_is_loaded_again_once_for_the_whole_batch(
-    due: DueSet, redis: Redis,
+    due: DueSet, redis: Redis, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     entries = _entries(40)
     for e in entries:
         await due.load(e.job_id, 1, "active", TEMPLATE, [])
     await redis.script_flush()  # as after a Redis restart without its scripts
-    trips = CountingPipelines(redis)
+    trips = Trips(monkeypatch)
     single: list[str] = []
     execute: Any = redis.execute_command
 
@@ -125,7 +165,7 @@ async def test_a_script_redis_forgot_is_loaded_again_once_for_the_whole_batch(
                                     for e in entries))
     assert claims == ["ok"] * 40
     # The batch, the script loaded once, the 40 calls again together: not one trip each.
-    assert trips.count == 2 and single == ["SCRIPT LOAD"], (trips.count, single)
+    assert trips.sizes == [40, 40] and single == ["SCRIPT LOAD"], (trips.sizes, single)
 
 
 async def test_a_lost_round_trip_fails_every_call_of_it(due: DueSet) -> None:
