@@ -8,7 +8,7 @@ other) keep their order, and calls of different tasks were never ordered anyway.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from redis.asyncio import Redis
@@ -24,18 +24,22 @@ async def run_pipelined(redis: Redis, calls: Sequence[Call]) -> list[Any]:
     """Run `calls` in one pipelined round trip; each result, or the error of that call.
 
     EVALSHA straight away: redis-py's pipelined scripts first ask `SCRIPT EXISTS`, a second
-    round trip every time. Scripts Redis does not know (it restarted) are loaded, once each,
-    and the calls they failed are made again in one more round trip (not one each: a batch
-    of 200 start verdicts after a restart is 3 trips, not 201). An error of the round trip
-    itself (the connection) is raised.
+    round trip every time. An error of the round trip itself (the connection) is raised.
     """
-    results = await _evalsha(redis, calls)
+    return await _loading_unknown(redis, calls, lambda some: _evalsha(redis, some))
+
+
+async def _loading_unknown(redis: Redis, calls: Sequence[Call],
+                           send: Callable[[Sequence[Call]], Awaitable[list[Any]]]) -> list[Any]:
+    """`send(calls)`; scripts Redis does not know (it restarted) are loaded, once each, and the
+    calls they failed are made again in one more round trip (not one each: a batch of 200
+    start verdicts after a restart is 3 trips, not 201)."""
+    results = await send(calls)
     unknown = [i for i, result in enumerate(results) if isinstance(result, NoScriptError)]
     if unknown:
         for text in {calls[i][0].script for i in unknown}:
             await redis.script_load(text)
-        for i, result in zip(unknown, await _evalsha(redis, [calls[i] for i in unknown]),
-                             strict=True):
+        for i, result in zip(unknown, await send([calls[i] for i in unknown]), strict=True):
             results[i] = result
     return results
 
@@ -134,15 +138,8 @@ class ScriptBatch:
         """Each call's result or error, over the held connection; the connection's own error
         (after which redis-py has closed it: the next trip connects again) is raised."""
         connection = await self._ready()
-        results = await _exchange(connection, calls)
-        unknown = [i for i, result in enumerate(results) if isinstance(result, NoScriptError)]
-        if unknown:  # Redis restarted: load each script once, and make its calls again
-            for text in {calls[i][0].script for i in unknown}:
-                await self.redis.script_load(text)
-            again = await _exchange(connection, [calls[i] for i in unknown])
-            for i, result in zip(unknown, again, strict=True):
-                results[i] = result
-        return results
+        return await _loading_unknown(self.redis, calls,
+                                      lambda some: _exchange(connection, some))
 
     async def _ready(self) -> AbstractConnection:
         """The held connection, connected, and not one the server has closed meanwhile (a
