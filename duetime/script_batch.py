@@ -1,4 +1,4 @@
-"""Lua script calls sent together: one round trip for many (issue 8, ADR 0024).
+"""Lua script calls sent together: one round trip for many (issue 8, ADR 0024, 0055, 0056).
 
 Each call is still one script, atomic on its own; only the trip to Redis is shared. Calls in
 one pipeline run in the order they were made, so one task's calls (awaited one after the
@@ -14,7 +14,9 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.asyncio.connection import AbstractConnection
 from redis.commands.core import AsyncScript
-from redis.exceptions import ConnectionError, NoScriptError, ResponseError
+from redis.exceptions import ConnectionError, NoScriptError
+
+from duetime import resp_wire
 
 # One script call: the script, its keys and its arguments.
 Call = tuple[AsyncScript, Sequence[Any], Sequence[Any]]
@@ -60,8 +62,9 @@ class ScriptBatch:
     costs ~30 µs of CPU per command beyond the command itself (its lock and bookkeeping;
     docs/perf, "What one Redis command costs the client"): here one connection is held, and
     calls wait for the trip in flight and then go out together, so the busier the executor,
-    the more calls share a trip. The connection is redis-py's own (authentication, parsing,
-    errors); only the choice of when to send is ours.
+    the more calls share a trip. The connection is redis-py's own (connecting,
+    authentication, TLS, the check before a trip); the calls are packed and their replies read
+    by `resp_wire` (ADR 0056).
     """
 
     def __init__(self, redis: Redis) -> None:
@@ -160,12 +163,29 @@ class ScriptBatch:
 
 
 async def _exchange(connection: AbstractConnection, calls: Sequence[Call]) -> list[Any]:
-    await connection.send_packed_command(connection.pack_commands(
-        [("EVALSHA", script.sha, len(keys), *keys, *args) for script, keys, args in calls]))
-    results: list[Any] = []
-    for _ in calls:
-        try:
-            results.append(await connection.read_response())
-        except ResponseError as exc:  # this call's error; the others stand
-            results.append(exc)
-    return results
+    """One trip on the held connection: the calls packed and their replies read by
+    `resp_wire` (ADR 0056), redis-py's connection under them. Anything that leaves the stream
+    at an unknown place — a lost connection, a reply of no known kind, a cancellation between
+    sending and the last reply — drops the connection: the next trip connects again."""
+    reader, writer = connection._reader, connection._writer  # redis-py's; None when closed
+    if reader is None or writer is None:
+        raise ConnectionError("the held Redis connection is closed")
+    try:
+        if connection.socket_timeout is None:  # the default: no timer per trip
+            return await _send_and_read(reader, writer, calls)
+        async with asyncio.timeout(connection.socket_timeout):
+            return await _send_and_read(reader, writer, calls)
+    except (OSError, asyncio.IncompleteReadError, TimeoutError, ValueError) as exc:
+        await connection.disconnect(nowait=True)
+        raise ConnectionError(f"Redis script trip failed: {exc!r}") from exc
+    except BaseException:
+        await connection.disconnect(nowait=True)
+        raise
+
+
+async def _send_and_read(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                         calls: Sequence[Call]) -> list[Any]:
+    writer.write(resp_wire.evalsha_commands(
+        [(script.sha, keys, args) for script, keys, args in calls]))
+    await writer.drain()
+    return [await resp_wire.reply(reader) for _ in calls]

@@ -154,6 +154,51 @@ async def test_one_failing_call_fails_alone(redis: Redis) -> None:
     assert isinstance(results[1], ResponseError)
 
 
+LUA_REPLIES = [
+    "return 42", "return 'text'", "return {1, 'two', {3, {}}}", "return false", "return true",
+    "return nil", "return redis.status_reply('FINE')", "return redis.error_reply('MINE wrong')",
+    "return {err = 'ERR custom'}", "return 3.7", "return redis.call('HELLO')",
+    "return tonumber('x') + 1",
+]
+
+
+async def test_script_replies_are_what_redis_py_returns(redis: Redis) -> None:
+    """The batch reads replies itself (duetime/resp_wire.py, ADR 0056): each kind a script
+    can answer, from the real server, is what redis-py's own call returns."""
+    batch = ScriptBatch(redis)
+    for text in LUA_REPLIES:
+        script = redis.register_script(text)
+        theirs: Any
+        try:
+            theirs = await script()
+        except ResponseError as exc:
+            theirs = exc
+        ours = (await asyncio.gather(batch.call(script, [], []), return_exceptions=True))[0]
+        if isinstance(theirs, Exception):
+            assert (type(ours), str(ours)) == (type(theirs), str(theirs)), text
+        else:
+            assert ours == theirs, text
+
+
+async def test_a_trip_cancelled_before_its_reply_leaves_nothing_for_the_next(
+    redis: Redis,
+) -> None:
+    """A caller cancelled while its reply is on the way (the executor shutting down, a
+    timeout): the reply must not be read as the next call's."""
+    batch = ScriptBatch(redis)
+    slow = redis.register_script(
+        "local t0 = redis.call('TIME') local t repeat t = redis.call('TIME') until "
+        "(t[1] - t0[1]) * 1000000 + (t[2] - t0[2]) > 200000 return ARGV[1]")
+    echo = redis.register_script("return ARGV[1]")
+    await batch.run_first(echo, [], ["warm"])  # connected, scripts known
+    first = asyncio.create_task(batch.run_first(slow, [], ["first"]))
+    await asyncio.sleep(0.05)  # sent; Redis is running it
+    first.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    assert await batch.run_first(echo, [], ["second"]) == b"second"
+
+
 @pytest.mark.alone
 async def test_a_script_redis_forgot_is_loaded_again_once_for_the_whole_batch(
     due: DueSet, redis: Redis, monkeypatch: pytest.MonkeyPatch,
