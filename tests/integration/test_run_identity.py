@@ -40,13 +40,15 @@ async def test_an_edit_between_the_pop_and_the_due_instant_still_fires_the_new_v
 ) -> None:
     due = now_ms() + 1500
     job_id = await pipeline.create({"type": "once", "at": _at(due)}, sink.url(path + "/old"))
-    await _sleep_until(due - 100)
-    assert await pipeline.dispatch() == ["ok"]  # v1 is with the executor, waiting for its instant
+    # Popped 400 ms ahead (a lookahead of 500): the edit must land before the instant, and on a
+    # box busy with other test processes 100 ms was not always enough for it.
+    await _sleep_until(due - 400)
+    assert await pipeline.dispatch(lookahead_ms=500) == ["ok"]  # v1 waits for its instant
     patch = pipeline.command(job_id, "patch", patch={"target": {"url": sink.url(path + "/new")}})
     await pipeline.send(patch)  # lands inside the lookahead
     assert now_ms() < due
     # v2's entry for the same instant takes the lease over from v1, which has not started.
-    assert await pipeline.dispatch() == ["ok"]
+    assert await pipeline.dispatch(lookahead_ms=500) == ["ok"]
     await pipeline.settle()
 
     assert sink.hits_for(path + "/old") == []
@@ -119,11 +121,12 @@ async def test_patching_a_one_shot_job_during_its_retry_backoff_fires_the_fixed_
 async def test_a_one_shot_job_paused_at_its_start_check_fires_once_resumed(
     pipeline: Pipeline, sink: Sink, path: str,
 ) -> None:
-    due = now_ms() + 1000
+    due = now_ms() + 1500
     job_id = await pipeline.create({"type": "once", "at": _at(due)}, sink.url(path))
-    await _sleep_until(due - 100)
-    assert await pipeline.dispatch() == ["ok"]
+    await _sleep_until(due - 400)  # room for the pause to land before the instant
+    assert await pipeline.dispatch(lookahead_ms=500) == ["ok"]
     await pipeline.send(pipeline.command(job_id, "pause"))
+    assert now_ms() < due
     await pipeline.settle()  # refused at its instant: paused
     assert [s["status"] for s in pipeline.statuses()] == ["skipped"]
     await pipeline.persist()
