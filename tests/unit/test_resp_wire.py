@@ -121,14 +121,15 @@ async def redis_py_reads(data: bytes, count: int) -> list[Any]:
 
 
 def comparable(value: Any) -> Any:
-    """Errors compared by class and text (two instances are never equal)."""
+    """Each value with its type (1 == 1.0 == True, but a reply's type matters); errors by
+    class and text (two instances are never equal)."""
     if isinstance(value, Exception):
         return (type(value), str(value))
     if isinstance(value, list):
         return [comparable(v) for v in value]
     if isinstance(value, dict):
         return {comparable(k): comparable(v) for k, v in value.items()}
-    return value
+    return (type(value), value)
 
 
 @settings(max_examples=300, deadline=None)
