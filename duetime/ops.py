@@ -56,13 +56,24 @@ class _Server(uvicorn.Server):
         yield
 
 
+# Longer than the gateway keeps an idle upstream connection (60 s, deploy/*/nginx.conf): nginx
+# closes it first, so it never sends a request on a connection being closed here (uvicorn's own
+# default, 5 s, is shorter than nginx's).
+KEEP_ALIVE_SECONDS = 75
+
+
+def server_config(app: FastAPI, host: str, port: int) -> uvicorn.Config:
+    return uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False,
+                          lifespan="off", timeout_graceful_shutdown=10,
+                          timeout_keep_alive=KEEP_ALIVE_SECONDS,
+                          # Nothing reads the client's address, and the dashboard reads
+                          # X-Forwarded-Proto itself: no rewriting of every request's scope.
+                          proxy_headers=False)
+
+
 async def serve(app: FastAPI, host: str, port: int, lifecycle: Lifecycle) -> None:
     """Serve `app` until the lifecycle stops; in-flight requests get uvicorn's graceful drain."""
-    config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False,
-                            lifespan="off", timeout_graceful_shutdown=10,
-                            # Nothing reads the client's address, and the dashboard reads
-                            # X-Forwarded-Proto itself: no rewriting of every request's scope.
-                            proxy_headers=False)
+    config = server_config(app, host, port)
     server = _Server(config)
 
     async def _watch() -> None:

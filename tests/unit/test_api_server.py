@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import socket
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -18,12 +19,13 @@ from opentelemetry import _logs, metrics, trace
 
 from duetime.job_ids import JobIds
 from duetime.lifecycle import Lifecycle
-from duetime.ops import ops_app, serve
+from duetime.ops import ops_app, serve, server_config
 from duetime.tenant_assertion import TenantAssertions
 from job_service.api import build_app as job_app
 from search_service.api import build_app as search_app
 from search_service.service import QUERIES
 from tests.support.gateway import AsTenant
+from tests.support.stack import ROOT
 from tests.unit.test_job_service_validation import Published, Reserved
 
 ASSERTIONS = TenantAssertions("unit-test-gateway-secret")
@@ -98,3 +100,26 @@ async def test_the_server_leaves_client_and_scheme_as_they_came() -> None:
     finally:
         lifecycle.stop.set()
         await asyncio.wait_for(server, 15)
+
+
+GATEWAY_CONFIGS = ("deploy/local/nginx.conf.template", "deploy/compose/nginx.conf",
+                   "deploy/k8s/base/gateway/nginx.conf")
+
+
+def _upstreams(text: str) -> dict[str, str]:
+    return dict(re.findall(r"upstream (\w+) \{(.*?)\n    \}", text, re.S))
+
+
+@pytest.mark.parametrize("path", GATEWAY_CONFIGS)
+def test_the_gateway_closes_idle_upstream_connections_before_the_services_do(path: str) -> None:
+    """Each gateway keeps more idle connections per service than a pool of 64 clients has in
+    flight (fewer, and the rest open a connection per request), and drops them before the
+    service's own keep-alive ends (else a request can go out on a connection being closed)."""
+    served = server_config(FastAPI(), "127.0.0.1", 0).timeout_keep_alive
+    upstreams = _upstreams((ROOT / path).read_text())
+    assert set(upstreams) == {"job_service", "search_service"}, upstreams
+    for name, block in upstreams.items():
+        idle = re.search(r"^\s*keepalive (\d+);", block, re.M)
+        timeout = re.search(r"^\s*keepalive_timeout (\d+)s;", block, re.M)
+        assert idle and int(idle.group(1)) >= 128, (path, name)
+        assert timeout and int(timeout.group(1)) < served, (path, name, served)
