@@ -1,6 +1,7 @@
 """What every service's HTTP server skips per request (duetime/ops.py): FastAPI's OpenTelemetry
 hooks and uvicorn's proxy-header rewriting. Both cost CPU on every request and serve nothing
-here (docs/benchmarks.md, "API servers without per-request extras")."""
+here (docs/benchmarks.md, "API servers without per-request extras"). And how long it keeps an
+idle connection against the gateways' upstream keep-alive (ADR 0057)."""
 
 from __future__ import annotations
 
