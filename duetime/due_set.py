@@ -248,8 +248,12 @@ class DueSet:
         self._start = _script(redis, "start_run")
         self._trim_finished = _script(redis, "trim_finished")
         self._ack = _script(redis, "ack_inflight")
-        # The executor's claim, start and complete calls of one loop turn share a round trip.
+        # The executor's claims and completions made while a trip is out share the next one.
+        # Start verdicts, awaited at the instant, go on a connection of their own: behind a
+        # trip of a lookahead's claims (hundreds of scripts) a verdict waited for that whole
+        # trip and then for its own (ADR 0058).
         self._batch = ScriptBatch(redis)
+        self._verdicts = ScriptBatch(redis)
 
     # -- keys ---------------------------------------------------------------------------
     def shard_of(self, job_id: str) -> int:
@@ -560,7 +564,7 @@ class DueSet:
         or not: see `start_when_due`).
         """
         shard = self.shard_of(entry.job_id)
-        raw = _text(await self._batch.run_first(
+        raw = _text(await self._verdicts.run_first(
             self._start,
             [self.key("jobs", shard), self.key("running", shard), self.key("leases", shard),
              self.key("owners", shard), self.until_key(entry.job_id)],

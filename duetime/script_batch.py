@@ -55,8 +55,9 @@ async def _evalsha(redis: Redis, calls: Sequence[Call]) -> list[Any]:
 
 
 class ScriptBatch:
-    """The executor's script calls, on one connection of their own, each trip carrying every
-    call made while the one before it was out (ADR 0055).
+    """Script calls on one connection of their own, each trip carrying every call made while
+    the one before it was out (ADR 0055). The executor holds two: one for its claims and
+    completions, one for its start verdicts (ADR 0058).
 
     The executor's tasks claim, start and complete attempts independently. redis-py's pool
     costs ~30 µs of CPU per command beyond the command itself (its lock and bookkeeping;

@@ -91,13 +91,13 @@ async def test_a_lone_start_verdict_goes_out_in_its_own_turn_of_the_loop(
     await _scripts_loaded(due)
     trips = Trips(monkeypatch)
     spawned: list[int] = []
-    spawn = due._batch._spawn
+    spawn = due._verdicts._spawn
 
     def counted_spawn() -> None:
-        spawned.append(len(due._batch._pending))
+        spawned.append(len(due._verdicts._pending))
         spawn()
 
-    monkeypatch.setattr(due._batch, "_spawn", counted_spawn)
+    monkeypatch.setattr(due._verdicts, "_spawn", counted_spawn)
 
     alone = await due.start(entries[0], "allow", now_ms(), "ex-1", entries[0].member())
     assert alone.kind == "ok" and spawned == [] and trips.sizes == [1]  # in the caller's task
@@ -105,6 +105,36 @@ async def test_a_lone_start_verdict_goes_out_in_its_own_turn_of_the_loop(
                                       for e in entries[1:]))
     assert [s.kind for s in together] == ["ok"] * 9
     assert trips.sizes == [1, 1, 8] and spawned == [8]  # the first of the turn, then 8 in one
+
+
+async def test_a_start_verdict_does_not_wait_behind_a_trip_of_claims(
+    due: DueSet, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """At 1,000 firings/s a trip of the executor's calls is nearly always out, and one of a
+    lookahead's claims carries hundreds of scripts. A verdict someone waits on at the instant
+    goes on a connection of its own and is answered before them (ADR 0058); sharing their
+    connection, it waited for their whole trip and then for its own."""
+    entries = _entries(502)
+    for e in entries:
+        await due.load(e.job_id, 1, "active", TEMPLATE, [])
+    for e in entries[:2]:
+        assert await due.claim(e, e.member(), "ex-1", now_ms(), 10_000) == "ok"
+    await _scripts_loaded(due)
+    # Both connections connected before the race (a first trip also connects).
+    assert (await due.start(entries[0], "allow", now_ms(), "ex-1", entries[0].member())).kind \
+        == "ok"
+    trips = Trips(monkeypatch)
+
+    claims = [asyncio.create_task(due.claim(e, e.member(), "ex-1", now_ms(), 10_000))
+              for e in entries[2:]]
+    for _ in range(3):  # the claims are made and their trip goes out
+        await asyncio.sleep(0)
+    assert trips.sizes == [500]
+    verdict = await due.start(entries[1], "allow", now_ms(), "ex-1", entries[1].member())
+    assert verdict.kind == "ok"
+    assert not all(claim.done() for claim in claims)
+    assert await asyncio.gather(*claims) == ["ok"] * 500
+    assert trips.sizes == [500, 1]
 
 
 async def test_calls_made_while_a_trip_is_out_share_the_next(
