@@ -82,13 +82,17 @@ SET run_count = j.run_count + f.finished,
     last_run_status = COALESCE(f.last_status, j.last_run_status),
     last_run_at = COALESCE(f.last_at, j.last_run_at),
     -- Completed: a one-shot job fired, max_runs firings were made, or the schedule has no
-    -- firing left (nothing more to load) and every loaded firing has finished. Never while
-    -- paused: a paused job completes only after it fired.
-    state = CASE WHEN j.state = 'active' AND ((j.schedule_type IN ('once', 'delay', 'now')
-                                               AND f.last_at >= j.next_run_at)
-                      OR (j.spec ->> 'max_runs')::bigint <= j.run_count + f.finished
-                      OR (j.enqueue_at IS NULL
-                          AND j.planned_count - f.skipped <= j.run_count + f.finished))
+    -- firing left (nothing more to load) and every loaded firing has finished. A paused job
+    -- completes only when the firing of its one-shot instant finished: one made before the
+    -- pause took effect whose status came after it (statuses and commands are two topics, and
+    -- under a backlog the pause can be applied first). A run-now's firing is not that instant.
+    state = CASE WHEN (j.state = 'active' AND ((j.schedule_type IN ('once', 'delay', 'now')
+                                                AND f.last_at >= j.next_run_at)
+                       OR (j.spec ->> 'max_runs')::bigint <= j.run_count + f.finished
+                       OR (j.enqueue_at IS NULL
+                           AND j.planned_count - f.skipped <= j.run_count + f.finished)))
+                      OR (j.state = 'paused' AND j.schedule_type IN ('once', 'delay', 'now')
+                          AND f.last_at = j.next_run_at)
                  THEN 'completed' ELSE j.state END,
     -- A run-now of a one-shot job before its time does not use up the scheduled firing.
     next_run_at = CASE WHEN j.schedule_type IN ('once', 'delay', 'now')

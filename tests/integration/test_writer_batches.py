@@ -284,6 +284,36 @@ async def test_finished_jobs_of_a_status_batch_are_forgotten_with_one_pipeline(
         assert await due.redis.zscore(due.key("finished", shard), cmd["job_id"]) is not None
 
 
+async def test_a_one_shot_job_paused_before_its_firing_was_recorded_completes(
+    writer: Writer, fresh_db: asyncpg.Pool[Any],
+) -> None:
+    """The firing of a one-shot job's instant was made, then a pause was sent; the writer,
+    behind on statuses, applied the pause first (commands and statuses are two topics). The
+    job fired: its final status completes it (the model checker's wrong_state, 2026-11-28).
+    A run-now's firing of a paused job before its instant does not."""
+    at = utcnow().replace(microsecond=0) + timedelta(days=1)  # firings are whole ms
+    fired, run_now = _id(), _id()
+    creates = [create(job, schedule={"type": "once", "at": at.isoformat()})
+               for job in (fired, run_now)]
+    await writer.handle_batch(batch_of(*creates).records)
+    await writer.handle_batch(batch_of(command("pause", fired), command("pause", run_now)).records)
+    statuses = Batch()
+    for job, scheduled in ((fired, at), (run_now, at - timedelta(hours=1))):
+        statuses.add(RUNS_STATUS, job, {
+            "run_id": _id(), "job_id": job, "tenant": "dev", "attempt": 1,
+            "status": "succeeded", "final": True, "scheduled_at": scheduled.isoformat(),
+            "at": utcnow().isoformat()})
+
+    await writer.handle_batch(statuses.records)
+
+    states = {r["job_id"]: (r["state"], r["run_count"])
+              for r in await fresh_db.fetch("SELECT job_id, state, run_count FROM jobs")}
+    assert states == {fired: ("completed", 1), run_now: ("paused", 1)}
+    due = writer.due_set
+    shard = due.shard_of(fired)
+    assert await due.redis.hget(due.key("jobs", shard), fired) == b"1|completed"
+
+
 async def test_hostile_and_boundary_commands_in_a_batch_of_creates(
     writer: Writer, fresh_db: asyncpg.Pool[Any], env: dict[str, str],
 ) -> None:
