@@ -136,19 +136,22 @@ async def test_an_allowed_port_is_reached_and_its_neighbour_is_not(
 
 
 async def _neighbours() -> tuple[Sink, Sink]:
-    """Sinks on the last allowed port and the first one past it (or the first and the one
-    before it, if another test holds those)."""
-    for inside, beside in ((SINK_PORTS.stop - 1, SINK_PORTS.stop),
-                           (SINK_PORTS.start, SINK_PORTS.start - 1)):
+    """Sinks on the first allowed port and the one before it. (The last allowed port,
+    NOTHING_LISTENS, is never bound: other tests count on nothing answering there.) Another
+    test's sink may hold the first port for a moment: it is tried for a few seconds."""
+    inside, beside = SINK_PORTS.start, SINK_PORTS.start - 1
+    for _ in range(50):
         try:
             a = await Sink(ports=range(inside, inside + 1)).start()
         except RuntimeError:
+            await asyncio.sleep(0.2)
             continue
         try:
             return a, await Sink(ports=range(beside, beside + 1)).start()
         except RuntimeError:
             await a.stop()
-    pytest.fail("both edge ports of the sink range are taken")
+            await asyncio.sleep(0.2)
+    pytest.fail("the edge ports of the sink range stayed taken")
 
 
 async def test_a_redirect_to_a_blocked_address_is_not_followed(

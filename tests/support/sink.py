@@ -11,9 +11,12 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-# The local stack's egress allowlist (DUETIME_EGRESS_ALLOW) admits loopback on these ports only:
-# a sink anywhere else is refused by the executor like any internal address.
-SINK_PORTS = range(18900, 19000)
+# The local stack's egress allowlist (DUETIME_EGRESS_ALLOW) admits loopback on 18900-18999
+# only: a sink anywhere else is refused by the executor like any internal address. 18999 stays
+# free: tests whose target must fail ("nothing listens") call it, and a sink there answered
+# them (two tests failed so in a fresh clone's run, 2026-11-28).
+NOTHING_LISTENS = 18999
+SINK_PORTS = range(18900, NOTHING_LISTENS)
 
 
 async def start_site(runner: web.AppRunner, host: str = "127.0.0.1",
