@@ -14,7 +14,8 @@ UPDATE jobs
 SET spec = $2, name = $3, schedule_type = $4, target_type = $5, priority = $6, labels = $7,
     version = version + 1, state = $8, next_run_at = $9, enqueue_at = $10, updated_at = $11,
     -- Firings of the old version still queued are dropped at dispatch: count from what ran.
-    planned_count = run_count + $12
+    -- Those due before the edit are owed and may still end; they are not the plan's (plan_from).
+    planned_count = run_count + $12, plan_from = $11
 WHERE job_id = $1
 RETURNING version
 
@@ -73,11 +74,25 @@ RETURNING run_id, job_id, status, attempt, final, scheduled_at
 -- name: record_finished_runs
 -- Counters and state for jobs whose runs reached their final status in this batch. Only
 -- firings made count (run_count, max_runs, a one-shot job's completion); a final `skipped`
--- (catch-up, overlap) was planned but will not fire, so it leaves planned_count.
+-- (catch-up, overlap) was planned but will not fire, so it leaves planned_count. A firing an
+-- earlier version owed (due before the plan began, plan_from: a slow call across an edit, or
+-- statuses behind commands) is made but not the plan's: it adds to planned_count as it adds to
+-- run_count, and its `skipped` leaves the plan as it was.
+WITH ended AS (
+    SELECT * FROM unnest($7::text[], $8::timestamptz[], $9::bool[])
+        AS e(job_id, scheduled_at, made)
+), plan AS (
+    SELECT e.job_id,
+           count(*) FILTER (WHERE e.made AND e.scheduled_at < p.plan_from) AS owed,
+           count(*) FILTER (WHERE NOT e.made AND (p.plan_from IS NULL
+                                                  OR e.scheduled_at >= p.plan_from)) AS skipped
+    FROM ended AS e JOIN jobs AS p ON p.job_id = e.job_id
+    GROUP BY e.job_id
+)
 UPDATE jobs AS j
 SET run_count = j.run_count + f.finished,
     failure_count = j.failure_count + f.failed,
-    planned_count = GREATEST(j.planned_count - f.skipped, 0),
+    planned_count = GREATEST(j.planned_count - f.skipped, 0) + f.owed,
     last_run_id = COALESCE(f.last_run_id, j.last_run_id),
     last_run_status = COALESCE(f.last_status, j.last_run_status),
     last_run_at = COALESCE(f.last_at, j.last_run_at),
@@ -90,7 +105,8 @@ SET run_count = j.run_count + f.finished,
                                                 AND f.last_at >= j.next_run_at)
                        OR (j.spec ->> 'max_runs')::bigint <= j.run_count + f.finished
                        OR (j.enqueue_at IS NULL
-                           AND j.planned_count - f.skipped <= j.run_count + f.finished)))
+                           AND GREATEST(j.planned_count - f.skipped, 0) + f.owed
+                               <= j.run_count + f.finished)))
                       OR (j.state = 'paused' AND j.schedule_type IN ('once', 'delay', 'now')
                           AND f.last_at = j.next_run_at)
                  THEN 'completed' ELSE j.state END,
@@ -99,9 +115,10 @@ SET run_count = j.run_count + f.finished,
                             AND f.last_at >= j.next_run_at THEN NULL
                        ELSE j.next_run_at END,
     updated_at = now()
-FROM (SELECT * FROM unnest($1::text[], $2::int[], $3::int[], $4::text[], $5::text[],
-                           $6::timestamptz[], $7::int[])
-      AS t(job_id, finished, failed, last_run_id, last_status, last_at, skipped)) AS f
+FROM (SELECT t.*, plan.owed, plan.skipped
+      FROM unnest($1::text[], $2::int[], $3::int[], $4::text[], $5::text[], $6::timestamptz[])
+          AS t(job_id, finished, failed, last_run_id, last_status, last_at)
+      JOIN plan USING (job_id)) AS f
     , jobs AS before
 WHERE j.job_id = f.job_id AND before.job_id = f.job_id
 -- `before` is the row as this statement found it: the outcome before this batch, from which
@@ -114,7 +131,7 @@ RETURNING j.job_id, j.state, j.version, j.tenant, before.last_run_status AS prev
 -- are the only ones pending: planned_count counts them on top of the firings made.
 UPDATE jobs
 SET state = $2, version = version + 1, next_run_at = $3, enqueue_at = $4, updated_at = $5,
-    planned_count = run_count + $6
+    planned_count = run_count + $6, plan_from = $5
 WHERE job_id = $1
 RETURNING version
 

@@ -72,8 +72,11 @@ async def persist(conn: Conn, queries: dict[str, str],
     if not finished:
         return []
     ids = list(finished)
+    ended = [row for row in changed if row["status"] in TERMINAL_STATUSES and row["final"]]
     rows = await conn.fetch(
-        queries["record_finished_runs"], ids, *([finished[j][k] for j in ids] for k in range(6)),
+        queries["record_finished_runs"], ids, *([finished[j][k] for j in ids] for k in range(5)),
+        [row["job_id"] for row in ended], [row["scheduled_at"] for row in ended],
+        [row["status"] != "skipped" for row in ended],
     )
     # In this transaction: an alert exists exactly when the status behind it does (ADR 0033).
     await alerts.record(conn, queries, alerts.detect(rows, changed, {e.run_id: e for e in batch}))
@@ -81,19 +84,19 @@ async def persist(conn: Conn, queries: dict[str, str],
 
 
 def _finished_per_job(changed: Sequence[asyncpg.Record]) -> dict[str, list[Any]]:
-    """Per job: [made, failed, last run id, last status, last scheduled_at, skipped].
+    """Per job with a run ended: [made, failed, last run id, last status, last scheduled_at].
 
     Only firings made count toward run_count and max_runs; a final `skipped` (catch-up,
-    overlap) only leaves the plan. A `skipped` that is not final counts nowhere: the run may
-    still fire (issue 6 defect 8).
+    overlap) only leaves the plan, which record_finished_runs works out against the job's
+    plan_from. A `skipped` that is not final counts nowhere: the run may still fire (issue 6
+    defect 8).
     """
     finished: dict[str, list[Any]] = {}
     for row in changed:
         if row["status"] not in TERMINAL_STATUSES or not row["final"]:
             continue
-        agg = finished.setdefault(row["job_id"], [0, 0, None, None, None, 0])
+        agg = finished.setdefault(row["job_id"], [0, 0, None, None, None])
         if row["status"] == "skipped":
-            agg[5] += 1
             continue
         agg[0] += 1
         agg[1] += row["status"] != "succeeded"

@@ -62,15 +62,21 @@ async def test_an_edit_between_the_pop_and_the_due_instant_still_fires_the_new_v
                                                               "succeeded", 1)
 
 
+async def _one_shot_firing_under_way(pipeline: Pipeline, slow: Sink, path: str) -> str:
+    """A one-shot job (version 1) due in a second whose call to `slow` is under way."""
+    due = now_ms() + 1000
+    job_id = await pipeline.create({"type": "once", "at": _at(due)}, slow.url(path))
+    await _sleep_until(due - 100)
+    assert await pipeline.dispatch() == ["ok"]
+    await slow.wait_for(path, 1, timeout=5)
+    return job_id
+
+
 async def test_an_edit_after_the_old_version_started_does_not_fire_the_instant_twice(
     pipeline: Pipeline, make_sink: Callable[..., Awaitable[Sink]], path: str,
 ) -> None:
     slow = await make_sink(delay_seconds=1.5)
-    due = now_ms() + 1000
-    job_id = await pipeline.create({"type": "once", "at": _at(due)}, slow.url(path + "/old"))
-    await _sleep_until(due - 100)
-    assert await pipeline.dispatch() == ["ok"]
-    await slow.wait_for(path + "/old", 1, timeout=5)  # v1 is firing
+    job_id = await _one_shot_firing_under_way(pipeline, slow, path + "/old")
     await pipeline.send(pipeline.command(
         job_id, "patch", patch={"target": {"url": slow.url(path + "/new")}}))
     # v2's entry finds v1's attempt started: it waits for it instead of firing again...
@@ -82,6 +88,33 @@ async def test_an_edit_after_the_old_version_started_does_not_fire_the_instant_t
     assert slow.hits_for(path + "/new") == [] and len(slow.hits_for(path + "/old")) == 1
     await pipeline.persist()
     assert (await pipeline.job(job_id))["state"] == "completed"
+
+
+async def test_rescheduling_a_one_shot_job_while_its_firing_is_under_way_fires_the_new_instant(
+    pipeline: Pipeline, make_sink: Callable[..., Awaitable[Sink]], sink: Sink, path: str,
+) -> None:
+    """The old instant's firing ends after the edit was applied: it is a firing made, owed by
+    the old version, not the new plan's. Counted as the new plan's, it completed the job and
+    dropped the new instant (found reading the writer's two topics, 2026-11-28)."""
+    slow = await make_sink(delay_seconds=1.5)
+    job_id = await _one_shot_firing_under_way(pipeline, slow, path + "/old")
+    later = now_ms() + 2500
+    await pipeline.send(pipeline.command(job_id, "patch", patch={
+        "schedule": {"type": "once", "at": _at(later)}, "target": {"url": sink.url(path + "/new")}}))
+    await pipeline.settle()
+    await pipeline.persist()  # v1's final status, recorded after the edit
+
+    job = await pipeline.job(job_id)
+    assert (job["state"], job["run_count"]) == ("active", 1)
+    assert job["next_run_at"] == datetime.fromtimestamp(later / 1000, UTC)
+    await _sleep_until(later - 100)
+    assert await pipeline.dispatch() == ["ok"]
+    await pipeline.settle()
+    [hit] = sink.hits_for(path + "/new")
+    assert hit.headers["Idempotency-Key"] == run_id_for(job_id, later)
+    await pipeline.persist()
+    job = await pipeline.job(job_id)
+    assert (job["state"], job["run_count"], job["next_run_at"]) == ("completed", 2, None)
 
 
 async def test_patching_a_one_shot_job_during_its_retry_backoff_fires_the_fixed_target(

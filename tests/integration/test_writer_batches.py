@@ -314,6 +314,52 @@ async def test_a_one_shot_job_paused_before_its_firing_was_recorded_completes(
     assert await due.redis.hget(due.key("jobs", shard), fired) == b"1|completed"
 
 
+@pytest.mark.parametrize("edit", [["patch"], ["pause", "resume"]])
+async def test_firings_owed_by_the_old_version_do_not_end_an_edited_plan_early(
+    writer: Writer, fresh_db: asyncpg.Pool[Any], edit: list[str],
+) -> None:
+    """An every-second job with five instants is edited (or paused and resumed) after its first
+    two: the two were owed by version 1 (ADR 0036) and their statuses come after the edit (a
+    slow call, or statuses behind commands). The made one is a firing made but not the new
+    plan's three; the skipped one does not shrink that plan. The job ends with its last
+    instant, not one earlier."""
+    job = _id()
+    now = utcnow()
+    # Instants are whole ms; the edit lands ~2.5 s after the create, between +2 s and +3 s.
+    created = now.replace(microsecond=now.microsecond // 1000 * 1000) - timedelta(seconds=2.5)
+    end = created + timedelta(seconds=5)
+    first = {**create(job, schedule={"type": "interval", "every_seconds": 1,
+                                     "end_at": end.isoformat()}),
+             "issued_at": created.isoformat()}
+    await writer.handle_batch(batch_of(first).records)
+    for kind in edit:
+        fields = {"patch": {"name": "edited"}} if kind == "patch" else {}
+        await writer.handle_batch(batch_of(command(kind, job, **fields)).records)
+    plan = tuple(await fresh_db.fetchrow(
+        "SELECT planned_count, enqueue_at FROM jobs WHERE job_id = $1", job) or ())
+    assert plan == (3, None)  # +3 s, +4 s, +5 s
+
+    def ended(second: int, status: str) -> Batch:
+        statuses = Batch()
+        statuses.add(RUNS_STATUS, job, {
+            "run_id": _id(), "job_id": job, "tenant": "dev", "attempt": 1, "status": status,
+            "final": True, "scheduled_at": (created + timedelta(seconds=second)).isoformat(),
+            "at": utcnow().isoformat()})
+        return statuses
+
+    async def state() -> tuple[Any, ...]:
+        return tuple(await fresh_db.fetchrow(
+            "SELECT state, run_count FROM jobs WHERE job_id = $1", job) or ())
+
+    await writer.handle_batch(ended(1, "succeeded").records)  # owed by version 1
+    await writer.handle_batch(ended(2, "skipped").records)  # owed, skipped (overlap)
+    for second in (3, 4):
+        await writer.handle_batch(ended(second, "succeeded").records)
+    assert await state() == ("active", 3)
+    await writer.handle_batch(ended(5, "succeeded").records)
+    assert await state() == ("completed", 4)
+
+
 async def test_hostile_and_boundary_commands_in_a_batch_of_creates(
     writer: Writer, fresh_db: asyncpg.Pool[Any], env: dict[str, str],
 ) -> None:
