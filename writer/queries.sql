@@ -82,12 +82,14 @@ WITH ended AS (
     SELECT * FROM unnest($7::text[], $8::timestamptz[], $9::bool[])
         AS e(job_id, scheduled_at, made)
 ), plan AS (
-    SELECT e.job_id,
+    -- The row as this statement found it: its outcome before this batch, from which a success
+    -- is a recovery (ADR 0033), and when its plan began.
+    SELECT p.job_id, p.last_run_status AS previous_status,
            count(*) FILTER (WHERE e.made AND e.scheduled_at < p.plan_from) AS owed,
            count(*) FILTER (WHERE NOT e.made AND (p.plan_from IS NULL
                                                   OR e.scheduled_at >= p.plan_from)) AS skipped
     FROM ended AS e JOIN jobs AS p ON p.job_id = e.job_id
-    GROUP BY e.job_id
+    GROUP BY p.job_id
 )
 UPDATE jobs AS j
 SET run_count = j.run_count + f.finished,
@@ -115,15 +117,12 @@ SET run_count = j.run_count + f.finished,
                             AND f.last_at >= j.next_run_at THEN NULL
                        ELSE j.next_run_at END,
     updated_at = now()
-FROM (SELECT t.*, plan.owed, plan.skipped
+FROM (SELECT t.*, plan.owed, plan.skipped, plan.previous_status
       FROM unnest($1::text[], $2::int[], $3::int[], $4::text[], $5::text[], $6::timestamptz[])
           AS t(job_id, finished, failed, last_run_id, last_status, last_at)
       JOIN plan USING (job_id)) AS f
-    , jobs AS before
-WHERE j.job_id = f.job_id AND before.job_id = f.job_id
--- `before` is the row as this statement found it: the outcome before this batch, from which
--- a success is a recovery (ADR 0033); and what the job's alerts need.
-RETURNING j.job_id, j.state, j.version, j.tenant, before.last_run_status AS previous_status,
+WHERE j.job_id = f.job_id
+RETURNING j.job_id, j.state, j.version, j.tenant, f.previous_status,
           (j.spec ->> 'late_after_seconds')::bigint AS late_after_seconds
 
 -- name: resume_job
