@@ -87,7 +87,13 @@ WITH ended AS (
     SELECT p.job_id, p.last_run_status AS previous_status,
            count(*) FILTER (WHERE e.made AND e.scheduled_at < p.plan_from) AS owed,
            count(*) FILTER (WHERE NOT e.made AND (p.plan_from IS NULL
-                                                  OR e.scheduled_at >= p.plan_from)) AS skipped
+                                                  OR e.scheduled_at >= p.plan_from)) AS skipped,
+           -- The latest firing made that is the plan's (or its one-shot instant itself, which
+           -- an owed firing of the unchanged instant is): what completes a one-shot job.
+           max(e.scheduled_at) FILTER (WHERE e.made AND (p.plan_from IS NULL
+                                                         OR e.scheduled_at >= p.plan_from
+                                                         OR e.scheduled_at = p.next_run_at))
+               AS plan_last
     FROM ended AS e JOIN jobs AS p ON p.job_id = e.job_id
     GROUP BY p.job_id
 )
@@ -104,7 +110,7 @@ SET run_count = j.run_count + f.finished,
     -- pause took effect whose status came after it (statuses and commands are two topics, and
     -- under a backlog the pause can be applied first). A run-now's firing is not that instant.
     state = CASE WHEN (j.state = 'active' AND ((j.schedule_type IN ('once', 'delay', 'now')
-                                                AND f.last_at >= j.next_run_at)
+                                                AND f.plan_last >= j.next_run_at)
                        OR (j.spec ->> 'max_runs')::bigint <= j.run_count + f.finished
                        OR (j.enqueue_at IS NULL
                            AND GREATEST(j.planned_count - f.skipped, 0) + f.owed
@@ -114,10 +120,10 @@ SET run_count = j.run_count + f.finished,
                  THEN 'completed' ELSE j.state END,
     -- A run-now of a one-shot job before its time does not use up the scheduled firing.
     next_run_at = CASE WHEN j.schedule_type IN ('once', 'delay', 'now')
-                            AND f.last_at >= j.next_run_at THEN NULL
+                            AND f.plan_last >= j.next_run_at THEN NULL
                        ELSE j.next_run_at END,
     updated_at = now()
-FROM (SELECT t.*, plan.owed, plan.skipped, plan.previous_status
+FROM (SELECT t.*, plan.owed, plan.skipped, plan.previous_status, plan.plan_last
       FROM unnest($1::text[], $2::int[], $3::int[], $4::text[], $5::text[], $6::timestamptz[])
           AS t(job_id, finished, failed, last_run_id, last_status, last_at)
       JOIN plan USING (job_id)) AS f

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -358,6 +358,36 @@ async def test_firings_owed_by_the_old_version_do_not_end_an_edited_plan_early(
     assert await state() == ("active", 3)
     await writer.handle_batch(ended(5, "succeeded").records)
     assert await state() == ("completed", 4)
+
+
+async def test_a_one_shot_job_moved_earlier_waits_for_its_new_instant_not_the_owed_one(
+    writer: Writer, fresh_db: asyncpg.Pool[Any],
+) -> None:
+    """A one-shot job's instant passed and its call is under way when an edit moves the
+    instant earlier (both in the past, so the new one fires at once). The old call ending is an
+    owed firing (ADR 0059): it does not complete the job; the new instant's firing does."""
+    job = _id()
+    now = utcnow()
+    now = now.replace(microsecond=now.microsecond // 1000 * 1000)  # instants are whole ms
+    old, new = now - timedelta(seconds=1), now - timedelta(seconds=2)
+    await writer.handle_batch(batch_of(
+        {**create(job, schedule={"type": "once", "at": old.isoformat()}),
+         "issued_at": (now - timedelta(seconds=3)).isoformat()}).records)
+    await writer.handle_batch(batch_of(command(
+        "patch", job, patch={"schedule": {"type": "once", "at": new.isoformat()}})).records)
+
+    async def ended(at: datetime) -> tuple[Any, ...]:
+        statuses = Batch()
+        statuses.add(RUNS_STATUS, job, {
+            "run_id": _id(), "job_id": job, "tenant": "dev", "attempt": 1,
+            "status": "succeeded", "final": True, "scheduled_at": at.isoformat(),
+            "at": utcnow().isoformat()})
+        await writer.handle_batch(statuses.records)
+        return tuple(await fresh_db.fetchrow(
+            "SELECT state, run_count, next_run_at FROM jobs WHERE job_id = $1", job) or ())
+
+    assert await ended(old) == ("active", 1, new)
+    assert await ended(new) == ("completed", 2, None)
 
 
 async def test_hostile_and_boundary_commands_in_a_batch_of_creates(
