@@ -68,11 +68,11 @@ async def persist(conn: Conn, queries: dict[str, str],
         return []
     changed = await conn.fetch(queries["upsert_runs"], *_columns(batch))
     await _advance_next_runs(conn, queries, changed)
-    finished = _finished_per_job(changed)
+    ended = [row for row in changed if row["status"] in TERMINAL_STATUSES and row["final"]]
+    finished = _finished_per_job(ended)
     if not finished:
         return []
     ids = list(finished)
-    ended = [row for row in changed if row["status"] in TERMINAL_STATUSES and row["final"]]
     rows = await conn.fetch(
         queries["record_finished_runs"], ids, *([finished[j][k] for j in ids] for k in range(5)),
         [row["job_id"] for row in ended], [row["scheduled_at"] for row in ended],
@@ -83,18 +83,17 @@ async def persist(conn: Conn, queries: dict[str, str],
     return [(r["job_id"], r["state"], r["version"]) for r in rows]
 
 
-def _finished_per_job(changed: Sequence[asyncpg.Record]) -> dict[str, list[Any]]:
-    """Per job with a run ended: [made, failed, last run id, last status, last scheduled_at].
+def _finished_per_job(ended: Sequence[asyncpg.Record]) -> dict[str, list[Any]]:
+    """Per job with a run ended (a final terminal status): [made, failed, last run id, last
+    status, last scheduled_at].
 
     Only firings made count toward run_count and max_runs; a final `skipped` (catch-up,
     overlap) only leaves the plan, which record_finished_runs works out against the job's
-    plan_from. A `skipped` that is not final counts nowhere: the run may still fire (issue 6
+    plan_from. A `skipped` that is not final never ends a run: it may still fire (issue 6
     defect 8).
     """
     finished: dict[str, list[Any]] = {}
-    for row in changed:
-        if row["status"] not in TERMINAL_STATUSES or not row["final"]:
-            continue
+    for row in ended:
         agg = finished.setdefault(row["job_id"], [0, 0, None, None, None])
         if row["status"] == "skipped":
             continue
