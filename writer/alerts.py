@@ -86,9 +86,12 @@ def _run_detail(event: RunStatusChanged) -> dict[str, Any]:
 def _job_alerts(job: Mapping[str, Any], runs: Sequence[RunStatusChanged]) -> list[Alert]:
     """One job's alerts from its runs that reached their final status, oldest first."""
     found: list[Alert] = []
-    previous = job["previous_status"]
+    previous, previous_at = job["previous_status"], job["previous_at"]
     late_after = job["late_after_seconds"]
     for ev in runs:
+        # A run older than the job's last run ended late (a slow call): it is no recovery, and
+        # the last run stays the later one.
+        newer = previous_at is None or ev.scheduled_at >= previous_at
         at = ev.finished_at or ev.at
 
         def alert(kind: AlertKind, ev: RunStatusChanged = ev, at: datetime = at,
@@ -99,9 +102,10 @@ def _job_alerts(job: Mapping[str, Any], runs: Sequence[RunStatusChanged]) -> lis
             found.append(alert("late", at=ev.started_at or at, late_after_seconds=late_after))
         if ev.status in FAILED_STATUSES:
             found.append(alert("failure"))
-        elif ev.status == "succeeded" and previous in FAILED_STATUSES:
+        elif ev.status == "succeeded" and newer and previous in FAILED_STATUSES:
             found.append(alert("recovered", previous_status=previous))
-        previous = ev.status  # as jobs.last_run_status will hold it (a cancel included)
+        if newer:  # as jobs.last_run_status will hold it (a cancel included)
+            previous, previous_at = ev.status, ev.scheduled_at
     return found
 
 

@@ -84,7 +84,7 @@ WITH ended AS (
 ), plan AS (
     -- The row as this statement found it: its outcome before this batch, from which a success
     -- is a recovery (ADR 0033), and when its plan began.
-    SELECT p.job_id, p.last_run_status AS previous_status,
+    SELECT p.job_id, p.last_run_status AS previous_status, p.last_run_at AS previous_at,
            count(*) FILTER (WHERE e.made AND e.scheduled_at < p.plan_from) AS owed,
            count(*) FILTER (WHERE NOT e.made AND (p.plan_from IS NULL
                                                   OR e.scheduled_at >= p.plan_from)) AS skipped,
@@ -101,9 +101,11 @@ UPDATE jobs AS j
 SET run_count = j.run_count + f.finished,
     failure_count = j.failure_count + f.failed,
     planned_count = GREATEST(j.planned_count - f.skipped, 0) + f.owed,
-    last_run_id = COALESCE(f.last_run_id, j.last_run_id),
-    last_run_status = COALESCE(f.last_status, j.last_run_status),
-    last_run_at = COALESCE(f.last_at, j.last_run_at),
+    -- The last run is the latest instant that ended, not the last to end: a slow call's status
+    -- that lands after a later firing's leaves that later one as the job's last run.
+    last_run_id = CASE WHEN f.newer THEN f.last_run_id ELSE j.last_run_id END,
+    last_run_status = CASE WHEN f.newer THEN f.last_status ELSE j.last_run_status END,
+    last_run_at = CASE WHEN f.newer THEN f.last_at ELSE j.last_run_at END,
     -- Completed: a one-shot job fired, max_runs firings were made, or the schedule has no
     -- firing left (nothing more to load) and every loaded firing has finished. A paused job
     -- completes only when the firing of its one-shot instant finished: one made before the
@@ -123,12 +125,13 @@ SET run_count = j.run_count + f.finished,
                             AND f.plan_last >= j.next_run_at THEN NULL
                        ELSE j.next_run_at END,
     updated_at = now()
-FROM (SELECT t.*, plan.owed, plan.skipped, plan.previous_status, plan.plan_last
+FROM (SELECT t.*, plan.owed, plan.skipped, plan.previous_status, plan.previous_at,
+             plan.plan_last, t.last_at >= coalesce(plan.previous_at, '-infinity') AS newer
       FROM unnest($1::text[], $2::int[], $3::int[], $4::text[], $5::text[], $6::timestamptz[])
           AS t(job_id, finished, failed, last_run_id, last_status, last_at)
       JOIN plan USING (job_id)) AS f
 WHERE j.job_id = f.job_id
-RETURNING j.job_id, j.state, j.version, j.tenant, f.previous_status,
+RETURNING j.job_id, j.state, j.version, j.tenant, f.previous_status, f.previous_at,
           (j.spec ->> 'late_after_seconds')::bigint AS late_after_seconds
 
 -- name: resume_job

@@ -390,6 +390,43 @@ async def test_a_one_shot_job_moved_earlier_waits_for_its_new_instant_not_the_ow
     assert await ended(new) == ("completed", 2, None)
 
 
+async def test_a_slow_calls_status_after_a_later_firings_leaves_the_later_one_as_last_run(
+    writer: Writer, fresh_db: asyncpg.Pool[Any],
+) -> None:
+    """An every-second job overlaps its firings: the call of +1 s is slow and fails after the
+    call of +2 s succeeded. The job's last run is the latest instant that ended (+2 s), not
+    the last status to arrive; the late failure still counts and raises its alert, and is no
+    reason for the next success to be a recovery."""
+    job = _id()
+    now = utcnow()
+    created = now.replace(microsecond=now.microsecond // 1000 * 1000)
+    await writer.handle_batch(batch_of(create(
+        job, schedule={"type": "interval", "every_seconds": 1}, overlap="allow")).records)
+    runs = {second: _id() for second in (1, 2, 3)}
+
+    async def ended(second: int, status: str) -> tuple[Any, ...]:
+        statuses = Batch()
+        statuses.add(RUNS_STATUS, job, {
+            "run_id": runs[second], "job_id": job, "tenant": "dev", "attempt": 1,
+            "status": status, "final": True,
+            "scheduled_at": (created + timedelta(seconds=second)).isoformat(),
+            "at": utcnow().isoformat()})
+        await writer.handle_batch(statuses.records)
+        return tuple(await fresh_db.fetchrow(
+            "SELECT last_run_id, last_run_status, run_count, failure_count FROM jobs"
+            " WHERE job_id = $1", job) or ())
+
+    async def alerts() -> list[tuple[str, str]]:
+        return [(r["kind"], r["run_id"]) for r in await fresh_db.fetch(
+            "SELECT kind, run_id FROM alerts WHERE job_id = $1 ORDER BY at", job)]
+
+    assert await ended(2, "succeeded") == (runs[2], "succeeded", 1, 0)
+    assert await ended(1, "failed") == (runs[2], "succeeded", 2, 1)
+    assert await alerts() == [("failure", runs[1])]
+    assert await ended(3, "succeeded") == (runs[3], "succeeded", 3, 1)
+    assert await alerts() == [("failure", runs[1])]
+
+
 async def test_hostile_and_boundary_commands_in_a_batch_of_creates(
     writer: Writer, fresh_db: asyncpg.Pool[Any], env: dict[str, str],
 ) -> None:

@@ -35,8 +35,10 @@ def changed(*events: RunStatusChanged, final: bool = True) -> list[dict[str, Any
 
 
 def found(previous: str | None, *events: RunStatusChanged, late_after: int | None = None,
-          final: bool = True) -> list[tuple[str, str | None]]:
-    jobs = [{"job_id": "j", "previous_status": previous, "late_after_seconds": late_after}]
+          final: bool = True, previous_minute: int = -1) -> list[tuple[str, str | None]]:
+    jobs = [{"job_id": "j", "previous_status": previous, "late_after_seconds": late_after,
+             "previous_at": None if previous is None
+             else T0 + timedelta(minutes=previous_minute)}]
     alerts = detect(jobs, changed(*events, final=final), {e.run_id: e for e in events})
     return [(a.kind, a.run_id) for a in alerts]
 
@@ -62,6 +64,16 @@ def test_runs_of_one_batch_are_taken_in_scheduled_order() -> None:
         [("failure", "a"), ("recovered", "b")]
 
 
+def test_a_run_older_than_the_last_one_is_no_recovery_and_does_not_become_the_last() -> None:
+    """Minute 5 failed and is the job's last run; minute 3's slow call then succeeds: no
+    recovery (the job's latest outcome is still the failure); minute 6's success is one."""
+    assert found("failed", ev("old", "succeeded", 3), previous_minute=5) == []
+    assert found("failed", ev("old", "succeeded", 3), ev("new", "succeeded", 6),
+                 previous_minute=5) == [("recovered", "new")]
+    assert found("succeeded", ev("old", "failed", 3), ev("new", "succeeded", 6),
+                 previous_minute=5) == [("failure", "old")]
+
+
 def test_a_status_that_is_not_final_raises_nothing() -> None:
     assert found("failed", ev("r", "failed", 0), final=False) == []
 
@@ -77,7 +89,8 @@ def test_late_is_a_start_beyond_late_after_seconds(lateness: int | None, late_af
 
 def test_a_job_without_a_finished_run_in_the_batch_raises_nothing() -> None:
     other = ev("x", "failed", 0, job="other")
-    assert detect([{"job_id": "j", "previous_status": "failed", "late_after_seconds": None}],
+    assert detect([{"job_id": "j", "previous_status": "failed", "late_after_seconds": None,
+                    "previous_at": T0}],
                   changed(other), {"x": other}) == []
 
 
