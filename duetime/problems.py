@@ -74,6 +74,11 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400 and isinstance(exc.__cause__, (RecursionError, ValueError)):
+            # FastAPI's answer to a body its JSON parser gave up on other than by a decode
+            # error: nested past the recursion limit (or bytes it could not read as text).
+            return problem(400, "Malformed JSON", "the request body is not valid JSON "
+                           "(or is nested too deeply to read)")
         titles = {404: "Not found", 405: "Method not allowed", 401: "Unauthorized"}
         return problem(exc.status_code, titles.get(exc.status_code, "Error"), str(exc.detail),
                        headers=dict(exc.headers) if exc.headers else None)

@@ -213,6 +213,20 @@ async def test_malformed_job_body_is_400(service: Service) -> None:
     await refused(service, resp, 400)
 
 
+@pytest.mark.parametrize("raw", [
+    b"[1, 2", b"\xff\xfe{}", b"[" * 5000 + b"]" * 5000, b'{"a":' * 5000 + b"1" + b"}" * 5000,
+], ids=["cut short", "not UTF-8", "arrays nested too deeply", "objects nested too deeply"])
+@pytest.mark.parametrize("path", ["/jobs", "/timers", "/jobs:preview?count=1"])
+async def test_every_unparseable_body_is_the_same_malformed_json_problem(
+    service: Service, raw: bytes, path: str,
+) -> None:
+    """A body the parser gives up on — cut short, not UTF-8, or nested past what it follows —
+    gets one answer, not FastAPI's generic "Error" for the last two kinds."""
+    resp = await service.client.post(path, content=raw, headers={"Content-Type": "application/json"})
+    assert problem(resp, 400)["title"] == "Malformed JSON"
+    assert service.published.commands == []
+
+
 # ---- POST /jobs:preview -----------------------------------------------------------------------
 
 @pytest.mark.parametrize(("query", "status", "wanted"), [
