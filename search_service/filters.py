@@ -89,6 +89,10 @@ class QueryModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     repeatable: ClassVar[frozenset[str]] = frozenset()
 
+    def contradictions(self) -> list[dict[str, str]]:
+        """Parameters that are each valid but together can match nothing."""
+        return []
+
 
 class NoQuery(QueryModel):
     """An endpoint that takes no query parameters."""
@@ -118,6 +122,18 @@ class JobsQuery(ListQuery):
     @property
     def labels(self) -> dict[str, str]:
         return dict(_label(item) for item in self.label)
+
+    def contradictions(self) -> list[dict[str, str]]:
+        # Both bounds are exclusive: a range whose start is not before its end is always empty,
+        # which is a client's mistake (swapped bounds) more often than a question.
+        found = []
+        for after, before in (("next_run_after", "next_run_before"),
+                              ("created_after", "created_before")):
+            start, end = getattr(self, after), getattr(self, before)
+            if start is not None and end is not None and start >= end:
+                found.append({"field": after, "message": f"must be before {before}: "
+                              "both bounds are exclusive, so this range matches nothing"})
+        return found
 
 
 class RunsQuery(ListQuery):
@@ -188,6 +204,8 @@ def parse_query(model: type[Q], items: Iterable[tuple[str, str]]) -> Q:
         parsed = model.model_validate(data)
     except ValidationError as exc:
         errors.extend(_error(e) for e in exc.errors())
+    if parsed is not None:
+        errors.extend(parsed.contradictions())
     if errors or parsed is None:
         raise ProblemError(422, "Invalid request", "one or more query parameters are invalid",
                            errors)

@@ -47,6 +47,26 @@ def test_every_filter_parses() -> None:
     assert (p.schedule_type, p.target_type, p.sort, p.limit) == ("cron", "kafka", "name_asc", 500)
 
 
+@pytest.mark.parametrize(("query", "wanted"), [
+    ("next_run_after=2026-01-02T00:00:00Z&next_run_before=2026-01-01T00:00:00Z",
+     ["next_run_after"]),
+    ("next_run_after=2026-01-01T01:00:00%2B01:00&next_run_before=2026-01-01T00:00:00Z",
+     ["next_run_after"]),  # the same instant: both bounds exclusive, nothing between
+    ("created_after=2027-01-01T00:00:00Z&created_before=2026-01-01T00:00:00Z",
+     ["created_after"]),
+    ("created_after=2027-01-01T00:00:00Z&created_before=2026-01-01T00:00:00Z&limit=0",
+     ["limit"]),  # a range is judged once each bound is valid
+])
+def test_a_range_that_matches_nothing_is_422_naming_its_start(query: str,
+                                                              wanted: list[str]) -> None:
+    assert fields_of(JobsQuery, query) == wanted
+
+
+def test_a_range_of_one_millisecond_is_fine() -> None:
+    p = jobs("next_run_after=2026-01-01T00:00:00Z&next_run_before=2026-01-01T00:00:00.001Z")
+    assert p.next_run_before is not None and p.next_run_after is not None
+
+
 def test_label_value_may_contain_colons_and_be_empty() -> None:
     assert jobs("label=url:http://x:80&label=empty:").labels == {"url": "http://x:80", "empty": ""}
 
