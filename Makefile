@@ -125,7 +125,7 @@ test: lint unit audit test-stack
 # harness's workloads first (each WIPES the stack and starts it afresh, as the peer harness does),
 # then the rest on the last fresh stack; results in docs/benchmarks.md, plots in docs/img/bench/.
 # `make bench BENCH=w1,w2-1000,reads` runs some: cron timers recurring read_lag w1 w2 (w2-200
-# w2-1000 w2-3000) w3 profiles idle floor instant watcher reads creates kafka model_load. Say what else ran on
+# w2-1000 w2-3000) w3 profiles idle floor instant watcher reads creates overlap kafka model_load. Say what else ran on
 # the box: BENCH_CONDITIONS="quiet box, nothing else running" (every figure carries it).
 BENCH ?= all
 # One executor process, as the dev stack and the tests run; `DUETIME_EXECUTORS=2 make bench`
@@ -149,6 +149,7 @@ bench: setup
 	  if bench_on watcher; then $(PY) -m bench.watcher_cost; fi; \
 	  if bench_on reads; then $(PY) -m bench.reads; fi; \
 	  if bench_on creates; then $(PY) -m bench.rest_creates; fi; \
+	  if bench_on overlap; then $(PY) -m bench.overlap; fi; \
 	  if bench_on kafka; then \
 	    if $(PY) -c "import bench.kafka_ingest" 2>/dev/null; then $(PY) -m bench.kafka_ingest; \
 	    else echo "bench.kafka_ingest not here yet: skipped"; fi; \
