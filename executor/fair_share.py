@@ -15,7 +15,21 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Generic, TypeVar
 
+import orjson
+from aiokafka import ConsumerRecord
+
 T = TypeVar("T")
+
+
+def tenant_of(msg: ConsumerRecord[bytes, bytes]) -> str:
+    """The tenant of a run request or an alert, read before it is handled ("" when
+    unreadable: such a message is dead-lettered or skipped by its handler)."""
+    try:
+        value = orjson.loads(msg.value or b"")
+    except orjson.JSONDecodeError:
+        return ""
+    tenant = value.get("tenant") if isinstance(value, dict) else None
+    return tenant if isinstance(tenant, str) else ""
 
 
 class TenantShare(Generic[T]):

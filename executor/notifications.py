@@ -19,7 +19,7 @@ from typing import Any
 import aiohttp
 import orjson
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 from pydantic import Field, ValidationError
 from yarl import URL
 
@@ -34,6 +34,7 @@ from executor.egress import (
     blocked_reason,
     client_session,
 )
+from executor.fair_share import TenantShare, tenant_of
 from executor.offsets import CommitOnRevoke, OffsetTracker, commit_done
 from executor.signing import SigningKeys
 from executor.targets import call_error
@@ -44,6 +45,8 @@ from schemas.topics import ALERTS
 log = logging.getLogger(__name__)
 DELIVERIES = Counter("duetime_executor_notifications_total",
                      "Alert notifications, by how their delivery ended", ["kind", "outcome"])
+WAITING = Gauge("duetime_executor_notifications_waiting_for_tenant_cap",
+                "Alerts set aside because their tenant's deliveries are at its cap")
 GROUP = "duetime-notifier"
 
 
@@ -52,12 +55,21 @@ class NotifierSettings(_Fragment):
     notify_retry_seconds: float = Field(default=1.0, ge=0, le=60)
     notify_concurrency: int = Field(default=32, ge=1, le=1000)
     notify_connections: int = Field(default=32, ge=1)
+    # One tenant's deliveries take at most this fraction of notify_concurrency (at least one);
+    # its other alerts wait aside holding no slot, at most notify_max_waiting of them in all,
+    # so receivers of one tenant that never answer cannot hold back every other tenant's alerts.
+    notify_tenant_max_in_flight: float = Field(default=0.25, gt=0, le=1)
+    notify_max_waiting: int = Field(default=10_000, ge=1)
     # At most one notification of a kind per job this often (0: every alert); see Quieting.
     notify_min_interval_seconds: float = Field(default=60.0, ge=0, le=86_400)
     # How long the alerts consumer lets the broker hold an empty fetch. An alert is news about
     # a run that already happened, so half a second is no one's loss; at the firing path's
     # 20 ms this mostly idle consumer cost the broker ~50 empty fetches a second.
     notify_fetch_max_wait_ms: int = Field(default=500, ge=0, le=500)
+
+    @property
+    def tenant_cap(self) -> int:
+        return max(1, int(self.notify_concurrency * self.notify_tenant_max_in_flight))
 
     @property
     def longest_batch_seconds(self) -> float:
@@ -200,17 +212,73 @@ class Notifier:
         DELIVERIES.labels(alert.kind, await self.deliver(admitted)).inc()
 
 
+class _Intake:
+    """The alerts fetched and not yet done: deliveries under way, at most notify_concurrency
+    of them and at most the tenant's cap for one tenant, and the alerts set aside until a
+    delivery of their tenant ends (ADR 0061)."""
+
+    def __init__(self, lifecycle: Lifecycle, notifier: Notifier, tracker: OffsetTracker) -> None:
+        self.lifecycle, self.notifier, self.tracker = lifecycle, notifier, tracker
+        self.limits = notifier.settings
+        self.share: TenantShare[tuple[TopicPartition, int, ConsumerRecord[bytes, bytes]]] = (
+            TenantShare(self.limits.tenant_cap, self.limits.notify_max_waiting))
+        self.deliveries: set[asyncio.Task[None]] = set()
+
+    def room(self) -> int:
+        """How many alerts may be fetched now: each is started or set aside at once."""
+        return min(self.limits.notify_concurrency - len(self.deliveries),
+                   self.limits.notify_max_waiting - self.share.waiting_count())
+
+    async def wait_for_room(self) -> None:
+        if self.deliveries:
+            await asyncio.wait(self.deliveries, timeout=0.2, return_when=asyncio.FIRST_COMPLETED)
+        else:
+            await asyncio.sleep(0.2)
+
+    async def take(self, tp: TopicPartition, messages: list[ConsumerRecord[bytes, bytes]]) -> None:
+        generation = self.tracker.generation(tp)
+        for msg in messages:  # started in order: Quieting admits in that order
+            self.tracker.started(tp, msg.offset)
+            tenant = tenant_of(msg)
+            # Never waits: room() left a place aside for every alert fetched.
+            if self.share.admit(tenant) or not await self.share.wait_aside(
+                    tenant, (tp, generation, msg)):
+                self.spawn(tp, generation, msg, tenant)
+        WAITING.set(self.share.waiting_count())
+
+    def spawn(self, tp: TopicPartition, generation: int, msg: ConsumerRecord[bytes, bytes],
+              tenant: str) -> None:
+        task = asyncio.create_task(_handle(self.notifier, self.tracker, tp, generation, msg))
+        self.deliveries.add(task)
+        task.add_done_callback(self.deliveries.discard)
+        task.add_done_callback(lambda _: self.hand_on(tenant))
+
+    def hand_on(self, tenant: str) -> None:
+        """A delivery of `tenant` ended: its place goes to the tenant's next alert aside whose
+        partition is still ours (a revoked one is its new owner's, from the committed offset).
+        A stop starts nothing new: alerts still aside are left uncommitted."""
+        if self.lifecycle.stop.is_set():
+            self.share.leave(tenant)
+            return
+        while (aside := self.share.handover(tenant)) is not None:
+            tp, generation, msg = aside
+            if generation == self.tracker.generation(tp):
+                self.spawn(tp, generation, msg, tenant)
+                break
+        WAITING.set(self.share.waiting_count())
+
+
 async def consume(lifecycle: Lifecycle, notifier: Notifier, settings: KafkaSettings,
                   client_id: str, topic: str = ALERTS, group: str = GROUP,
                   fetch_max_wait_ms: int = 500) -> None:
-    """Deliver each alert in its own task as it is fetched, at most notify_concurrency at
-    once, and commit each partition up to its oldest alert still being delivered: a receiver
-    that is slow to answer holds back its own alert, not the ones fetched after it (before
-    2026-11-27 a whole batch waited for its slowest delivery, up to ~3 minutes). A stop lets
-    the deliveries under way end."""
-    limits = notifier.settings
+    """Deliver each alert in its own task as it is fetched (`_Intake`), and commit each
+    partition up to its oldest alert still being delivered or set aside: a receiver that is
+    slow to answer holds back its own alert, not the ones fetched after it (before 2026-11-27
+    a whole batch waited for its slowest delivery, up to ~3 minutes), and a tenant whose
+    receivers all hang holds back only its own alerts. A stop lets the deliveries under way
+    end."""
     tracker = OffsetTracker()
-    deliveries: set[asyncio.Task[None]] = set()
+    intake = _Intake(lifecycle, notifier, tracker)
     opened: list[AIOKafkaConsumer] = []  # the consumer once open: the listener commits with it
 
     async def commit(partitions: set[TopicPartition] | None = None) -> None:
@@ -218,26 +286,21 @@ async def consume(lifecycle: Lifecycle, notifier: Notifier, settings: KafkaSetti
 
     async with kafka.consumer(settings, group, f"{client_id}-notifier", topic,
                               fetch_max_wait_ms=fetch_max_wait_ms,
-                              max_poll_interval_ms=limits.max_poll_interval_ms,
+                              max_poll_interval_ms=notifier.settings.max_poll_interval_ms,
                               listener=CommitOnRevoke(tracker, commit)) as consumer:
         opened.append(consumer)
         lifecycle.checks["notifier_caught_up"] = caught_up(consumer, settings.kafka_ready_max_lag)
         while not lifecycle.stop.is_set():
-            free = limits.notify_concurrency - len(deliveries)
-            if free <= 0:  # every slot busy: fetch again when one frees
-                await asyncio.wait(deliveries, timeout=0.2, return_when=asyncio.FIRST_COMPLETED)
+            room = intake.room()
+            if room <= 0:  # every slot busy, or the room aside full: fetch when one frees
+                await intake.wait_for_room()
             else:
-                batches = await consumer.getmany(timeout_ms=200, max_records=free)
+                batches = await consumer.getmany(timeout_ms=200, max_records=room)
                 for tp, messages in batches.items():
-                    generation = tracker.generation(tp)
-                    for msg in messages:  # started in order: Quieting admits in that order
-                        tracker.started(tp, msg.offset)
-                        task = asyncio.create_task(_handle(notifier, tracker, tp, generation, msg))
-                        deliveries.add(task)
-                        task.add_done_callback(deliveries.discard)
+                    await intake.take(tp, messages)
             await commit()
-        if deliveries:
-            await asyncio.wait(deliveries)
+        if intake.deliveries:
+            await asyncio.wait(intake.deliveries)
         await commit()
 
 

@@ -19,7 +19,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import aiohttp
-import orjson
 from aiokafka import (
     AIOKafkaConsumer,
     AIOKafkaProducer,
@@ -61,7 +60,7 @@ from duetime.settings import (
 from duetime.timeutil import from_ms, to_ms, utcnow
 from executor import notifications
 from executor.egress import RESOLVER_THREADS, EgressPolicy, EgressSettings, client_session
-from executor.fair_share import ConnectionSlots, TenantShare
+from executor.fair_share import ConnectionSlots, TenantShare, tenant_of
 from executor.notifications import NotifierSettings
 from executor.offsets import CommitOnRevoke, OffsetTracker, commit_done
 from executor.outcome import Outcome, backoff_seconds, should_retry
@@ -417,17 +416,6 @@ def _log_fields(req: RunRequested, outcome: Outcome, lateness: int | None) -> di
     return {"run_id": req.run_id, "job_id": req.job_id, "attempt": req.attempt,
             "status": outcome.status, "http_status": outcome.http_status,
             "lateness_ms": lateness, "error": outcome.error}
-
-
-def tenant_of(msg: ConsumerRecord[bytes, bytes]) -> str:
-    """The tenant of a run request, read before it is claimed ("" when unreadable: such a
-    request is dead-lettered by its claim)."""
-    try:
-        value = orjson.loads(msg.value or b"")
-    except orjson.JSONDecodeError:
-        return ""
-    tenant = value.get("tenant") if isinstance(value, dict) else None
-    return tenant if isinstance(tenant, str) else ""
 
 
 class Consumer:

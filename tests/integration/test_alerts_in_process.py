@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -228,62 +229,94 @@ async def test_dead_letters_of_a_known_tenant_are_alerts_once(
     assert "invalid command" in rows[1]["detail"]["reason"]
 
 
+class HeldReceiver:
+    """An alert receiver that answers nothing until released, noting each alert it got."""
+
+    def __init__(self) -> None:
+        self.alert_ids: list[str] = []
+        self.arrived, self.release = asyncio.Event(), asyncio.Event()
+        self.runner: web.AppRunner | None = None
+        self.port = 0
+
+    async def _held(self, request: web.Request) -> web.Response:
+        self.alert_ids.append(orjson.loads(await request.read())["alert_id"])
+        self.arrived.set()
+        await self.release.wait()
+        return web.Response(text="ok")
+
+    async def __aenter__(self) -> HeldReceiver:
+        app = web.Application()
+        app.router.add_post("/held", self._held)
+        self.runner = web.AppRunner(app, access_log=None)
+        await self.runner.setup()
+        self.port = await start_site(self.runner)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.release.set()
+        assert self.runner is not None
+        await self.runner.cleanup()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/held"
+
+
+def slow_alert(url: str, tenant: str = "dev") -> bytes:
+    """An alert whose receiver may take up to a minute."""
+    return orjson.dumps({"alert_id": f"al_{uuid.uuid4().hex}", "tenant": tenant,
+                         "job_id": f"job-{uuid.uuid4().hex[:6]}", "run_id": "run-1",
+                         "kind": "failure", "at": utcnow().isoformat(), "detail": {},
+                         "webhook": {"url": url, "timeout_seconds": 60}})
+
+
+async def committed_offset(env: dict[str, str], group: str) -> int:
+    async with kafka.admin(kafka_settings(env)) as client:
+        offsets = await client.list_consumer_group_offsets(group)
+    return max((meta.offset for meta in offsets.values()), default=-1)
+
+
+@asynccontextmanager
+async def notifying(env: dict[str, str], notifier: Notifier, topic: str,
+                    group: str) -> AsyncIterator[None]:
+    """The notifier consuming `topic` as `group` for the block, stopped after it."""
+    lifecycle = Lifecycle("test-notifier")
+    task = asyncio.create_task(consume(lifecycle, notifier, kafka_settings(env), "test", topic,
+                                       group=group))
+    try:
+        yield
+    finally:
+        lifecycle.stop.set()
+        await asyncio.wait_for(task, 10)
+
+
 async def test_an_alert_is_not_held_behind_a_slow_receiver(
         env: dict[str, str], producer: AIOKafkaProducer, topic: str) -> None:
     """A receiver that has not answered holds back its own alert, not the next one: the second
     alert is delivered while the first call still waits (before, each fetched batch waited for
     its slowest delivery, up to ~3 minutes), and the partition is committed past the first only
     once it is answered."""
-    arrived, release = asyncio.Event(), asyncio.Event()
     fast = await Sink().start()
-
-    async def held(request: web.Request) -> web.Response:
-        arrived.set()
-        await release.wait()
-        return web.Response(text="ok")
-
-    app = web.Application()
-    app.router.add_post("/held", held)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    port = await start_site(runner)
-
-    def alert(url: str) -> bytes:
-        return orjson.dumps({"alert_id": f"al_{uuid.uuid4().hex}", "tenant": "dev",
-                             "job_id": f"job-{uuid.uuid4().hex[:6]}", "run_id": "run-1",
-                             "kind": "failure", "at": utcnow().isoformat(), "detail": {},
-                             "webhook": {"url": url, "timeout_seconds": 60}})
-
     group = f"duetime-test-{uuid.uuid4().hex}"
     egress = EgressPolicy.parse(ALLOW)
-    lifecycle = Lifecycle("test-notifier")
-
-    async def committed() -> int:
-        async with kafka.admin(kafka_settings(env)) as client:
-            offsets = await client.list_consumer_group_offsets(group)
-        return max((meta.offset for meta in offsets.values()), default=-1)
-
-    async with client_session(egress, 4, 4) as session:
+    async with HeldReceiver() as receiver, client_session(egress, 4, 4) as session:
         notifier = Notifier(session, egress, SigningKeys(), NotifierSettings(
             notify_attempts=1, notify_min_interval_seconds=0))
-        await producer.send_and_wait(topic, alert(f"http://127.0.0.1:{port}/held"), key=b"k")
-        task = asyncio.create_task(consume(lifecycle, notifier, kafka_settings(env), "test",
-                                           topic, group=group))
+        await producer.send_and_wait(topic, slow_alert(receiver.url), key=b"k")
         try:
-            await asyncio.wait_for(arrived.wait(), 20)
-            await producer.send_and_wait(topic, alert(fast.url("/fast")), key=b"k")
-            # Delivered while the first call still waits for its answer.
-            assert len(await fast.wait_for("/fast", timeout=20)) == 1
-            assert not release.is_set()
-            assert await committed() <= 0  # not past the alert still being delivered
-            release.set()
-            await asyncio.wait_for(_until_async(lambda: _at_least(committed, 2)), 20)
+            async with notifying(env, notifier, topic, group):
+                await asyncio.wait_for(receiver.arrived.wait(), 20)
+                await producer.send_and_wait(topic, slow_alert(fast.url("/fast")), key=b"k")
+                # Delivered while the first call still waits for its answer.
+                assert len(await fast.wait_for("/fast", timeout=20)) == 1
+                assert not receiver.release.is_set()
+                assert await committed_offset(env, group) <= 0  # not past the alert held
+                receiver.release.set()
+                await asyncio.wait_for(_until_async(
+                    lambda: _at_least(lambda: committed_offset(env, group), 2)), 20)
         finally:
-            release.set()
-            lifecycle.stop.set()
-            await asyncio.wait_for(task, 10)
+            receiver.release.set()
             await fast.stop()
-            await runner.cleanup()
 
 
 async def _at_least(read: Any, value: int) -> bool:
@@ -293,3 +326,39 @@ async def _at_least(read: Any, value: int) -> bool:
 async def _until_async(check: Any) -> None:
     while not await check():
         await asyncio.sleep(0.1)
+
+
+async def test_a_tenant_whose_receivers_hang_holds_back_only_its_own_alerts(
+        env: dict[str, str], producer: AIOKafkaProducer, topic: str) -> None:
+    """ADR 0061: one tenant's receivers that never answer take at most its cap of the
+    notifier's slots; its other alerts wait aside, and another tenant's alerts fetched after
+    them are delivered meanwhile. Once the receivers answer, every alert set aside is
+    delivered and the partition is committed past all of them."""
+    fast = await Sink().start()
+    group = f"duetime-test-{uuid.uuid4().hex}"
+    egress = EgressPolicy.parse(ALLOW)
+    async with HeldReceiver() as receiver, client_session(egress, 8, 8) as session:
+        # Four slots, at most two for one tenant: the noisy tenant's six alerts come first.
+        for _ in range(6):
+            await producer.send_and_wait(topic, slow_alert(receiver.url, "noisy"), key=b"k")
+        for i in range(3):
+            await producer.send_and_wait(topic, slow_alert(fast.url(f"/quiet-{i}"), "quiet"),
+                                         key=b"k")
+        notifier = Notifier(session, egress, SigningKeys(), NotifierSettings(
+            notify_attempts=1, notify_min_interval_seconds=0, notify_concurrency=4,
+            notify_tenant_max_in_flight=0.5))
+        try:
+            async with notifying(env, notifier, topic, group):
+                for i in range(3):
+                    assert len(await fast.wait_for(f"/quiet-{i}", timeout=20)) == 1
+                assert not receiver.release.is_set()
+                assert len(receiver.alert_ids) == 2  # the noisy tenant's cap, not every slot
+                assert await committed_offset(env, group) <= 0  # not past those held or aside
+                receiver.release.set()
+                await asyncio.wait_for(_until(lambda: len(receiver.alert_ids) == 6), 20)
+                await asyncio.wait_for(_until_async(
+                    lambda: _at_least(lambda: committed_offset(env, group), 9)), 20)
+        finally:
+            receiver.release.set()
+            await fast.stop()
+    assert len(set(receiver.alert_ids)) == 6  # each alert set aside delivered once

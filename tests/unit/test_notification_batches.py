@@ -3,11 +3,14 @@ that follows from it (executor.notifications.NotifierSettings)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import orjson
 import pytest
+from aiokafka import ConsumerRecord, TopicPartition
 
 from duetime import kafka
 from duetime.lifecycle import Lifecycle
@@ -15,6 +18,7 @@ from duetime.settings import KafkaSettings
 from executor import notifications
 from executor.egress import EgressPolicy
 from executor.notifications import NotifierSettings
+from executor.offsets import OffsetTracker
 from executor.signing import SigningKeys
 from schemas.api import NOTIFY_TIMEOUT_MAX_SECONDS
 
@@ -70,3 +74,52 @@ async def test_the_consumer_fetches_a_slot_per_alert_and_outlasts_a_batch(
     await notifications.consume(lifecycle, notifier, KafkaSettings(), "test")
     assert fake.asked == [7]
     assert opened["max_poll_interval_ms"] == limits.max_poll_interval_ms > 300_000
+
+
+def _alert(tenant: str, offset: int) -> ConsumerRecord[bytes, bytes]:
+    value = orjson.dumps({"tenant": tenant, "alert_id": f"al_{offset}"})
+    return ConsumerRecord("alerts", 0, offset, 0, 0, None, value, None, len(value), -1, [])
+
+
+async def test_a_tenant_at_its_cap_waits_aside_and_a_revoked_alert_is_not_delivered(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """ADR 0061: past its cap a tenant's alerts wait aside, holding no slot; a delivery that
+    ends hands its place to the next one aside — unless that one's partition was revoked
+    meanwhile (its new owner delivers it from the committed offset)."""
+    gates: dict[int, asyncio.Event] = {}
+
+    async def handle(self: Any, msg: ConsumerRecord[bytes, bytes]) -> None:
+        await gates.setdefault(msg.offset, asyncio.Event()).wait()
+
+    monkeypatch.setattr(notifications.Notifier, "handle", handle)
+    limits = NotifierSettings(notify_concurrency=4, notify_tenant_max_in_flight=0.25,
+                              notify_max_waiting=3)
+    notifier = notifications.Notifier(None, EgressPolicy(), SigningKeys(), limits)  # type: ignore[arg-type]
+    tracker = OffsetTracker()
+    intake = notifications._Intake(Lifecycle("executor"), notifier, tracker)
+    tp = TopicPartition("alerts", 0)
+    await intake.take(tp, [_alert("a", 0), _alert("a", 1), _alert("a", 2), _alert("b", 3)])
+    await asyncio.sleep(0)
+    assert sorted(gates) == [0, 3]  # one of a's (its cap), and b's beside it
+    assert intake.room() == 1  # 2 slots free, but 2 of 3 places aside taken
+
+    gates[0].set()  # a's first ends: its place goes to a's next
+    await _until(lambda: 1 in gates)
+    assert intake.share.waiting_count() == 1
+
+    tracker.forget({tp})  # revoked: what waits aside is the new owner's
+    gates[1].set()
+    await _until(lambda: intake.share.waiting_count() == 0)
+    await asyncio.sleep(0.01)
+    assert 2 not in gates and intake.share.running == {"b": 1}
+    gates[3].set()
+    await _until(lambda: not intake.deliveries)
+    assert intake.share.running == {}
+
+
+async def _until(check: Any) -> None:
+    for _ in range(200):
+        if check():
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError("condition never held")
