@@ -68,7 +68,9 @@ class NotifierSettings(_Fragment):
     notify_fetch_max_wait_ms: int = Field(default=500, ge=0, le=500)
 
     @property
-    def tenant_cap(self) -> int:
+    def notify_tenant_cap(self) -> int:
+        # Named apart from the executor's own `tenant_cap` (for runs): the executor's settings
+        # class holds both.
         return max(1, int(self.notify_concurrency * self.notify_tenant_max_in_flight))
 
     @property
@@ -221,7 +223,7 @@ class _Intake:
         self.lifecycle, self.notifier, self.tracker = lifecycle, notifier, tracker
         self.limits = notifier.settings
         self.share: TenantShare[tuple[TopicPartition, int, ConsumerRecord[bytes, bytes]]] = (
-            TenantShare(self.limits.tenant_cap, self.limits.notify_max_waiting))
+            TenantShare(self.limits.notify_tenant_cap, self.limits.notify_max_waiting))
         self.deliveries: set[asyncio.Task[None]] = set()
 
     def room(self) -> int:

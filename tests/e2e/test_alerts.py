@@ -308,6 +308,36 @@ BAD_FIELDS: list[tuple[dict[str, Any], str]] = [
 ]
 
 
+@pytest.mark.alone  # it holds the stack notifier's slots for one tenant while it runs
+async def test_a_tenant_whose_receivers_hang_does_not_hold_back_another_tenants_alerts(
+        api: httpx.AsyncClient, api_b: httpx.AsyncClient,
+        make_sink: Callable[..., Awaitable[Sink]], jobs: Cleanup) -> None:
+    """ADR 0061 through the gateway: 40 failing jobs of one tenant notify a receiver that
+    does not answer for 15 s — more than the notifier's 32 slots; it holds at most its cap of
+    them (8), and another tenant's failure is notified meanwhile (with every slot taken it
+    would wait for the receiver)."""
+    target = f"/target/{uuid.uuid4().hex}"
+    failing = await make_sink(status_for=lambda hit: 500 if hit.path == target else 200)
+    hanging = await make_sink(delay_seconds=15)
+    for i in range(40):
+        await jobs.create(api, http_job(failing.url(target), {"type": "now"},
+                                        retry={"max_attempts": 1},
+                                        on_failure=hook(hanging, f"/notify/{i}",
+                                                        timeout_seconds=30)))
+    await eventually(lambda: _at_least(len(hanging.hits), 8), timeout=30)
+    notify_b = f"/notify-b/{uuid.uuid4().hex}"
+    await jobs.create(api_b, http_job(failing.url(target), {"type": "now"},
+                                      retry={"max_attempts": 1},
+                                      on_failure=hook(failing, notify_b)))
+    (delivered,) = await failing.wait_for(notify_b, timeout=10)
+    assert body(delivered)["kind"] == "failure"
+    assert len(hanging.hits) == 8  # the first tenant's cap of 32 slots, not all of them
+
+
+async def _at_least(value: int, least: int) -> bool | None:
+    return True if value >= least else None
+
+
 @pytest.mark.parametrize(("extra", "field"), BAD_FIELDS)
 async def test_bad_notification_fields_are_refused_naming_the_field(
         api: httpx.AsyncClient, sink: Sink, extra: dict[str, Any], field: str) -> None:

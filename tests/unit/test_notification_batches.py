@@ -19,6 +19,7 @@ from executor import notifications
 from executor.egress import EgressPolicy
 from executor.notifications import NotifierSettings
 from executor.offsets import OffsetTracker
+from executor.service import Settings as executor_settings
 from executor.signing import SigningKeys
 from schemas.api import NOTIFY_TIMEOUT_MAX_SECONDS
 
@@ -123,3 +124,14 @@ async def _until(check: Any) -> None:
             return
         await asyncio.sleep(0.005)
     raise AssertionError("condition never held")
+
+
+def test_the_executors_settings_give_the_notifier_its_own_tenant_cap() -> None:
+    """The executor's settings hold the notifier's beside its own: the runs' cap (a share of
+    max_in_flight) must not stand in for the alerts' (a share of notify_concurrency)."""
+    settings = executor_settings(max_in_flight=1000, notify_concurrency=32)
+    assert settings.tenant_cap == 250
+    assert settings.notify_tenant_cap == 8
+    intake = notifications._Intake(Lifecycle("executor"), notifications.Notifier(
+        None, EgressPolicy(), SigningKeys(), settings), OffsetTracker())  # type: ignore[arg-type]
+    assert intake.share.cap == 8
