@@ -135,3 +135,24 @@ def test_the_executors_settings_give_the_notifier_its_own_tenant_cap() -> None:
     intake = notifications._Intake(Lifecycle("executor"), notifications.Notifier(
         None, EgressPolicy(), SigningKeys(), settings), OffsetTracker())  # type: ignore[arg-type]
     assert intake.share.cap == 8
+
+
+@pytest.mark.parametrize("value", [b"", b"\xff\xfe not utf-8", b"not json", b"[1, 2]", b"null",
+                                   b'{"tenant": 5}', b'{"tenant": null}', b'{"tenant": "a"' * 1000])
+async def test_an_unreadable_alert_is_taken_under_the_unknown_tenant_never_raising(
+        monkeypatch: pytest.MonkeyPatch, value: bytes) -> None:
+    """Hostile or malformed alerts reach the intake before they are parsed: each is read as
+    tenant "" and started (its handler counts and skips it), and the consumer goes on."""
+    handled: list[bytes] = []
+
+    async def handle(self: Any, msg: ConsumerRecord[bytes, bytes]) -> None:
+        handled.append(msg.value or b"")
+
+    monkeypatch.setattr(notifications.Notifier, "handle", handle)
+    notifier = notifications.Notifier(None, EgressPolicy(), SigningKeys(), NotifierSettings())  # type: ignore[arg-type]
+    intake = notifications._Intake(Lifecycle("executor"), notifier, OffsetTracker())
+    record = ConsumerRecord("alerts", 0, 7, 0, 0, None, value, None, len(value), -1, [])
+    await intake.take(TopicPartition("alerts", 0), [record, _alert("a", 8)])
+    await _until(lambda: not intake.deliveries)
+    assert handled == [value, orjson.dumps({"tenant": "a", "alert_id": "al_8"})]
+    assert intake.share.running == {} and intake.share.waiting_count() == 0
