@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+import time
+import weakref
 from collections import Counter
 from collections.abc import Callable
 from contextvars import ContextVar
@@ -228,6 +230,12 @@ LOOKUPS_PER_TENANT = 4
 # The executor's libuv thread pool (UV_THREADPOOL_SIZE, read once, at its first use; set by
 # executor.service at import, unless the environment says otherwise).
 RESOLVER_THREADS = 16
+# How long a name's addresses are used once looked up: by the connector's DNS cache and by the
+# resolver's own memo, through which the executor keys a call's connection slot by address
+# before the connector looks the name up (ADR 0062). Both hold the same answer for as long.
+DNS_CACHE_SECONDS = 300
+# Names the memo keeps at most; the oldest answer goes first.
+DNS_MEMO_NAMES = 4096
 
 
 class GuardedResolver(AbstractResolver):
@@ -235,10 +243,15 @@ class GuardedResolver(AbstractResolver):
     most LOOKUPS_PER_TENANT lookups in flight per tenant."""
 
     def __init__(self, policy: EgressPolicy, inner: AbstractResolver | None = None,
-                 per_tenant: int = LOOKUPS_PER_TENANT) -> None:
+                 per_tenant: int = LOOKUPS_PER_TENANT, memo_names: int = DNS_MEMO_NAMES,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.policy = policy
         self.inner = inner or ThreadedResolver()
         self.per_tenant = per_tenant
+        self.memo_names, self.clock = memo_names, clock
+        # (host, port, family) -> (until, allowed addresses): what a lookup found, so the slot's
+        # key and the connector's own lookup of the same call cost one lookup, not two.
+        self._memo: dict[tuple[str, int, int], tuple[float, list[ResolveResult]]] = {}
         self._slots: dict[str, asyncio.Semaphore] = {}
         self._users: Counter[str] = Counter()  # lookups holding or awaiting each tenant's slots
         self._in_flight: Counter[str] = Counter()  # lookups the OS is answering, per tenant
@@ -281,11 +294,20 @@ class GuardedResolver(AbstractResolver):
 
     async def resolve(self, host: str, port: int = 0,
                       family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
+        key = (host, port, int(family))
+        memo = self._memo.get(key)
+        if memo is not None and memo[0] > self.clock():
+            return list(memo[1])
         found = await self._lookup(host, port, family)
         allowed = [r for r in found if self.policy.problem(r["host"], r["port"]) is None]
         if found and not allowed:
             raise EgressBlocked(self.policy.problem(found[0]["host"], found[0]["port"]) or "")
-        return allowed
+        if allowed:  # failures are not kept: the next call looks again, as aiohttp's cache does
+            self._memo.pop(key, None)
+            self._memo[key] = (self.clock() + DNS_CACHE_SECONDS, allowed)
+            while len(self._memo) > self.memo_names:
+                del self._memo[next(iter(self._memo))]
+        return list(allowed)
 
     async def close(self) -> None:
         await self.inner.close()
@@ -305,11 +327,27 @@ def client_session(policy: EgressPolicy, connections: int,
     """The executor's HTTP client: guarded connections, no proxy from the environment, and no
     cookie jar — one session makes every tenant's calls, so a cookie one target set would ride
     along on the next call to its host, another tenant's too (tests/security/test_cookies.py)."""
+    resolver = GuardedResolver(policy)
     connector = aiohttp.TCPConnector(limit=connections, limit_per_host=per_host,
-                                     ttl_dns_cache=300, resolver=GuardedResolver(policy),
+                                     ttl_dns_cache=DNS_CACHE_SECONDS, resolver=resolver,
                                      socket_factory=socket_factory(policy))
-    return aiohttp.ClientSession(connector=connector, auto_decompress=True, trust_env=False,
-                                 cookie_jar=aiohttp.DummyCookieJar())
+    session = aiohttp.ClientSession(connector=connector, auto_decompress=True, trust_env=False,
+                                    cookie_jar=aiohttp.DummyCookieJar())
+    _RESOLVERS[session] = resolver
+    return session
+
+
+# The resolver of each session client_session made (ADR 0062), without reaching into aiohttp.
+_RESOLVERS: weakref.WeakKeyDictionary[aiohttp.ClientSession, GuardedResolver] = \
+    weakref.WeakKeyDictionary()
+
+
+def resolver_of(session: aiohttp.ClientSession) -> GuardedResolver | None:
+    """The resolver `session` looks names up with, if client_session made it."""
+    try:
+        return _RESOLVERS.get(session)
+    except TypeError:  # not a session at all (a test's stand-in): no weak reference to it
+        return None
 
 
 def blocked_reason(exc: BaseException) -> str | None:

@@ -59,7 +59,13 @@ from duetime.settings import (
 )
 from duetime.timeutil import from_ms, to_ms, utcnow
 from executor import notifications
-from executor.egress import RESOLVER_THREADS, EgressPolicy, EgressSettings, client_session
+from executor.egress import (
+    RESOLVER_THREADS,
+    EgressPolicy,
+    EgressSettings,
+    client_session,
+    resolver_of,
+)
 from executor.fair_share import ConnectionSlots, TenantShare, tenant_of
 from executor.notifications import NotifierSettings
 from executor.offsets import CommitOnRevoke, OffsetTracker, commit_done
@@ -154,7 +160,7 @@ class Executor:
         self.http = HttpCalls(session, EgressPolicy.parse(settings.egress_allow),
                               ConnectionSlots(settings.http_connections,
                                               settings.http_connections_per_host),
-                              settings.max_timeout_seconds)
+                              settings.max_timeout_seconds, resolver_of(session))
         self.signing = signing or SigningKeys()
         self.target_producer = target_producer
         self.target_topics = TopicPolicy(settings)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
+import socket
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,7 +17,13 @@ from yarl import URL
 
 from duetime.kafka_targets import TopicPolicy
 from duetime.timeutil import iso
-from executor.egress import RESOLVING_FOR, EgressBlocked, EgressPolicy, blocked_reason
+from executor.egress import (
+    RESOLVING_FOR,
+    EgressBlocked,
+    EgressPolicy,
+    GuardedResolver,
+    blocked_reason,
+)
 from executor.fair_share import ConnectionSlots
 from executor.outcome import Outcome, is_success
 from schemas.api import (
@@ -41,6 +49,42 @@ class HttpCalls:
     egress: EgressPolicy
     connections: ConnectionSlots
     max_timeout_seconds: float
+    # The session's own resolver (executor.egress.resolver_of): without it, slots are per name.
+    resolver: GuardedResolver | None = None
+
+    async def slot_key(self, url: URL) -> tuple[str, str, int]:
+        """Whose connection slots a call to `url` takes: its host's address, so that many names
+        for one server share that server's cap (ADR 0062). The connector then finds the same
+        answer in the resolver's memo. A name that does not resolve keeps its own slots, and
+        the connector's lookup reports why; a name whose every address is blocked raises."""
+        literal = literal_key(url)
+        if literal is not None:
+            return literal
+        host, port = url.raw_host or "", url.port or 0
+        if self.resolver is None:
+            return url.scheme, host, port
+        try:
+            found = await self.resolver.resolve(host, port, socket.AF_UNSPEC)
+        except EgressBlocked:
+            raise
+        except OSError:
+            return url.scheme, host, port
+        if not found:
+            return url.scheme, host, port
+        try:
+            return url.scheme, ipaddress.ip_address(found[0]["host"]).compressed, port
+        except ValueError:
+            return url.scheme, host, port
+
+
+def literal_key(url: URL) -> tuple[str, str, int] | None:
+    """The slot key of a URL whose host is an address, in one spelling per address; None for
+    a name."""
+    try:
+        address = ipaddress.ip_address(url.raw_host or "")
+    except ValueError:
+        return None
+    return url.scheme, address.compressed, url.port or 0
 
 
 def without_denied_headers(target: HttpTarget) -> HttpTarget:
@@ -82,11 +126,21 @@ async def fire_http(calls: HttpCalls, req: RunRequested, target: HttpTarget) -> 
     RESOLVING_FOR.set(req.tenant)  # this attempt's task: its name lookups count as the tenant's
     try:
         calls.egress.check_url(target.url)
-        async with calls.connections.slot((url.scheme, url.raw_host or "", url.port or 0)):
+        loop = asyncio.get_running_loop()
+        left = seconds
+        key = literal_key(url)
+        if key is None:
+            # The lookup is part of the call, as when the connector made it: it counts against
+            # the job's timeout; waiting for the slot does not.
+            looked_up = loop.time()
+            async with asyncio.timeout(seconds):
+                key = await calls.slot_key(url)
+            left = max(seconds - (loop.time() - looked_up), 0.001)
+        async with calls.connections.slot(key):
             # The call's clock starts here, once it has its connection slot: waiting for a
             # busy host or a full pool does not eat the job's timeout.
-            timeout = aiohttp.ClientTimeout(total=seconds)
-            deadline = asyncio.get_running_loop().time() + seconds
+            timeout = aiohttp.ClientTimeout(total=left)
+            deadline = loop.time() + left
             async with calls.session.request(target.method, target.url, headers=headers, data=data,
                                              timeout=timeout, allow_redirects=False) as resp:
                 return await _answer(resp, target, deadline)

@@ -18,7 +18,15 @@ from aiohttp.abc import ResolveResult
 from aiohttp.resolver import ThreadedResolver
 
 from duetime.logs import JsonFormatter
-from executor.egress import RESOLVING_FOR, EgressPolicy, GuardedResolver, client_session
+from executor.egress import (
+    DNS_CACHE_SECONDS,
+    RESOLVING_FOR,
+    EgressBlocked,
+    EgressPolicy,
+    GuardedResolver,
+    client_session,
+    resolver_of,
+)
 from executor.fair_share import ConnectionSlots
 from executor.outcome import Outcome, should_retry
 from executor.service import without_secrets
@@ -58,8 +66,9 @@ async def server() -> AsyncIterator[str]:
 
 def _calls(policy: EgressPolicy = LOOPBACK, max_timeout: float = 60,
            slots: ConnectionSlots | None = None) -> HttpCalls:
-    return HttpCalls(client_session(policy, 10, 10), policy, slots or ConnectionSlots(10, 10),
-                     max_timeout)
+    session = client_session(policy, 10, 10)
+    return HttpCalls(session, policy, slots or ConnectionSlots(10, 10), max_timeout,
+                     resolver_of(session))
 
 
 def _req(url: str, **target: Any) -> tuple[RunRequested, HttpTarget]:
@@ -246,3 +255,86 @@ async def test_a_calls_name_lookups_count_as_its_tenants(server: str) -> None:
     async with calls.session:
         outcome = await fire_http(calls, req, target)
     assert outcome.status == "succeeded" and seen == [req.tenant]
+
+
+async def test_names_of_one_address_share_its_connection_slots() -> None:
+    """The per-host cap is the server's, not a name's (ADR 0062): `localhost` and `127.0.0.1`
+    are one host, so with one slot per host their calls go one at a time."""
+    in_flight, most = 0, 0
+
+    async def answer(request: web.Request) -> web.Response:
+        nonlocal in_flight, most
+        in_flight += 1
+        most = max(most, in_flight)
+        await asyncio.sleep(0.2)
+        in_flight -= 1
+        return web.Response(text="ok")
+
+    calls = _calls(slots=ConnectionSlots(total=10, per_host=1))
+    async with _serving(answer) as url, calls.session:
+        by_name = _req(url.replace("127.0.0.1", "localhost"))
+        outcomes = await asyncio.gather(*(fire_http(calls, *_req(url)) for _ in range(2)),
+                                        *(fire_http(calls, *by_name) for _ in range(2)))
+    assert [o.status for o in outcomes] == ["succeeded"] * 4
+    assert most == 1
+
+
+async def test_a_names_lookup_counts_against_the_calls_timeout() -> None:
+    """The slot's key needs the name's address first; a lookup that hangs ends the attempt
+    as `timed_out` at the job's timeout, as when the connector looked it up."""
+    class Hanging(ThreadedResolver):
+        async def resolve(self, host: str, port: int = 0,
+                          family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
+            await asyncio.sleep(30)
+            return []
+
+    calls = _calls(max_timeout=0.3)
+    resolver = resolver_of(calls.session)
+    assert resolver is not None
+    resolver.inner = Hanging()
+    async with calls.session:
+        outcome = await asyncio.wait_for(fire_http(calls, *_req("http://hangs.example/")), 5)
+    assert outcome.status == "timed_out" and outcome.error == "no response within 0.3s"
+
+
+class _Counting(ThreadedResolver):
+    def __init__(self, answers: dict[str, list[str]]) -> None:
+        super().__init__()
+        self.answers = answers
+        self.asked: list[str] = []
+
+    async def resolve(self, host: str, port: int = 0,
+                      family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
+        self.asked.append(host)
+        if host not in self.answers:
+            raise OSError(f"no such name: {host}")
+        return [ResolveResult(hostname=host, host=a, port=port, family=socket.AF_INET, proto=0,
+                              flags=socket.AI_NUMERICHOST) for a in self.answers[host]]
+
+
+async def test_the_resolvers_memo_keeps_answers_for_the_dns_cache_time_and_no_failure() -> None:
+    now = [0.0]
+    inner = _Counting({"a.example": ["8.8.8.8"], "private.example": ["10.0.0.1"]})
+    resolver = GuardedResolver(EgressPolicy(), inner, memo_names=2, clock=lambda: now[0])
+    for _ in range(3):
+        assert [r["host"] for r in await resolver.resolve("a.example", 80)] == ["8.8.8.8"]
+    assert inner.asked == ["a.example"]
+    now[0] = DNS_CACHE_SECONDS + 1  # expired: looked up again
+    await resolver.resolve("a.example", 80)
+    assert inner.asked == ["a.example"] * 2
+    for _ in range(2):  # refusals and failures are asked again each time
+        with pytest.raises(EgressBlocked, match="private address"):
+            await resolver.resolve("private.example", 80)
+        with pytest.raises(OSError, match="no such name"):
+            await resolver.resolve("missing.example", 80)
+    assert inner.asked.count("private.example") == 2 and inner.asked.count("missing.example") == 2
+
+
+async def test_the_resolvers_memo_is_bounded_oldest_first() -> None:
+    inner = _Counting({f"n{i}.example": ["8.8.8.8"] for i in range(4)})
+    resolver = GuardedResolver(EgressPolicy(), inner, memo_names=2)
+    for i in (0, 1, 2):
+        await resolver.resolve(f"n{i}.example", 80)
+    await resolver.resolve("n2.example", 80)  # kept
+    await resolver.resolve("n0.example", 80)  # the oldest, gone
+    assert inner.asked == ["n0.example", "n1.example", "n2.example", "n0.example"]
