@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Generic, TypeVar
 
@@ -90,25 +90,41 @@ class TenantShare(Generic[T]):
 
 
 class ConnectionSlots:
-    """At most `total` calls at once, at most `per_host` of them to one host.
+    """At most `total` calls at once, at most `per_host` of them to one host (an address, the
+    caller's key: ADR 0062).
 
     The same limits as the connection pool's, taken before a call starts: a call waiting for
     a busy host holds no shared slot, and the pool never makes a call wait on its clock.
+    `report` is told how many calls wait for a slot each time that changes (a gauge's `set`).
     """
 
-    def __init__(self, total: int, per_host: int) -> None:
+    def __init__(self, total: int, per_host: int,
+                 report: Callable[[int], None] | None = None) -> None:
         self.total = asyncio.Semaphore(total)
         self.per_host = per_host
         self.hosts: dict[tuple[str, str, int], tuple[asyncio.Semaphore, int]] = {}
+        self.waiting = 0  # calls that want a slot and have none yet (a host's or the pool's)
+        self.report = report
+
+    def _waiting(self, change: int) -> None:
+        self.waiting += change
+        if self.report is not None:
+            self.report(self.waiting)
 
     @asynccontextmanager
     async def slot(self, key: tuple[str, str, int]) -> AsyncIterator[None]:
         host, users = self.hosts.get(key, (asyncio.Semaphore(self.per_host), 0))
         self.hosts[key] = (host, users + 1)
+        self._waiting(+1)
+        holding = False
         try:
             async with host, self.total:
+                self._waiting(-1)
+                holding = True
                 yield
         finally:
+            if not holding:  # cancelled while it waited
+                self._waiting(-1)
             sem, users = self.hosts[key]
             if users > 1:
                 self.hosts[key] = (sem, users - 1)

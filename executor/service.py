@@ -96,6 +96,9 @@ LATENESS = Histogram("duetime_executor_lateness_seconds", "Start time minus due 
 IN_FLIGHT = Gauge("duetime_executor_in_flight", "Attempts running now")
 WAITING = Gauge("duetime_executor_waiting_for_tenant_cap",
                 "Run requests set aside because their tenant is at its in-flight cap")
+CONNECTION_WAIT = Gauge("duetime_executor_calls_waiting_for_connection",
+                        "HTTP calls waiting for a connection slot: their host (an address) is "
+                        "at DUETIME_HTTP_CONNECTIONS_PER_HOST or every connection is in use")
 WRITE_RETRIES = Counter("duetime_executor_write_retries_total",
                         "Writes recording a call that failed and were retried", ["write"])
 RUNNING_NOT_SENT = Counter("duetime_executor_running_status_not_sent_total",
@@ -159,7 +162,8 @@ class Executor:
         self.due_set, self.producer, self.session = due_set, producer, session
         self.http = HttpCalls(session, EgressPolicy.parse(settings.egress_allow),
                               ConnectionSlots(settings.http_connections,
-                                              settings.http_connections_per_host),
+                                              settings.http_connections_per_host,
+                                              CONNECTION_WAIT.set),
                               settings.max_timeout_seconds, resolver_of(session))
         self.signing = signing or SigningKeys()
         self.target_producer = target_producer

@@ -12,6 +12,7 @@ benchmark figure, not this test's business.
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -31,6 +32,7 @@ FLOOD = 1100  # more runs than the executor's 1,000 slots
 B_RATE, B_SECONDS = 50, 10
 A_TIMEOUT = 12  # A's calls outlast B's whole window
 PER_HOST = 64  # the executor's default DUETIME_HTTP_CONNECTIONS_PER_HOST
+WAITING_FOR_CONNECTION = "duetime_executor_calls_waiting_for_connection"
 
 
 class Tarpit:
@@ -131,10 +133,29 @@ async def test_a_flooding_tenant_does_not_delay_another(
         # under both its names, and end as timed out.
         assert tarpit.accepted >= PER_HOST and tarpit.peak <= PER_HOST, (tarpit.accepted,
                                                                          tarpit.peak)
+        # The rest of A's admitted calls wait for the tarpit's slots, and operators see them.
+        assert (await _gauge(WAITING_FOR_CONNECTION) or 0) > 0
         statuses = await eventually(lambda: _a_statuses(pg, a_jobs), timeout=A_TIMEOUT + 15)
         assert set(statuses) == {"timed_out"}, statuses
     finally:
         await _cancel_all(api, a_jobs)
+    # Cancelled, they wait no more: the gauge counts only calls that still want a slot.
+    assert await eventually(lambda: _gauge_is(WAITING_FOR_CONNECTION, 0.0), timeout=30)
+
+
+async def _gauge(name: str) -> float | None:
+    """A gauge of the stack's executor, as its /metrics shows it."""
+    port = os.environ.get("DUETIME_EXECUTOR_PORT", "18106")
+    async with httpx.AsyncClient() as client:
+        metrics = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
+    for line in metrics.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[-1])
+    return None
+
+
+async def _gauge_is(name: str, value: float) -> bool:
+    return await _gauge(name) == value
 
 
 async def _a_statuses(pg: asyncpg.Pool[Any], job_ids: list[str]) -> dict[str, int] | None:

@@ -7,6 +7,7 @@ import asyncio
 from typing import Any, cast
 
 import orjson
+import pytest
 from aiokafka import ConsumerRecord, TopicPartition
 
 from duetime.lifecycle import Lifecycle
@@ -122,3 +123,25 @@ async def test_connection_slots_cap_each_host_and_forget_idle_ones() -> None:
 async def _enter(slots: ConnectionSlots, key: tuple[str, str, int]) -> None:
     async with slots.slot(key):
         pass
+
+
+async def test_calls_waiting_for_a_slot_are_counted_and_reported() -> None:
+    """`duetime_executor_calls_waiting_for_connection`: a call waiting for its host or the pool
+    counts until it holds both; one cancelled while it waits counts no more."""
+    reported: list[int] = []
+    slots = ConnectionSlots(total=2, per_host=1, report=reported.append)
+    host, other = ("http", "10.0.0.1", 80), ("http", "10.0.0.2", 80)
+    async with slots.slot(host):
+        same_host = asyncio.create_task(_enter(slots, host))
+        await asyncio.sleep(0.01)
+        assert slots.waiting == 1
+        async with slots.slot(other):  # the pool's last slot
+            pool_full = asyncio.create_task(_enter(slots, ("http", "10.0.0.3", 80)))
+            await asyncio.sleep(0.01)
+            assert slots.waiting == 2
+            pool_full.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await pool_full
+            assert slots.waiting == 1
+    await asyncio.wait_for(same_host, timeout=1)
+    assert slots.waiting == 0 and reported == [1, 0, 1, 2, 1, 2, 1, 0]
