@@ -338,3 +338,21 @@ async def test_the_resolvers_memo_is_bounded_oldest_first() -> None:
     await resolver.resolve("n2.example", 80)  # kept
     await resolver.resolve("n0.example", 80)  # the oldest, gone
     assert inner.asked == ["n0.example", "n1.example", "n2.example", "n0.example"]
+
+
+@pytest.mark.parametrize(("answers", "error", "retryable"), [
+    ({}, "DNS lookup failed", True),
+    ({"name.example": ["10.0.0.1"]}, "blocked by egress policy: private address", False),
+])
+async def test_a_name_that_does_not_resolve_or_is_blocked_ends_the_attempt_as_before(
+        answers: dict[str, list[str]], error: str, retryable: bool) -> None:
+    """The slot's lookup changes no outcome: a name with no answer still fails as the
+    connector reports it, and one whose every address is blocked is refused for good."""
+    calls = _calls(EgressPolicy())
+    resolver = resolver_of(calls.session)
+    assert resolver is not None
+    resolver.inner = _Counting(answers)
+    async with calls.session:
+        outcome = await fire_http(calls, *_req("http://name.example/"))
+    assert (outcome.status, outcome.error) == ("failed", error)
+    assert should_retry(outcome, 1, RetryPolicy(max_attempts=3)) is retryable
