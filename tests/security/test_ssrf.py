@@ -135,23 +135,28 @@ async def test_an_allowed_port_is_reached_and_its_neighbour_is_not(
         await beside.stop()
 
 
+# The first port of each range the stack allows (tests' sinks, benchmarks' sinks) and the one
+# before it. The last allowed port, NOTHING_LISTENS, is never bound: other tests count on
+# nothing answering there.
+EDGES = [(SINK_PORTS.start, SINK_PORTS.start - 1), (28000, 27999)]
+
+
 async def _neighbours() -> tuple[Sink, Sink]:
-    """Sinks on the first allowed port and the one before it. (The last allowed port,
-    NOTHING_LISTENS, is never bound: other tests count on nothing answering there.) Another
-    test's sink may hold the first port for a moment: it is tried for a few seconds."""
-    inside, beside = SINK_PORTS.start, SINK_PORTS.start - 1
+    """Sinks on an allowed range's first port and the one before it. Another test's sink may
+    hold 18900 (any test's) or 18899 (the sandbox's outside ports) for a while, so the
+    benchmarks' range, which no test binds, is the other choice; both tried for a few seconds."""
     for _ in range(50):
-        try:
-            a = await Sink(ports=range(inside, inside + 1)).start()
-        except RuntimeError:
-            await asyncio.sleep(0.2)
-            continue
-        try:
-            return a, await Sink(ports=range(beside, beside + 1)).start()
-        except RuntimeError:
-            await a.stop()
-            await asyncio.sleep(0.2)
-    pytest.fail("the edge ports of the sink range stayed taken")
+        for inside, beside in EDGES:
+            try:
+                a = await Sink(ports=range(inside, inside + 1)).start()
+            except RuntimeError:
+                continue
+            try:
+                return a, await Sink(ports=range(beside, beside + 1)).start()
+            except RuntimeError:
+                await a.stop()
+        await asyncio.sleep(0.2)
+    pytest.fail("the edge ports of both allowed ranges stayed taken")
 
 
 async def test_a_redirect_to_a_blocked_address_is_not_followed(
